@@ -1,0 +1,54 @@
+"""Calling user code: plain functions in worker threads, coroutines on the loop, with timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine (functions, partials, async ``__call__``)."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
+async def call_step(
+    fn: Callable[..., Any],
+    ctx: Any,
+    state: Any,
+    timeout: float | None,
+    executor: Executor | None = None,
+) -> Any:
+    """Call a step function once.
+
+    A coroutine function runs on the loop and is cancelled when ``timeout`` runs out. A plain
+    function runs in a worker thread; on timeout it is abandoned (Python cannot stop a thread), so
+    it may still finish in the background — its changes to the data are discarded.
+    """
+    if is_async_callable(fn):
+        coro = fn(ctx, state)
+    else:
+        loop = asyncio.get_running_loop()
+        coro = loop.run_in_executor(executor, fn, ctx, state)
+    if timeout is None:
+        result = await coro
+    else:
+        result = await asyncio.wait_for(coro, timeout)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def call_condition(fn: Callable[..., Any], state: Any) -> bool:
+    """Evaluate a condition on the loop (conditions should be quick and pure)."""
+    result = fn(state)
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)

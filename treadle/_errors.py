@@ -1,0 +1,137 @@
+"""The errors treadle raises, all under one root, :class:`TreadleError`."""
+
+from __future__ import annotations
+
+
+class TreadleError(Exception):
+    """Root of every error that treadle raises on purpose."""
+
+
+class DefinitionError(TreadleError, ValueError):
+    """A workflow definition is malformed (raised by the builder or ``register``)."""
+
+
+class WorkflowNotFound(TreadleError, LookupError):
+    """No workflow of that name is registered."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"workflow {name!r} is not registered")
+        self.name = name
+
+
+class RunNotFound(TreadleError, LookupError):
+    """No run has that id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} does not exist")
+        self.run_id = run_id
+
+
+class InvalidTransition(TreadleError):
+    """The run's status does not allow the requested operation."""
+
+    def __init__(self, run_id: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} run {run_id!r}: it is {status}")
+        self.run_id = run_id
+        self.status = status
+        self.action = action
+
+
+class UnknownSignal(TreadleError, LookupError):
+    """The run's workflow never awaits a signal of that name."""
+
+    def __init__(self, run_id: str, workflow: str, name: str) -> None:
+        super().__init__(f"workflow {workflow!r} of run {run_id!r} awaits no signal {name!r}")
+        self.run_id = run_id
+        self.name = name
+
+
+class UnknownApproval(TreadleError, LookupError):
+    """The run's workflow has no approval of that name."""
+
+    def __init__(self, run_id: str, workflow: str, name: str) -> None:
+        super().__init__(f"workflow {workflow!r} of run {run_id!r} has no approval {name!r}")
+        self.run_id = run_id
+        self.name = name
+
+
+class NotAnApprover(TreadleError, PermissionError):
+    """Somebody who is not among an approval's approvers tried to decide it."""
+
+    def __init__(self, run_id: str, name: str, by: str | None, approvers: list[str]) -> None:
+        who = "an anonymous caller" if by is None else repr(by)
+        super().__init__(
+            f"{who} may not decide approval {name!r} of run {run_id!r}; approvers: {approvers}"
+        )
+        self.run_id = run_id
+        self.name = name
+        self.by = by
+
+
+class ApprovalRejected(TreadleError):
+    """An approval was rejected; the awaiting step fails with this error."""
+
+    def __init__(self, name: str, by: str | None, reason: str | None) -> None:
+        text = f"approval {name!r} was rejected"
+        if by:
+            text += f" by {by!r}"
+        if reason:
+            text += f": {reason}"
+        super().__init__(text)
+        self.name = name
+        self.by = by
+        self.reason = reason
+
+
+class WaitTimeout(TreadleError, TimeoutError):
+    """A signal or approval did not arrive before its timeout."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name!r} timed out")
+        self.kind = kind
+        self.name = name
+
+
+class DataError(TreadleError, ValueError):
+    """Run data is not JSON-serialisable (or not a JSON object)."""
+
+
+class NonRetryableError(TreadleError):
+    """Raise this (or a subclass) from a step to fail it at once, without retries."""
+
+
+class StepTimeout(TreadleError, TimeoutError):
+    """One attempt of a step ran over its ``timeout``."""
+
+    def __init__(self, step: str, seconds: float) -> None:
+        super().__init__(f"step {step!r} ran over its timeout of {seconds:g}s")
+        self.step = step
+
+
+class SubWorkflowFailed(TreadleError):
+    """A child run started by ``sub_workflow`` ended FAILED or CANCELLED."""
+
+    def __init__(self, step: str, child_id: str, status: str, error: str | None) -> None:
+        super().__init__(f"sub-workflow {step!r} (run {child_id!r}) ended {status}: {error}")
+        self.step = step
+        self.child_id = child_id
+
+
+class DefinitionMismatch(TreadleError):
+    """A run's recorded position does not exist in the workflow definition it resumes under."""
+
+
+class LeaseLost(TreadleError):
+    """This engine no longer owns the run (another worker took it over); its writes are fenced."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"lease on run {run_id!r} was lost; this worker's write was refused")
+        self.run_id = run_id
+
+
+class PersistenceError(TreadleError):
+    """The database failed; the driver's error is kept as ``__cause__``."""
+
+
+class SchemaVersionError(PersistenceError):
+    """The database schema is older or newer than this version of treadle."""

@@ -1,0 +1,354 @@
+"""The step tree: immutable nodes that the builder produces and the interpreter walks.
+
+Every node has a ``name`` unique within its workflow definition; the interpreter keys its
+checkpoints by the path of names from the root, so a name is also the node's identity on recovery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+from ._duration import Duration, parse_duration
+from ._errors import DefinitionError
+from ._retry import RetryPolicy
+from ._state import Context, State
+
+StepFunc = Callable[[Context, State], Any]
+"""A step function: ``fn(ctx, state)``, plain or ``async``; a non-None result is stored."""
+
+Condition = Callable[[State], "bool | Awaitable[bool]"]
+"""A condition of ``if_``/``while_``/``break_when``: ``cond(state) -> bool`` (may be async)."""
+
+
+@runtime_checkable
+class Step(Protocol):
+    """Anything with a name and an ``execute`` coroutine can be a step (one checkpoint)."""
+
+    name: str
+
+    async def execute(self, ctx: Context, state: State) -> None:
+        """Run the step; change the run's data through ``state.data``."""
+
+
+class WaitStrategy(Enum):
+    """When a ``parallel`` step is complete."""
+
+    ALL = "all"
+    ANY = "any"
+    COUNT = "count"
+
+
+WaitAll = WaitStrategy.ALL
+WaitAny = WaitStrategy.ANY
+WaitCount = WaitStrategy.COUNT
+
+
+@dataclass(frozen=True)
+class ActionStep:
+    """A step that calls a function; the unit of work, retry and compensation."""
+
+    name: str
+    action: StepFunc
+    compensate: StepFunc | None = None
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+
+    kind = "action"
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if not callable(self.action):
+            raise DefinitionError(f"step {self.name!r}: action {self.action!r} is not callable")
+        if self.compensate is not None and not callable(self.compensate):
+            raise DefinitionError(f"step {self.name!r}: compensate is not callable")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise DefinitionError(f"step {self.name!r}: retry must be a RetryPolicy")
+        if self.timeout is not None:
+            try:
+                object.__setattr__(self, "timeout", parse_duration(self.timeout))
+            except ValueError as exc:
+                raise DefinitionError(f"step {self.name!r}: {exc}") from None
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """The per-attempt timeout in seconds, or None."""
+        return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else None
+
+    async def execute(self, ctx: Context, state: State) -> None:
+        """Call the action once (no retry); useful to unit-test a step on its own."""
+        from ._calls import call_step
+
+        result = await call_step(self.action, ctx, state, None)
+        if result is not None:
+            state.data[self.name] = result
+
+
+def step(
+    name: str,
+    fn: StepFunc,
+    *,
+    compensate: StepFunc | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Duration | None = None,
+) -> ActionStep:
+    """Make an :class:`ActionStep` for ``then``/``else_``/``do``/``parallel``."""
+    return ActionStep(name, fn, compensate=compensate, retry=retry, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class CustomStep:
+    """A user object that satisfies :class:`Step`, run as one unit."""
+
+    name: str
+    target: Step
+    kind = "custom"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One arm of an ``if_``: a condition (None for ``else_``) and its steps."""
+
+    cond: Condition | None
+    steps: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class IfStep:
+    """``if_``/``else_if``/``else_``: the first arm whose condition holds runs."""
+
+    name: str
+    branches: tuple[Branch, ...]
+    kind = "if"
+
+
+@dataclass(frozen=True)
+class LoopStep:
+    """A loop over a list (``for_each``) or while a condition holds."""
+
+    name: str
+    body: tuple[Node, ...]
+    for_each: str | None = None
+    while_: Condition | None = None
+    break_when: Condition | None = None
+    max_iterations: int | None = None
+    kind = "loop"
+
+
+@dataclass(frozen=True)
+class ParallelStep:
+    """Branches that run concurrently; complete when the wait strategy is met."""
+
+    name: str
+    branches: tuple[Node, ...]
+    strategy: WaitStrategy = WaitStrategy.ALL
+    count: int | None = None
+    kind = "parallel"
+
+    @property
+    def needed(self) -> int:
+        """How many branches must complete."""
+        if self.strategy is WaitStrategy.ALL:
+            return len(self.branches)
+        if self.strategy is WaitStrategy.ANY:
+            return 1
+        return self.count or len(self.branches)
+
+
+@dataclass(frozen=True)
+class SignalStep:
+    """Wait for a signal; its data lands at ``state.data[name]``."""
+
+    name: str
+    timeout: timedelta | None = None
+    kind = "signal"
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """Wait for ``quorum`` distinct approvers (or one rejection)."""
+
+    name: str
+    approvers: tuple[str, ...]
+    quorum: int = 1
+    timeout: timedelta | None = None
+    kind = "approval"
+
+
+@dataclass(frozen=True)
+class SubWorkflowStep:
+    """Start a child run of another workflow and wait for it."""
+
+    name: str
+    workflow_name: str
+    input: Any = None
+    kind = "subworkflow"
+
+
+@dataclass(frozen=True)
+class SleepStep:
+    """A durable timer."""
+
+    name: str
+    duration: timedelta
+    kind = "sleep"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A built workflow: a named sequence of steps, itself usable as a step.
+
+    ``id`` is the fingerprint of the definition's shape: names, kinds and options, not code.
+    """
+
+    name: str
+    steps: tuple[Node, ...]
+    id: str = field(default="", compare=False)
+    kind = "workflow"
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", fingerprint(self))
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node below this workflow, depth first, in definition order."""
+        yield from walk(self.steps)
+
+    def describe(self) -> dict[str, Any]:
+        """The definition's shape as JSON (for storage, diagrams and fingerprints)."""
+        return describe(self)
+
+
+Node = (
+    ActionStep
+    | CustomStep
+    | IfStep
+    | LoopStep
+    | ParallelStep
+    | SignalStep
+    | ApprovalStep
+    | SubWorkflowStep
+    | SleepStep
+    | Workflow
+)
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct children of a node."""
+    if isinstance(node, Workflow):
+        return node.steps
+    if isinstance(node, IfStep):
+        return tuple(s for b in node.branches for s in b.steps)
+    if isinstance(node, LoopStep):
+        return node.body
+    if isinstance(node, ParallelStep):
+        return node.branches
+    return ()
+
+
+def walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
+    """Every node in ``nodes`` and below, depth first."""
+    for node in nodes:
+        yield node
+        yield from walk(children(node))
+
+
+def as_node(obj: object) -> Node:
+    """Accept a step given to the builder: a node, or a user object satisfying :class:`Step`."""
+    if isinstance(
+        obj,
+        ActionStep
+        | CustomStep
+        | IfStep
+        | LoopStep
+        | ParallelStep
+        | SignalStep
+        | ApprovalStep
+        | SubWorkflowStep
+        | SleepStep
+        | Workflow,
+    ):
+        return obj
+    if isinstance(obj, Step) and isinstance(getattr(obj, "name", None), str):
+        return CustomStep(obj.name, obj)
+    raise DefinitionError(
+        f"{obj!r} is not a step: use treadle.step(name, fn), ActionStep, a built workflow, "
+        f"or an object with a 'name' and an async 'execute(ctx, state)'"
+    )
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise DefinitionError(f"a step name must be a non-empty string, not {name!r}")
+    if any(ch in name for ch in "/#"):
+        raise DefinitionError(f"step name {name!r} may not contain '/' or '#'")
+
+
+def validate(workflow: Workflow) -> None:
+    """Check what the builder cannot check node by node: unique names, known references."""
+    _check_name(workflow.name)
+    seen: set[str] = {workflow.name}
+    for node in workflow.nodes():
+        _check_name(node.name)
+        if node.name in seen:
+            raise DefinitionError(
+                f"workflow {workflow.name!r}: step name {node.name!r} is used twice; "
+                f"names must be unique within a definition"
+            )
+        seen.add(node.name)
+
+
+def _callable_name(fn: object) -> str | None:
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", type(fn).__name__)
+
+
+def describe(node: Node) -> dict[str, Any]:
+    """The shape of a node and its children, as JSON-ready data."""
+    out: dict[str, Any] = {"name": node.name, "kind": node.kind}
+    if isinstance(node, ActionStep):
+        out["fn"] = _callable_name(node.action)
+        out["compensate"] = _callable_name(node.compensate)
+        if node.retry is not None:
+            out["retry"] = node.retry.max_attempts
+    elif isinstance(node, IfStep):
+        out["branches"] = [
+            {"else": b.cond is None, "steps": [describe(s) for s in b.steps]}
+            for b in node.branches
+        ]
+    elif isinstance(node, LoopStep):
+        out.update(
+            for_each=node.for_each,
+            has_while=node.while_ is not None,
+            has_break=node.break_when is not None,
+            max_iterations=node.max_iterations,
+            steps=[describe(s) for s in node.body],
+        )
+    elif isinstance(node, ParallelStep):
+        out.update(
+            strategy=node.strategy.value,
+            needed=node.needed,
+            branches=[describe(s) for s in node.branches],
+        )
+    elif isinstance(node, SignalStep | ApprovalStep | SleepStep):
+        timeout = node.duration if isinstance(node, SleepStep) else node.timeout
+        out["timeout"] = None if timeout is None else timeout.total_seconds()
+        if isinstance(node, ApprovalStep):
+            out.update(approvers=list(node.approvers), quorum=node.quorum)
+    elif isinstance(node, SubWorkflowStep):
+        out["workflow"] = node.workflow_name
+    elif isinstance(node, Workflow):
+        out["steps"] = [describe(s) for s in node.steps]
+    return out
+
+
+def fingerprint(workflow: Workflow) -> str:
+    """A short stable hash of a workflow's shape."""
+    text = json.dumps(describe(workflow), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
