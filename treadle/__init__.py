@@ -1,0 +1,135 @@
+"""treadle: a durable workflow engine for Python.
+
+Build a workflow with :func:`new`, register it with an :class:`Engine` on a persistence
+(:class:`SQLitePersistence` by default in files, :class:`PostgresPersistence` to scale out), and
+start runs. Every completed step is a checkpoint: kill the process at any moment and the runs go
+on from where they were when an engine starts again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._builder import (
+    ApprovalBuilder,
+    Builder,
+    IfBuilder,
+    LoopBuilder,
+    ParallelBuilder,
+    SignalBuilder,
+    new,
+)
+from ._clock import Clock, FakeClock, RealClock
+from ._duration import Duration, parse_duration
+from ._engine import Engine
+from ._errors import (
+    ApprovalRejected,
+    DataError,
+    DefinitionError,
+    DefinitionMismatch,
+    InvalidTransition,
+    LeaseLost,
+    NonRetryableError,
+    NotAnApprover,
+    PersistenceError,
+    RunNotFound,
+    SchemaVersionError,
+    StepTimeout,
+    SubWorkflowFailed,
+    TreadleError,
+    UnknownApproval,
+    UnknownSignal,
+    WaitTimeout,
+    WorkflowNotFound,
+)
+from ._nodes import (
+    ActionStep,
+    Condition,
+    Step,
+    StepFunc,
+    WaitAll,
+    WaitAny,
+    WaitCount,
+    WaitStrategy,
+    Workflow,
+    step,
+)
+from ._retry import RetryPolicy, new_retry_policy
+from ._state import Context, Event, State, Status
+from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
+
+if TYPE_CHECKING:
+    from .cron import Cron, Schedule, next_fire
+    from .persistence._postgres import PostgresPersistence
+
+
+def __getattr__(name: str) -> Any:
+    # Cron and PostgreSQL load on first use, so that importing treadle stays light.
+    if name == "PostgresPersistence":
+        from .persistence._postgres import PostgresPersistence
+
+        return PostgresPersistence
+    if name in ("Cron", "Schedule", "next_fire"):
+        from . import cron
+
+        return getattr(cron, name)
+    raise AttributeError(f"module 'treadle' has no attribute {name!r}")
+
+
+__all__ = [
+    "ActionStep",
+    "ApprovalBuilder",
+    "ApprovalRejected",
+    "Builder",
+    "Clock",
+    "Condition",
+    "Context",
+    "Cron",
+    "DataError",
+    "DefinitionError",
+    "DefinitionMismatch",
+    "Duration",
+    "Engine",
+    "Event",
+    "FakeClock",
+    "IfBuilder",
+    "InvalidTransition",
+    "LeaseLost",
+    "LoopBuilder",
+    "MemoryPersistence",
+    "NonRetryableError",
+    "NotAnApprover",
+    "ParallelBuilder",
+    "Persistence",
+    "PersistenceError",
+    "PostgresPersistence",
+    "RealClock",
+    "RetryPolicy",
+    "RunNotFound",
+    "SQLitePersistence",
+    "Schedule",
+    "SchemaVersionError",
+    "SignalBuilder",
+    "State",
+    "Status",
+    "Step",
+    "StepFunc",
+    "StepTimeout",
+    "SubWorkflowFailed",
+    "TreadleError",
+    "UnknownApproval",
+    "UnknownSignal",
+    "WaitAll",
+    "WaitAny",
+    "WaitCount",
+    "WaitStrategy",
+    "WaitTimeout",
+    "Workflow",
+    "WorkflowNotFound",
+    "new",
+    "new_retry_policy",
+    "next_fire",
+    "parse_duration",
+    "persistence_from_url",
+    "step",
+]

@@ -1,0 +1,43 @@
+"""Where runs are kept: the persistence contract and its backends."""
+
+from __future__ import annotations
+
+from ._base import SQLPersistence
+from ._sqlite import MemoryPersistence, SQLitePersistence
+
+Persistence = SQLPersistence
+"""The contract every backend fulfils (see :class:`SQLPersistence` for each guarantee)."""
+
+
+def persistence_from_url(url: str) -> SQLPersistence:
+    """Open a backend by URL: ``memory://``, ``sqlite:///path`` (or a plain path), or
+    ``postgresql://...``."""
+    if url.startswith("memory:"):
+        return MemoryPersistence()
+    if url.startswith("sqlite:"):
+        path = url[len("sqlite:") :]
+        if path.startswith("///"):
+            path = path[3:]
+        elif path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError(f"invalid SQLite URL {url!r}: expected sqlite:///path/to/file.db")
+        return SQLitePersistence(path)
+    if url.startswith(("postgresql:", "postgres:")):
+        from ._postgres import PostgresPersistence
+
+        return PostgresPersistence(url)
+    if "://" not in url:
+        return SQLitePersistence(url)
+    raise ValueError(
+        f"unknown database URL {url!r}: use memory://, sqlite:///path or postgresql://..."
+    )
+
+
+__all__ = [
+    "MemoryPersistence",
+    "Persistence",
+    "SQLPersistence",
+    "SQLitePersistence",
+    "persistence_from_url",
+]

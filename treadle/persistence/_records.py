@@ -1,0 +1,172 @@
+"""Rows as the core and the backends exchange them. Serialisation stays in the core: data and
+cursors travel as JSON text, times as timezone-aware datetimes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .._state import Event, Status
+
+
+def to_datetime(value: Any) -> datetime | None:
+    """Read a time column: epoch seconds (SQLite) or a datetime (PostgreSQL)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def _required_datetime(value: Any) -> datetime:
+    result = to_datetime(value)
+    assert result is not None
+    return result
+
+
+@dataclass
+class RunRecord:
+    """One row of ``runs``."""
+
+    id: str
+    workflow: str
+    definition_id: str
+    status: Status
+    data: str
+    cursor: str
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    waiting_for: list[str] = field(default_factory=list)
+    wake_at: datetime | None = None
+    parent_id: str | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
+    token: int = 0
+    control: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        """Build a record from a database row."""
+        waiting = row["waiting_for"]
+        return cls(
+            id=row["id"],
+            workflow=row["workflow"],
+            definition_id=row["definition_id"],
+            status=Status(row["status"]),
+            data=row["data"],
+            cursor=row["cursor"],
+            created_at=_required_datetime(row["created_at"]),
+            updated_at=_required_datetime(row["updated_at"]),
+            error=row["error"],
+            waiting_for=json.loads(waiting) if isinstance(waiting, str) else list(waiting),
+            wake_at=to_datetime(row["wake_at"]),
+            parent_id=row["parent_id"],
+            owner=row["owner"],
+            lease_until=to_datetime(row["lease_until"]),
+            token=int(row["token"]),
+            control=row["control"],
+        )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A history event to append."""
+
+    kind: str
+    step: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+
+
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    """Build a history :class:`Event` from a database row."""
+    detail = row["detail"]
+    return Event(
+        run_id=row["run_id"],
+        at=_required_datetime(row["at"]),
+        kind=row["kind"],
+        step=row["step"],
+        detail=json.loads(detail) if isinstance(detail, str) else dict(detail),
+    )
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    """A signal, an approval decision or a child's end, waiting to be consumed by its run."""
+
+    seq: int
+    run_id: str
+    kind: str
+    name: str
+    payload: Any
+    created_at: datetime
+
+
+@dataclass
+class Checkpoint:
+    """What one durable step of progress writes, atomically, fenced by ``token``.
+
+    ``status`` WAITING suspends the run (unless a message it waits for is already in its inbox);
+    WAITING, PAUSED and the finished statuses release the run's lease.
+    """
+
+    run_id: str
+    token: int
+    status: Status
+    data: str
+    cursor: str
+    now: datetime
+    error: str | None = None
+    waiting_for: list[str] = field(default_factory=list)
+    wake_at: datetime | None = None
+    events: list[NewEvent] = field(default_factory=list)
+    consumed: list[int] = field(default_factory=list)
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointAck:
+    """The answer to a checkpoint: whether a suspension took effect, and any pending control."""
+
+    suspended: bool
+    control: str | None
+
+
+@dataclass
+class ScheduleRecord:
+    """One row of ``schedules``."""
+
+    id: str
+    workflow: str
+    expression: str
+    timezone: str
+    input: str
+    enabled: bool
+    options: str
+    next_run: datetime | None
+    last_run: datetime | None
+    last_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleRecord:
+        """Build a record from a database row."""
+        return cls(
+            id=row["id"],
+            workflow=row["workflow"],
+            expression=row["expression"],
+            timezone=row["timezone"],
+            input=row["input"],
+            enabled=bool(row["enabled"]),
+            options=row["options"],
+            next_run=to_datetime(row["next_run"]),
+            last_run=to_datetime(row["last_run"]),
+            last_run_id=row["last_run_id"],
+            created_at=_required_datetime(row["created_at"]),
+            updated_at=_required_datetime(row["updated_at"]),
+        )

@@ -1,0 +1,152 @@
+-- Named statements for SQLite. Parameters are :named; times are epoch seconds.
+
+-- name: get_meta
+SELECT value FROM treadle_meta WHERE key = :key;
+
+-- name: set_meta
+INSERT INTO treadle_meta (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: has_meta_table
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'treadle_meta';
+
+-- name: save_definition
+INSERT INTO workflows (id, name, shape, created_at) VALUES (:id, :name, :shape, :now)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: load_definition
+SELECT id, name, shape FROM workflows WHERE id = :id;
+
+-- name: insert_run
+INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
+                  wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control)
+VALUES (:id, :workflow, :definition_id, :status, :data, :cursor, NULL, '[]',
+        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_run
+SELECT * FROM runs WHERE id = :id;
+
+-- name: lock_run
+SELECT * FROM runs WHERE id = :id;
+
+-- name: list_runs
+SELECT * FROM runs
+WHERE (:workflow IS NULL OR workflow = :workflow)
+  AND (:status IS NULL OR status = :status)
+  AND (:parent_id IS NULL OR parent_id = :parent_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: claim_runs
+UPDATE runs
+SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE workflow IN (SELECT value FROM json_each(:workflows))
+      AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now))
+           OR (status = 'waiting' AND wake_at <= :due))
+    ORDER BY created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: claim_run
+UPDATE runs
+SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
+    updated_at = :now
+WHERE id = :id
+  AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now))
+       OR (status = 'waiting' AND wake_at <= :due))
+RETURNING *;
+
+-- name: renew_leases
+UPDATE runs SET lease_until = :lease_until WHERE owner = :owner
+RETURNING id, control;
+
+-- name: release_runs
+UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = :owner;
+
+-- name: release_run
+UPDATE runs SET owner = NULL, lease_until = NULL WHERE id = :id AND token = :token;
+
+-- name: owners
+SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL;
+
+-- name: save_checkpoint
+UPDATE runs
+SET status = :status, data = :data, cursor = :cursor, error = :error,
+    waiting_for = :waiting_for, wake_at = :wake_at, updated_at = :now,
+    owner = CASE WHEN :release THEN NULL ELSE owner END,
+    lease_until = CASE WHEN :release THEN NULL ELSE lease_until END,
+    control = CASE WHEN :clear_control THEN NULL ELSE control END
+WHERE id = :id AND token = :token
+RETURNING control;
+
+
+-- name: insert_event
+INSERT INTO events (run_id, at, kind, step, detail) VALUES (:run_id, :at, :kind, :step, :detail);
+
+-- name: history
+SELECT run_id, at, kind, step, detail FROM events WHERE run_id = :run_id ORDER BY id;
+
+-- name: insert_inbox
+INSERT INTO inbox (run_id, kind, name, payload, created_at)
+VALUES (:run_id, :kind, :name, :payload, :now);
+
+-- name: read_inbox
+SELECT seq, run_id, kind, name, payload, created_at FROM inbox
+WHERE run_id = :run_id AND consumed = 0 AND kind = :kind AND name = :name
+ORDER BY seq;
+
+-- name: pending_inbox
+SELECT seq, kind, name FROM inbox WHERE run_id = :run_id AND consumed = 0 ORDER BY seq;
+
+-- name: consume_inbox
+UPDATE inbox SET consumed = 1 WHERE seq IN (SELECT value FROM json_each(:seqs));
+
+-- name: next_wake
+SELECT MIN(wake_at) AS wake_at FROM runs
+WHERE status = 'waiting' AND wake_at IS NOT NULL
+  AND workflow IN (SELECT value FROM json_each(:workflows));
+
+-- name: insert_schedule
+INSERT INTO schedules (id, workflow, expression, timezone, input, enabled, options, next_run,
+                       last_run, last_run_id, created_at, updated_at)
+VALUES (:id, :workflow, :expression, :timezone, :input, :enabled, :options, :next_run,
+        NULL, NULL, :now, :now)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = :id;
+
+-- name: set_schedule_enabled
+UPDATE schedules SET enabled = :enabled, next_run = :next_run, updated_at = :now WHERE id = :id;
+
+-- name: advance_schedule
+UPDATE schedules
+SET next_run = :new_next, last_run = COALESCE(:last_run, last_run),
+    last_run_id = COALESCE(:last_run_id, last_run_id), updated_at = :now
+WHERE id = :id AND next_run = :expected_next AND enabled = 1;
+
+-- name: make_runnable
+UPDATE runs
+SET status = 'running', wake_at = NULL, waiting_for = '[]', updated_at = :now,
+    owner = :owner, lease_until = :lease_until, token = token + 1
+WHERE id = :id
+RETURNING *;
+
+-- name: set_control
+UPDATE runs SET control = :control WHERE id = :id;
+
+-- name: park
+UPDATE runs
+SET status = 'paused', control = NULL, owner = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :id;
