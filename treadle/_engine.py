@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -190,7 +191,7 @@ class Engine:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         for driver in list(self._active.values()):
-            driver.control = driver.control or "pause-for-shutdown"
+            driver.control = driver.control or "shutdown"
         tasks = [d.task for d in self._active.values() if d.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=drain)
@@ -391,10 +392,8 @@ class Engine:
         """Cancel every unfinished child run of ``run_id``."""
         for child in await self.persistence.list_runs(parent_id=run_id, limit=10_000):
             if not child.status.finished:
-                try:
+                with contextlib.suppress(InvalidTransition, RunNotFound):
                     await self.cancel(child.id)
-                except (InvalidTransition, RunNotFound):
-                    pass
 
     async def signal(self, run_id: str, name: str, data: Any = None) -> None:
         """Send a signal; it is kept in order until the run reaches ``await_signal(name)``."""
@@ -487,14 +486,20 @@ class Engine:
             status = await driver.drive()
             if status.finished:
                 self.metrics.finished(driver.workflow.name, status.value)
+            elif status is Status.RUNNING:
+                await self._release(driver)
         except LeaseLost:
-            log.warning("run %s: lease lost; another worker took it over", run_id,
-                        extra={"run_id": run_id})
+            log.warning(
+                "run %s: lease lost; another worker took it over", run_id, extra={"run_id": run_id}
+            )
         except asyncio.CancelledError:
             await asyncio.shield(self._release(driver))
         except Exception:
-            log.exception("run %s: execution stopped by an unexpected error; released for retry",
-                          run_id, extra={"run_id": run_id})
+            log.exception(
+                "run %s: execution stopped by an unexpected error; released for retry",
+                run_id,
+                extra={"run_id": run_id},
+            )
             await asyncio.shield(self._release(driver))
         finally:
             self._active.pop(run_id, None)
@@ -523,10 +528,8 @@ class Engine:
                 log.exception("dispatcher: could not claim work; retrying")
                 timeout = self.poll_interval
             if timeout > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             self._wake.clear()
 
     async def _claim_some(self) -> None:

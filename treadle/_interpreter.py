@@ -63,7 +63,9 @@ _MISSING = object()
 def encode_data(data: object, where: str) -> str:
     """Serialise run data, or raise :class:`DataError` saying what is wrong and where."""
     if not isinstance(data, dict):
-        raise DataError(f"{where}: run data must be a JSON object (dict), not {type(data).__name__}")
+        raise DataError(
+            f"{where}: run data must be a JSON object (dict), not {type(data).__name__}"
+        )
     try:
         return json.dumps(data, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -75,7 +77,7 @@ def new_cursor() -> str:
     return '{"n":{},"c":[],"f":null}'
 
 
-class Suspend(Exception):  # noqa: N818 - control flow, not an error
+class Suspend(Exception):
     """The run cannot go on until something arrives or a time comes."""
 
     def __init__(self, waits: list[str], wake_at: datetime | None) -> None:
@@ -98,12 +100,16 @@ class Suspend(Exception):  # noqa: N818 - control flow, not an error
         return Suspend(waits, min(times) if times else None)
 
 
-class PauseRequested(Exception):  # noqa: N818
+class PauseRequested(Exception):
     """The run was asked to pause; it stops before its next step."""
 
 
-class CancelRequested(Exception):  # noqa: N818
+class CancelRequested(Exception):
     """The run was asked to cancel."""
+
+
+class ShutdownRequested(Exception):
+    """The engine is closing: stop before the next step and hand the run back."""
 
 
 class StepFailure(Exception):
@@ -244,6 +250,8 @@ class RunDriver:
             raise CancelRequested()
         if self.control == "pause":
             raise PauseRequested()
+        if self.control == "shutdown":
+            raise ShutdownRequested()
 
     # The walk ------------------------------------------------------------------------------
 
@@ -329,15 +337,22 @@ class RunDriver:
         self.note("step_completed", node.name, attempt=attempt, ms=took)
         engine.metrics.step_done(self.workflow.name, node.name, took / 1000)
 
-    def _failed(self, node: ActionStep | CustomStep, path: str, attempt: int, error: Exception) -> None:
+    def _failed(
+        self, node: ActionStep | CustomStep, path: str, attempt: int, error: Exception
+    ) -> None:
         policy = node.retry if isinstance(node, ActionStep) else None
         text = f"{type(error).__name__}: {error}"
         if policy is not None and policy.should_retry(error, attempt):
             wait = policy.wait_before(attempt, f"{self.run_id}/{path}")
             retry_at = self.engine.clock.now() + wait
             self.nodes[path] = {"k": node.kind, "a": attempt, "r": retry_at.timestamp()}
-            self.note("step_failed", node.name, attempt=attempt, error=text,
-                      retry_in=round(wait.total_seconds(), 3))
+            self.note(
+                "step_failed",
+                node.name,
+                attempt=attempt,
+                error=text,
+                retry_in=round(wait.total_seconds(), 3),
+            )
             self.engine.metrics.retried(self.workflow.name, node.name)
             raise Suspend([f"retry:{node.name}"], retry_at)
         self.note("step_failed", node.name, attempt=attempt, error=text, final=True)
@@ -443,7 +458,7 @@ class RunDriver:
                         failure = failure or exc
                         if total - len(entry["failed"]) < needed:
                             raise exc
-                    elif isinstance(exc, Suspend | PauseRequested):
+                    elif isinstance(exc, Suspend | PauseRequested | ShutdownRequested):
                         held.append(exc)
                     else:
                         raise exc
@@ -455,7 +470,7 @@ class RunDriver:
         if len(entry["done"]) >= needed:
             self.note("parallel_completed", node.name, done=list(entry["done"]))
             return
-        pauses = [h for h in held if isinstance(h, PauseRequested)]
+        pauses = [h for h in held if isinstance(h, PauseRequested | ShutdownRequested)]
         if pauses:
             raise pauses[0]
         suspensions = [h for h in held if isinstance(h, Suspend)]
@@ -525,18 +540,21 @@ class RunDriver:
             by = decision.get("by")
             if not decision.get("approved"):
                 reason = decision.get("reason")
-                self.set_data(node.name, {"approved": False, "by": [by] if by else [],
-                                          "reason": reason})
-                self.note("step_failed", node.name, error="rejected", by=by, reason=reason,
-                          final=True)
+                self.set_data(
+                    node.name, {"approved": False, "by": [by] if by else [], "reason": reason}
+                )
+                self.note(
+                    "step_failed", node.name, error="rejected", by=by, reason=reason, final=True
+                )
                 raise StepFailure(node.name, ApprovalRejected(node.name, by, reason))
             if by is None or by not in voters:
                 voters.append(by)
             if decision.get("comment") is not None:
                 entry["comment"] = decision["comment"]
             if len(voters) >= node.quorum:
-                self.set_data(node.name, {"approved": True, "by": voters,
-                                          "comment": entry.get("comment")})
+                self.set_data(
+                    node.name, {"approved": True, "by": voters, "comment": entry.get("comment")}
+                )
                 return
         self._timed_out(node, self._due(entry["dl"]))
 
@@ -547,10 +565,10 @@ class RunDriver:
             entry = {"k": "sleep", "at": due.timestamp()}
             self.nodes[path] = entry
             self.dirty = True
-        due = self._due(entry["at"])
-        assert due is not None
-        if self.engine.clock.now() < due:
-            raise Suspend([f"timer:{node.name}"], due)
+        at = self._due(entry["at"])
+        assert at is not None
+        if self.engine.clock.now() < at:
+            raise Suspend([f"timer:{node.name}"], at)
         self.note("timer_fired", node.name)
 
     async def _subworkflow(self, node: SubWorkflowStep, path: str) -> None:
@@ -652,6 +670,9 @@ class RunDriver:
                 if ack.suspended:
                     return Status.WAITING
                 continue
+            except ShutdownRequested:
+                await self.flush()
+                return Status.RUNNING
             except PauseRequested:
                 self.note("paused")
                 await self.checkpoint(Status.PAUSED)

@@ -12,7 +12,7 @@ class Metrics:
         self.runs_started: Counter[str] = Counter()
         self.runs_finished: Counter[tuple[str, str]] = Counter()
         self.steps: Counter[tuple[str, str]] = Counter()
-        self.step_seconds: Counter[tuple[str, str]] = Counter()
+        self.step_seconds: dict[tuple[str, str], float] = {}
         self.retries: Counter[tuple[str, str]] = Counter()
 
     def started(self, workflow: str) -> None:
@@ -26,7 +26,8 @@ class Metrics:
     def step_done(self, workflow: str, step: str, seconds: float) -> None:
         """A step completed after ``seconds``."""
         self.steps[(workflow, step)] += 1
-        self.step_seconds[(workflow, step)] += seconds
+        key = (workflow, step)
+        self.step_seconds[key] = self.step_seconds.get(key, 0.0) + seconds
 
     def retried(self, workflow: str, step: str) -> None:
         """A step failed and will be retried."""

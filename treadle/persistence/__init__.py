@@ -26,7 +26,8 @@ def persistence_from_url(url: str) -> SQLPersistence:
     if url.startswith(("postgresql:", "postgres:")):
         from ._postgres import PostgresPersistence
 
-        return PostgresPersistence(url)
+        backend: SQLPersistence = PostgresPersistence(url)
+        return backend
     if "://" not in url:
         return SQLitePersistence(url)
     raise ValueError(

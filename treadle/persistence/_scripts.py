@@ -110,9 +110,7 @@ def list_runs(
     tx: Tx, workflow: str | None, status: str | None, parent_id: str | None, limit: int
 ) -> list[RunRecord]:
     """Runs, newest first."""
-    rows = tx.all(
-        "list_runs", workflow=workflow, status=status, parent_id=parent_id, limit=limit
-    )
+    rows = tx.all("list_runs", workflow=workflow, status=status, parent_id=parent_id, limit=limit)
     return [RunRecord.from_row(r) for r in rows]
 
 
