@@ -1,0 +1,534 @@
+"""treadle vs DBOS Transact, one run, same machine, same durability (SQLite WAL + FULL).
+
+    python bench/run.py [--quick] [--out bench/results/latest.json]
+
+Creates bench/.venv-dbos (python -m venv + pip install dbos==3.4.*) if it is missing,
+then measures, each figure in a fresh process:
+
+* the raw SQLite commit cost (bench/raw_commit.py), in this interpreter;
+* DBOS (bench/dbos_side.py, run by the DBOS venv's interpreter);
+* treadle (bench/treadle_side.py, run by this interpreter through ``--treadle-part``).
+
+It prints one table (figure | treadle | DBOS | treadle/DBOS) and writes JSON.
+Progress goes to stderr.
+
+The treadle side is a module ``bench/treadle_side.py`` with these coroutines, each
+returning a dict with (at least) the keys listed; a missing module or function is
+reported as "missing" and its figures left empty:
+
+    async def sequential(n: int, db_path: str) -> dict
+        # n three-step workflows started and awaited one after another
+        # keys: n, wall_s, workflows_per_s, p50_ms, p99_ms
+    async def concurrent(n: int, db_path: str) -> dict
+        # n three-step workflows started at once, then all awaited
+        # keys: n, wall_s, workflows_per_s
+    async def step_cost(n: int, db_path: str) -> dict
+        # n one-step and n eleven-step workflows run sequentially
+        # keys: per_step_us = (mean 11-step latency - mean 1-step latency) / 10 in µs,
+        #       one_step_mean_us, eleven_step_mean_us
+    async def waiting(n: int, sample: int, db_path: str) -> dict
+        # n runs parked on a signal; signal `sample` of them (spread over the n) in one
+        # burst; latency = signal() call to the body of the run's next step starting
+        # keys: n_parked, rss_mb (VmRSS with n parked, benchlib.rss_kib()/1024),
+        #       rss_per_parked_run_bytes, signal_to_step_p50_ms, signal_to_step_p99_ms
+    async def growth(stored: int, n: int, db_path: str) -> dict
+        # store `stored` completed three-step runs (bulk SQL is fine), then measure
+        # the per-step cost exactly as step_cost(n, ...) does
+        # keys: stored_workflows, per_step_us
+
+db_path is a fresh SQLite file path (nothing exists there yet); the side must open
+it with journal_mode=WAL and synchronous=FULL and may add a "pragmas" key saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
+
+from benchlib import FULL_COUNTS, QUICK_COUNTS, emit, log  # noqa: E402
+
+DBOS_VENV = BENCH_DIR / ".venv-dbos"
+DBOS_REQUIREMENT = "dbos==3.4.*"
+DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
+
+Result = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- DBOS venv
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_dbos_venv() -> Path:
+    """Create bench/.venv-dbos with DBOS installed, unless it already works."""
+    py = _venv_python(DBOS_VENV)
+    check = [str(py), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"]
+    if py.exists():
+        r = subprocess.run(check, capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip().startswith("3.4."):
+            return py
+        log(f"DBOS venv at {DBOS_VENV} is unusable, recreating it")
+        shutil.rmtree(DBOS_VENV, ignore_errors=True)
+    log(f"creating {DBOS_VENV} and installing {DBOS_REQUIREMENT} (one-time)")
+    subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            DBOS_REQUIREMENT,
+        ],
+        check=True,
+    )
+    subprocess.run(check, check=True, capture_output=True)
+    return py
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
+    """Run one part in its own process; its last stdout line is a JSON object."""
+    log(f"{label}: start")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, cwd=BENCH_DIR
+        )
+    except subprocess.TimeoutExpired:
+        log(f"{label}: timed out after {timeout:.0f}s")
+        return {"error": f"timed out after {timeout:.0f}s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    if not lines:
+        return {"error": f"exit code {proc.returncode}, no JSON on stdout"}
+    try:
+        result: Result = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        return {"error": f"bad JSON from part: {e}"}
+    result.setdefault("process_s", time.perf_counter() - t0)
+    status = result.get("error") or result.get("missing") or "ok"
+    log(f"{label}: {status} ({time.perf_counter() - t0:.1f}s)")
+    return result
+
+
+def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -> Result:
+    script = str(BENCH_DIR / "dbos_side.py")
+
+    def part(name: str, *extra: str) -> Result:
+        d = os.path.join(workdir, "dbos")
+        return _run_json([str(py), script, name, "--dir", d, *extra], timeout, f"dbos {name}")
+
+    return {
+        "pragmas": part("pragmas"),
+        "sequential": part("sequential", "--n", str(counts["sequential"])),
+        "concurrent": part("concurrent", "--n", str(counts["concurrent"])),
+        "step_cost": part("step_cost", "--n", str(counts["step_cost"])),
+        "waiting": part(
+            "waiting", "--n", str(counts["waiting"]), "--sample", str(counts["waiting_sample"])
+        ),
+        "growth_small": part(
+            "growth",
+            "--n",
+            str(counts["growth_measure"]),
+            "--stored",
+            str(counts["growth_small"]),
+        ),
+        "growth_large": part(
+            "growth",
+            "--n",
+            str(counts["growth_measure"]),
+            "--stored",
+            str(counts["growth_large"]),
+        ),
+    }
+
+
+def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> Result:
+    if not (BENCH_DIR / "treadle_side.py").exists():
+        log("treadle side: bench/treadle_side.py not written yet, figures marked missing")
+        missing: Result = {"missing": "bench/treadle_side.py does not exist yet"}
+        return {
+            k: missing
+            for k in (
+                "sequential",
+                "concurrent",
+                "step_cost",
+                "waiting",
+                "growth_small",
+                "growth_large",
+            )
+        }
+    d = os.path.join(workdir, "treadle")
+
+    def part(name: str, key: str, **kw: int) -> Result:
+        cmd = [
+            sys.executable,
+            str(BENCH_DIR / "run.py"),
+            "--treadle-part",
+            name,
+            "--part-dir",
+            d,
+            "--part-db",
+            f"treadle_{key}.sqlite",
+        ]
+        for k, v in kw.items():
+            cmd += [f"--part-{k}", str(v)]
+        return _run_json(cmd, timeout, f"treadle {key}")
+
+    return {
+        "sequential": part("sequential", "sequential", n=counts["sequential"]),
+        "concurrent": part("concurrent", "concurrent", n=counts["concurrent"]),
+        "step_cost": part("step_cost", "step_cost", n=counts["step_cost"]),
+        "waiting": part("waiting", "waiting", n=counts["waiting"], sample=counts["waiting_sample"]),
+        "growth_small": part(
+            "growth", "growth_small", stored=counts["growth_small"], n=counts["growth_measure"]
+        ),
+        "growth_large": part(
+            "growth", "growth_large", stored=counts["growth_large"], n=counts["growth_measure"]
+        ),
+    }
+
+
+def treadle_child(args: argparse.Namespace) -> None:
+    """Child-process mode: run one treadle part and print its JSON."""
+    try:
+        try:
+            mod = importlib.import_module("treadle_side")
+        except ImportError as e:
+            emit({"missing": f"cannot import bench/treadle_side.py: {e}"})
+            return
+        fn = getattr(mod, args.treadle_part, None)
+        if fn is None:
+            emit({"missing": f"treadle_side.{args.treadle_part} is not defined"})
+            return
+        os.makedirs(args.part_dir, exist_ok=True)
+        db = os.path.join(args.part_dir, args.part_db)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        n, sample, stored = args.part_n, args.part_sample, args.part_stored
+        if args.treadle_part == "waiting":
+            result = asyncio.run(fn(n, sample, db))
+        elif args.treadle_part == "growth":
+            result = asyncio.run(fn(stored, n, db))
+        else:
+            result = asyncio.run(fn(n, db))
+        emit(dict(result))
+    except Exception as e:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        emit({"error": f"{type(e).__name__}: {e}"})
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # parked runs / background threads must not keep the child alive
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _get(d: Result, *path: str) -> float | None:
+    cur: Any = d
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    if isinstance(cur, bool) or not isinstance(cur, int | float):
+        return None
+    f = float(cur)
+    return None if math.isnan(f) else f
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
+    """Rows of figure | unit | treadle | DBOS | treadle/DBOS (pair by pair)."""
+    full_us = _get(raw, "one_row_full", "mean_us")
+    rows: list[Result] = []
+
+    def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
+        rows.append(
+            {
+                "figure": figure,
+                "unit": unit,
+                "better": better,
+                "treadle": t,
+                "dbos": d,
+                "ratio": _div(t, d),
+            }
+        )
+
+    row(
+        "sequential: workflows/s",
+        "wf/s",
+        "higher",
+        _get(treadle, "sequential", "workflows_per_s"),
+        _get(dbos, "sequential", "workflows_per_s"),
+    )
+    row(
+        "sequential: p50 latency",
+        "ms",
+        "lower",
+        _get(treadle, "sequential", "p50_ms"),
+        _get(dbos, "sequential", "p50_ms"),
+    )
+    row(
+        "sequential: p99 latency",
+        "ms",
+        "lower",
+        _get(treadle, "sequential", "p99_ms"),
+        _get(dbos, "sequential", "p99_ms"),
+    )
+    row(
+        "concurrent: wall time",
+        "s",
+        "lower",
+        _get(treadle, "concurrent", "wall_s"),
+        _get(dbos, "concurrent", "wall_s"),
+    )
+    row(
+        "concurrent: workflows/s",
+        "wf/s",
+        "higher",
+        _get(treadle, "concurrent", "workflows_per_s"),
+        _get(dbos, "concurrent", "workflows_per_s"),
+    )
+    t_step = _get(treadle, "step_cost", "per_step_us")
+    d_step = _get(dbos, "step_cost", "per_step_us")
+    row("cost per step (marginal)", "µs", "lower", t_step, d_step)
+    row(
+        "cost per step / raw FULL commit",
+        "x",
+        "lower",
+        _div(t_step, full_us),
+        _div(d_step, full_us),
+    )
+    row(
+        "waiting: RSS with N parked",
+        "MB",
+        "lower",
+        _get(treadle, "waiting", "rss_mb"),
+        _get(dbos, "waiting", "rss_mb"),
+    )
+    row(
+        "waiting: RSS per parked run",
+        "bytes",
+        "lower",
+        _get(treadle, "waiting", "rss_per_parked_run_bytes"),
+        _get(dbos, "waiting", "rss_per_parked_run_bytes"),
+    )
+    row(
+        "waiting: signal -> next step p50",
+        "ms",
+        "lower",
+        _get(treadle, "waiting", "signal_to_step_p50_ms"),
+        _get(dbos, "waiting", "signal_to_step_p50_ms"),
+    )
+    row(
+        "waiting: signal -> next step p99",
+        "ms",
+        "lower",
+        _get(treadle, "waiting", "signal_to_step_p99_ms"),
+        _get(dbos, "waiting", "signal_to_step_p99_ms"),
+    )
+    t_small = _get(treadle, "growth_small", "per_step_us")
+    d_small = _get(dbos, "growth_small", "per_step_us")
+    t_large = _get(treadle, "growth_large", "per_step_us")
+    d_large = _get(dbos, "growth_large", "per_step_us")
+    row("growth: per step, small store", "µs", "lower", t_small, d_small)
+    row("growth: per step, large store", "µs", "lower", t_large, d_large)
+    row("growth: large / small", "x", "lower", _div(t_large, t_small), _div(d_large, d_small))
+    return rows
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str:
+    head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
+    body = [
+        (r["figure"], r["unit"], _fmt(r["treadle"]), _fmt(r["dbos"]), _fmt(r["ratio"]))
+        for r in rows
+    ]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    out = [line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)]
+    out.append("")
+    out.append("raw SQLite commit, same run (WAL):")
+    out.append(
+        f"  one small row, synchronous=FULL  : {_fmt(_get(raw, 'one_row_full', 'mean_us'))}"
+        f" µs mean, {_fmt(_get(raw, 'one_row_full', 'p50_us'))} µs p50"
+    )
+    out.append(
+        f"  one small row, synchronous=NORMAL: "
+        f"{_fmt(_get(raw, 'one_row_normal', 'mean_us'))} µs mean, "
+        f"{_fmt(_get(raw, 'one_row_normal', 'p50_us'))} µs p50"
+    )
+    out.append(
+        f"  100-row batches, synchronous=FULL: "
+        f"{_fmt(_get(raw, 'batch100_full', 'rows_per_s'))} rows/s"
+    )
+    out.append("")
+    out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    return "\n".join(out)
+
+
+def _errors(side: str, parts: Result) -> list[str]:
+    msgs = []
+    for name, r in parts.items():
+        if isinstance(r, dict) and (r.get("error") or r.get("missing")):
+            msgs.append(f"{side} {name}: {r.get('error') or r.get('missing')}")
+    return msgs
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10
+        )
+        return r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="scaled-down counts for a fast check")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="where to write the JSON results")
+    ap.add_argument("--workdir", default=None, help="where the SQLite files go (default: tmp)")
+    ap.add_argument("--keep", action="store_true", help="keep the SQLite files afterwards")
+    ap.add_argument("--skip-dbos", action="store_true")
+    ap.add_argument("--skip-treadle", action="store_true")
+    ap.add_argument(
+        "--part-timeout",
+        type=float,
+        default=None,
+        help="seconds allowed per figure (default 900 quick, 7200 full)",
+    )
+    # internal: child-process mode for one treadle figure
+    ap.add_argument("--treadle-part", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--part-dir", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--part-db", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--part-n", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--part-sample", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--part-stored", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.treadle_part:
+        treadle_child(args)
+        return
+
+    counts = dict(QUICK_COUNTS if args.quick else FULL_COUNTS)
+    timeout = args.part_timeout or (900.0 if args.quick else 7200.0)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="treadle-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    log(f"mode={'quick' if args.quick else 'full'} workdir={workdir}")
+
+    import raw_commit
+
+    log("raw commit baseline")
+    try:
+        raw: Result = raw_commit.measure(2000, os.path.join(workdir, "raw"))
+    except Exception as e:
+        raw = {"error": f"{type(e).__name__}: {e}"}
+
+    dbos: Result = {}
+    if not args.skip_dbos:
+        try:
+            py = ensure_dbos_venv()
+            dbos = dbos_parts(py, counts, workdir, timeout)
+        except Exception as e:
+            log(f"DBOS side failed: {e}")
+            dbos = {"error": f"{type(e).__name__}: {e}"}
+
+    treadle: Result = {}
+    if not args.skip_treadle:
+        treadle = treadle_parts(counts, workdir, timeout)
+
+    rows = build_table(raw, dbos, treadle)
+    table = format_table(rows, raw, counts)
+    problems = _errors("dbos", dbos) + _errors("treadle", treadle)
+
+    result: Result = {
+        "meta": {
+            "started_utc": started.isoformat(),
+            "finished_utc": dt.datetime.now(dt.UTC).isoformat(),
+            "mode": "quick" if args.quick else "full",
+            "counts": counts,
+            "durability": {"journal_mode": "wal", "synchronous": "FULL"},
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+            },
+            "git_commit": _git_commit(),
+            "ratio": "treadle / DBOS, figure by figure, both measured in this run",
+        },
+        "raw_commit": raw,
+        "dbos": dbos,
+        "treadle": treadle,
+        "table": rows,
+        "problems": problems,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(table)
+    if problems:
+        print("\nnot measured / failed:")
+        for p in problems:
+            print(f"  {p}")
+    print(f"\nJSON written to {out}")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
