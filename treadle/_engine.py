@@ -259,7 +259,6 @@ class Engine:
             id=run_id,
             workflow=workflow.name,
             definition_id=workflow.id,
-            status=Status.PENDING,
             data=data_json,
             cursor=new_cursor(),
             created_at=now,
@@ -268,6 +267,7 @@ class Engine:
             owner=self.owner if claim else None,
             lease_until=utcnow() + self.lease if claim else None,
             token=1,
+            status=Status.RUNNING if claim else Status.PENDING,
         )
         event = NewEvent("created", None, {"workflow": workflow.name, "definition": workflow.id})
         stored, created = await self.persistence.create_run(record, event)
@@ -319,6 +319,15 @@ class Engine:
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(run_id, []).append(future)
             try:
+                driver = self._active.get(run_id)
+                if driver is not None:
+                    # Executed here: its driver says when it ends, no need to read the database.
+                    remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                    await asyncio.wait([future], timeout=remaining)
+                    if driver.status.finished:
+                        return driver.snapshot()
+                    if future.done():
+                        continue
                 record = await self._get(run_id)
                 if record.status.finished:
                     return to_state(record)
@@ -502,11 +511,13 @@ class Engine:
             )
             await asyncio.shield(self._release(driver))
         finally:
+            full = len(self._active) >= self.max_concurrent_runs
             self._active.pop(run_id, None)
             for future in self._waiters.get(run_id, []):
                 if not future.done():
                     future.set_result(None)
-            self._wake.set()
+            if full:
+                self._wake.set()
 
     async def _release(self, driver: RunDriver) -> None:
         try:

@@ -156,6 +156,7 @@ class RunDriver:
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
         self.status = record.status
+        self.error: str | None = record.error
         self._by_name = {node.name: node for node in workflow.nodes()}
 
     # Checkpoints ---------------------------------------------------------------------------
@@ -195,6 +196,7 @@ class RunDriver:
             parent_id=self.record.parent_id,
         )
         ack = await self.engine.persistence.save_checkpoint(checkpoint)
+        self.error = error
         if ack.control and self.control != "cancel":
             self.control = ack.control
         self.status = status
@@ -225,6 +227,19 @@ class RunDriver:
                 else:
                     self.data[key] = new
         self.data_json = encode_data(self.data, "parallel merge")
+
+    def snapshot(self) -> State:
+        """The run as this driver last wrote it (a detached copy)."""
+        return State(
+            id=self.run_id,
+            workflow=self.workflow.name,
+            status=self.status,
+            data=json.loads(self.data_json),
+            created_at=self.record.created_at,
+            updated_at=self.engine.clock.now(),
+            error=self.error,
+            parent_id=self.record.parent_id,
+        )
 
     def view(self) -> State:
         """The run as conditions see it."""
@@ -647,8 +662,6 @@ class RunDriver:
 
     async def drive(self) -> Status:
         """Run until the run completes, fails, is cancelled, pauses or waits."""
-        if self.status is Status.PENDING:
-            self.note("run_started")
         try:
             self.check_definition()
         except DefinitionMismatch as exc:
