@@ -42,6 +42,7 @@ from ._errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from ._logging import RunContextFilter, configure_logging
 from ._nodes import (
     ActionStep,
     Condition,
@@ -105,6 +106,7 @@ __all__ = [
     "PostgresPersistence",
     "RealClock",
     "RetryPolicy",
+    "RunContextFilter",
     "RunNotFound",
     "SQLitePersistence",
     "Schedule",
@@ -126,6 +128,7 @@ __all__ = [
     "WaitTimeout",
     "Workflow",
     "WorkflowNotFound",
+    "configure_logging",
     "new",
     "new_retry_policy",
     "next_fire",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -36,7 +37,9 @@ async def call_step(
         coro = fn(ctx, state)
     else:
         loop = asyncio.get_running_loop()
-        coro = loop.run_in_executor(executor, fn, ctx, state)
+        # Copy the context so that the run id and step follow the function into its thread.
+        context = contextvars.copy_context()
+        coro = loop.run_in_executor(executor, context.run, fn, ctx, state)
     if timeout is None:
         result = await coro
     else:

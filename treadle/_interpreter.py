@@ -36,6 +36,7 @@ from ._errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from ._logging import current_run, current_step
 from ._nodes import (
     ActionStep,
     ApprovalStep,
@@ -329,6 +330,7 @@ class RunDriver:
         state = self.view()
         state.data = json.loads(base_json)
         started = time.perf_counter()
+        step_token = current_step.set(node.name)
         try:
             if isinstance(node, CustomStep):
                 await node.target.execute(ctx, state)
@@ -345,6 +347,8 @@ class RunDriver:
             self._failed(node, path, attempt, error)
         except Exception as exc:
             self._failed(node, path, attempt, exc)
+        finally:
+            current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
         self._merge(state.data, new_json, base_json)
         if isinstance(node, ActionStep) and node.compensate is not None:
@@ -662,6 +666,7 @@ class RunDriver:
 
     async def drive(self) -> Status:
         """Run until the run completes, fails, is cancelled, pauses or waits."""
+        current_run.set(self.run_id)
         try:
             self.check_definition()
         except DefinitionMismatch as exc:
