@@ -9,19 +9,18 @@ still survives a crash of the process, but the last commits may be lost on a pow
 from __future__ import annotations
 
 import asyncio
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .._errors import PersistenceError, TreadleError
+from .._errors import PersistenceError
 from ._base import SQLPersistence
+from ._batch import Job, JobQueue, Outcome, failed, run_in_savepoints, settle
 from ._sql import Row, queries
 
 T = TypeVar("T")
-_Job = tuple[Callable[[Any], Any], asyncio.Future[Any]]
 
 
 def _adapt(value: Any) -> Any:
@@ -81,7 +80,7 @@ class SQLitePersistence(SQLPersistence):
         self.path = str(path)
         self.synchronous = synchronous.upper()
         self.batch_size = batch_size
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs = JobQueue(batch_size)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -117,63 +116,34 @@ class SQLitePersistence(SQLPersistence):
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(None)
+        self._jobs.stop()
         await asyncio.to_thread(thread.join)
 
     async def _run(self, script: Callable[[Any], T]) -> T:
         if self._thread is None or self._loop is None:
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((script, future))
-        return await future
+        return await self._jobs.submit(self._loop, script)
 
     def _writer(self, conn: sqlite3.Connection) -> None:
         tx = _SQLiteTx(conn)
         stop = False
         while not stop:
-            first = self._queue.get()
-            if first is None:
+            batch, stop = self._jobs.take()
+            if not batch:
                 break
-            batch = [first]
-            while len(batch) < self.batch_size:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
             outcomes = self._commit(conn, tx, batch)
             notified, tx.notified = tx.notified, []
             assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(self._settle, outcomes, notified)
+                self._loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 break
         conn.close()
 
-    def _commit(
-        self, conn: sqlite3.Connection, tx: _SQLiteTx, batch: list[_Job]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    def _commit(self, conn: sqlite3.Connection, tx: _SQLiteTx, batch: list[Job]) -> list[Outcome]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for script, future in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = script(tx)
-                except TreadleError as exc:
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((future, None, exc))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    error = PersistenceError(f"SQLite operation failed: {exc}")
-                    error.__cause__ = exc
-                    outcomes.append((future, None, error))
-                else:
-                    outcomes.append((future, result, None))
-                conn.execute("RELEASE op")
+            outcomes = run_in_savepoints(tx, conn.execute, batch, "SQLite")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -181,23 +151,8 @@ class SQLitePersistence(SQLPersistence):
             error = PersistenceError(f"SQLite commit to {self.path!r} failed: {exc}")
             error.__cause__ = exc
             tx.notified.clear()
-            return [(future, None, error) for _, future in batch]
+            return failed(batch, error)
         return outcomes
-
-    def _settle(
-        self,
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        notified: list[str],
-    ) -> None:
-        for future, result, error in outcomes:
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-        if notified:
-            self._wake(notified)
 
 
 class MemoryPersistence(SQLitePersistence):

@@ -1,0 +1,126 @@
+"""Group commit, shared by the SQL backends.
+
+The event loop queues transaction scripts; writer threads take them in batches, run each batch
+in one transaction with every script under a savepoint of its own (so one failing script rolls
+back alone), commit once, and hand the outcomes back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from .._errors import PersistenceError, TreadleError
+
+T = TypeVar("T")
+Job = tuple[Callable[[Any], Any], asyncio.Future[Any]]
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+class NotifyingTx(Protocol):
+    """A transaction adapter that collects the run ids its scripts notify."""
+
+    notified: list[str]
+
+
+class JobQueue:
+    """Scripts waiting for a writer thread, taken in batches of at most ``batch_size``."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = max(1, batch_size)
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, script: Callable[[Any], T]
+    ) -> asyncio.Future[T]:
+        """Queue ``script``; the returned future (of ``loop``) settles with its outcome."""
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((script, future))
+        return future
+
+    def stop(self, writers: int = 1) -> None:
+        """Ask ``writers`` threads to stop once the jobs queued before are done."""
+        for _ in range(writers):
+            self._queue.put(None)
+
+    def take(self) -> tuple[list[Job], bool]:
+        """Wait for a job, then take whatever else is queued (up to the batch size).
+
+        Returns the batch and whether this writer must stop after it (the batch may be empty).
+        """
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < self.batch_size:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+
+def run_in_savepoints(
+    tx: NotifyingTx,
+    execute: Callable[[str], object],
+    batch: Sequence[Job],
+    backend: str,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> list[Outcome]:
+    """Run every script of ``batch`` on ``tx`` in a savepoint of its own, inside a transaction
+    that the caller has begun and will commit.
+
+    A script that raises rolls back alone: a :class:`TreadleError` is its outcome as it is, any
+    other error becomes a :class:`PersistenceError` (with the cause kept), except errors of the
+    ``passthrough`` types, which abort the whole batch (the caller rolls back and decides).
+    Notifications of a rolled-back script are dropped.
+    """
+    outcomes: list[Outcome] = []
+    for script, future in batch:
+        execute("SAVEPOINT op")
+        mark = len(tx.notified)
+        try:
+            result = script(tx)
+        except passthrough:
+            raise
+        except TreadleError as exc:
+            execute("ROLLBACK TO op")
+            del tx.notified[mark:]
+            outcomes.append((future, None, exc))
+        except Exception as exc:
+            execute("ROLLBACK TO op")
+            del tx.notified[mark:]
+            error = PersistenceError(f"{backend} operation failed: {exc}")
+            error.__cause__ = exc
+            outcomes.append((future, None, error))
+        else:
+            outcomes.append((future, result, None))
+        execute("RELEASE op")
+    return outcomes
+
+
+def failed(batch: Sequence[Job], error: BaseException) -> list[Outcome]:
+    """The same error as the outcome of every job of ``batch``."""
+    return [(future, None, error) for _, future in batch]
+
+
+def settle(
+    outcomes: Sequence[Outcome],
+    notified: Sequence[str],
+    wake: Callable[[Sequence[str]], None],
+) -> None:
+    """On the event loop: complete the futures, then wake the listeners of notified runs."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    if notified:
+        wake(list(dict.fromkeys(notified)))
