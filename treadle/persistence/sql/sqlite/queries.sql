@@ -43,10 +43,15 @@ UPDATE runs
 SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM runs
-    WHERE workflow IN (SELECT value FROM json_each(:workflows))
-      AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now))
-           OR (status = 'waiting' AND wake_at <= :due))
+    SELECT id FROM (
+        SELECT id, created_at FROM runs INDEXED BY runs_status
+        WHERE status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now)
+          AND workflow IN (SELECT value FROM json_each(:workflows))
+        UNION ALL
+        SELECT id, created_at FROM runs INDEXED BY runs_status
+        WHERE status = 'waiting' AND wake_at <= :due
+          AND workflow IN (SELECT value FROM json_each(:workflows))
+    )
     ORDER BY created_at
     LIMIT :limit
 )
@@ -107,7 +112,7 @@ SELECT seq, kind, name FROM inbox WHERE run_id = :run_id AND consumed = 0 ORDER 
 UPDATE inbox SET consumed = 1 WHERE seq IN (SELECT value FROM json_each(:seqs));
 
 -- name: next_wake
-SELECT MIN(wake_at) AS wake_at FROM runs
+SELECT MIN(wake_at) AS wake_at FROM runs INDEXED BY runs_status
 WHERE status = 'waiting' AND wake_at IS NOT NULL
   AND workflow IN (SELECT value FROM json_each(:workflows));
 

@@ -29,8 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     token         INTEGER NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
     control       TEXT                     -- 'pause' or 'cancel' requested of the owner
 );
-CREATE INDEX IF NOT EXISTS runs_active ON runs (status, wake_at)
-    WHERE status IN ('pending', 'running', 'waiting');
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
