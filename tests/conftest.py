@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from enginekit import EngineFactory
 
 import treadle
 
@@ -109,9 +110,6 @@ def persistence(make_persistence: Callable[[], treadle.Persistence]) -> treadle.
 def clock() -> treadle.FakeClock:
     """A fake clock: move it with ``clock.advance("1h")``."""
     return treadle.FakeClock()
-
-
-EngineFactory = Callable[..., Awaitable[treadle.Engine]]
 
 
 @pytest.fixture

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import treadle
+
+EngineFactory = Callable[..., Awaitable[treadle.Engine]]
+"""``await make_engine(*workflows, clock=None, **options)`` (the conftest fixture)."""
 
 
 async def until(
