@@ -1,5 +1,15 @@
-"""Cron schedules: parsing expressions and computing their due times."""
+"""Cron schedules: parsing expressions, computing their due times, and starting runs on them."""
 
+from treadle.cron._cron import Cron, Schedule, ScheduleExists, ScheduleNotFound
 from treadle.cron._expression import CronError, CronExpression, next_fire, next_fires
 
-__all__ = ["CronError", "CronExpression", "next_fire", "next_fires"]
+__all__ = [
+    "Cron",
+    "CronError",
+    "CronExpression",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "next_fire",
+    "next_fires",
+]
