@@ -1,0 +1,437 @@
+"""PostgreSQL: several engine processes, on several machines, share one database.
+
+The transaction scripts of :mod:`._scripts` run unchanged on psycopg 3's sync connections: a
+few writer threads, one per pooled connection, take queued scripts in batches and commit each
+batch as one transaction, every script under a savepoint of its own (group commit, as for
+SQLite). What PostgreSQL adds:
+
+- Runs are claimed with leases and ``FOR UPDATE SKIP LOCKED``, so engines never wait for each
+  other and a run is executed by one engine at a time; checkpoints are fenced by the lease token.
+- Wake-ups travel by ``LISTEN/NOTIFY`` (channel ``treadle``, payload the run id): a script's
+  ``tx.notify(run_id)`` becomes ``pg_notify`` in its transaction, delivered on commit. A
+  listener thread with a connection of its own hands them to the engines of this process.
+- A lost connection (a restart of PostgreSQL, a failover, a network blip) is retried: the
+  whole batch runs again on a fresh connection, with backoff, for up to ``retry_for`` seconds.
+  A batch is one transaction, so running it again is safe; if the connection dies during
+  ``COMMIT`` itself, the outcome is looked up by transaction id instead of guessed.
+- The schema is versioned (``treadle_meta.schema_version``): an empty database gets the schema
+  at start-up (``auto_migrate``); an older or newer one is refused with
+  :class:`SchemaVersionError` until :meth:`PostgresPersistence.upgrade` (``treadle db
+  upgrade``) migrates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from .._errors import PersistenceError, SchemaVersionError
+from . import _scripts as scripts
+from ._base import SQLPersistence, utcnow
+from ._batch import Job, JobQueue, Outcome, failed, run_in_savepoints, settle
+from ._sql import Row, Tx, queries
+
+T = TypeVar("T")
+log = logging.getLogger("treadle.postgres")
+
+CHANNEL = "treadle"
+"""The LISTEN/NOTIFY channel; each notification's payload is a run id."""
+
+_Retryable = psycopg.OperationalError  # lost connection, server shutting down, deadlock victim
+
+
+class _Ambiguous(Exception):
+    """The connection died during COMMIT and the outcome could not be looked up."""
+
+
+class _PostgresTx:
+    """A :class:`Tx` over one psycopg connection inside an open transaction."""
+
+    dialect = "postgres"
+
+    def __init__(self, conn: psycopg.Connection[DictRow]) -> None:
+        self._conn = conn
+        self._sql = queries("postgres")
+        self.notified: list[str] = []
+
+    def _cursor(self, statement: str, params: dict[str, Any]) -> psycopg.Cursor[DictRow]:
+        # Without parameters psycopg sends the text as it is (the schema is several statements).
+        return self._conn.execute(self._sql[statement], params or None)
+
+    def execute(self, statement: str, /, **params: Any) -> int:
+        return max(self._cursor(statement, params).rowcount, 0)
+
+    def one(self, statement: str, /, **params: Any) -> Row | None:
+        return self._cursor(statement, params).fetchone()
+
+    def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
+        return self._cursor(statement, params).fetchall()
+
+    def notify(self, run_id: str) -> None:
+        self.notified.append(run_id)
+
+
+def schema_version(tx: Tx) -> int:
+    """The schema version of the database (0 when it has no treadle schema)."""
+    if tx.one("has_meta_table") is None:
+        return 0
+    row = tx.one("get_meta", key="schema_version")
+    return 0 if row is None else int(row["value"])
+
+
+def migrate(tx: Tx, now: datetime) -> str:
+    """Bring the schema to :data:`SCHEMA_VERSION` (create it, or apply ``migrate_<n>`` blocks).
+
+    Returns what was done, in a sentence. Refuses a database newer than this treadle.
+    """
+    tx.execute("schema_lock")
+    found = schema_version(tx)
+    target = scripts.SCHEMA_VERSION
+    if found > target:
+        raise SchemaVersionError(
+            f"the database has schema version {found}, newer than this treadle supports "
+            f"({target}): upgrade treadle"
+        )
+    if found == target:
+        return f"the schema is at version {target}: nothing to do"
+    if found == 0:
+        scripts.ensure_schema(tx, now)
+        return f"created the treadle schema, version {target}"
+    for version in range(found + 1, target + 1):
+        tx.execute(f"migrate_{version}")
+    tx.execute("set_meta", key="schema_version", value=str(target))
+    return f"upgraded the treadle schema from version {found} to {target}"
+
+
+_Connection = psycopg.Connection[DictRow]
+
+
+def _configure(conn: _Connection) -> None:
+    # Times then come back with tzinfo=datetime.UTC, as from the other backends.
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+class PostgresPersistence(SQLPersistence):
+    """Runs kept in PostgreSQL, shared by any number of engines on any number of machines.
+
+    ``dsn`` is a libpq connection string or URL (``postgresql://user:pw@host/db``). Options:
+    ``pool_size`` connections (one writer thread each), ``batch_size`` scripts at most per
+    transaction, ``auto_migrate`` (create the schema on an empty database at start-up),
+    ``retry_for`` seconds to keep retrying an operation while PostgreSQL is unreachable,
+    ``connect_timeout`` seconds for the first connection at :meth:`open`.
+    """
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        batch_size: int = 32,
+        auto_migrate: bool = True,
+        retry_for: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, not {pool_size}")
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.auto_migrate = auto_migrate
+        self.retry_for = retry_for
+        self.connect_timeout = connect_timeout
+        # At most 64 subtransactions fit PostgreSQL's per-backend cache: keep batches below.
+        self._jobs = JobQueue(min(batch_size, 60))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: ConnectionPool[_Connection] | None = None
+        self._writers: list[threading.Thread] = []
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"PostgresPersistence({_redacted(self.dsn)!r})"
+
+    # Life cycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, start the writers and the listener, and check (or create) the schema."""
+        if self._pool is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._closing.clear()
+        pool = ConnectionPool[_Connection](
+            self.dsn,
+            connection_class=_Connection,
+            # Transactions are explicit (BEGIN ... COMMIT); rows are dicts.
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
+            min_size=self.pool_size,
+            max_size=self.pool_size,
+            open=False,
+            name="treadle",
+            timeout=min(self.connect_timeout, 5.0),
+            reconnect_timeout=max(self.retry_for, 1.0) * 10,
+        )
+        try:
+            await asyncio.to_thread(pool.open, wait=True, timeout=self.connect_timeout)
+        except psycopg.Error as exc:
+            await asyncio.to_thread(pool.close)
+            raise PersistenceError(f"cannot connect to PostgreSQL {self!r}: {exc}") from exc
+        self._pool = pool
+        for number in range(self.pool_size):
+            thread = threading.Thread(
+                target=self._writer, name=f"treadle-postgres-{number}", daemon=True
+            )
+            thread.start()
+            self._writers.append(thread)
+        try:
+            if not self.auto_migrate and await self._run(schema_version) == 0:
+                raise SchemaVersionError(
+                    "the database has no treadle schema: run 'treadle db upgrade --db ...' "
+                    "(or PostgresPersistence.upgrade()), or open it with auto_migrate=True"
+                )
+            await self._check_schema()
+        except BaseException:
+            await self.close()
+            raise
+        self._listener = threading.Thread(
+            target=self._listen, name="treadle-postgres-listen", daemon=True
+        )
+        self._listener.start()
+
+    async def close(self) -> None:
+        """Let queued operations finish, then stop the threads and close the connections."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        self._jobs.stop(len(self._writers))
+        writers, self._writers = self._writers, []
+        listener, self._listener = self._listener, None
+
+        def join() -> None:
+            for thread in writers:
+                thread.join()
+            self._closing.set()
+            if listener is not None:
+                listener.join()
+            pool.close()
+
+        await asyncio.to_thread(join)
+
+    async def upgrade(self) -> str:
+        """Create or migrate the schema to the version this treadle needs (``treadle db
+        upgrade``); safe to run while engines are running, and more than once.
+
+        Returns what was done, in a sentence. Raises :class:`SchemaVersionError` for a database
+        newer than this treadle.
+        """
+        return await asyncio.to_thread(self._upgrade)
+
+    def _upgrade(self) -> str:
+        try:
+            with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
+                result = migrate(_PostgresTx(conn), utcnow())
+                conn.commit()
+                return result
+        except psycopg.Error as exc:
+            raise PersistenceError(f"cannot upgrade the schema of {self!r}: {exc}") from exc
+
+    # Running scripts -------------------------------------------------------------------------
+
+    async def _run(self, script: Callable[[Any], T]) -> T:
+        if self._pool is None or self._loop is None:
+            raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
+        return await self._jobs.submit(self._loop, script)
+
+    def _writer(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._jobs.take()
+            if not batch:
+                break
+            outcomes, notified = self._commit(batch)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                break
+
+    def _commit(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
+        """Commit ``batch``, retrying the whole transaction while PostgreSQL is unreachable."""
+        started = time.monotonic()
+        delay = 0.05
+        attempts = 0
+        while True:
+            try:
+                result = self._commit_once(batch)
+            except _Retryable as exc:
+                attempts += 1
+                waited = time.monotonic() - started
+                if waited >= self.retry_for or self._closing.is_set():
+                    log.error(
+                        "PostgreSQL unreachable for %.1fs (%s): %d operations failed",
+                        waited,
+                        _first_line(exc),
+                        len(batch),
+                    )
+                    error = PersistenceError(f"PostgreSQL unreachable for {waited:.1f}s: {exc}")
+                    error.__cause__ = exc
+                    return failed(batch, error), []
+                if attempts == 1:
+                    log.warning(
+                        "PostgreSQL connection failed (%s); retrying %d operations with backoff",
+                        _first_line(exc),
+                        len(batch),
+                    )
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 2.0)
+                continue
+            except _Ambiguous as exc:
+                error = PersistenceError(str(exc))
+                error.__cause__ = exc.__cause__
+                return failed(batch, error), []
+            if attempts:
+                log.warning(
+                    "PostgreSQL reachable again: %d operations committed after %d retries (%.1fs)",
+                    len(batch),
+                    attempts,
+                    time.monotonic() - started,
+                )
+            return result
+
+    def _commit_once(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            tx = _PostgresTx(conn)
+            try:
+                conn.execute("BEGIN")
+                outcomes = run_in_savepoints(
+                    tx, conn.execute, batch, "PostgreSQL", passthrough=(_Retryable,)
+                )
+                notified = list(dict.fromkeys(tx.notified))
+                row = tx.one("pre_commit", run_ids=notified)
+                xid = None if row is None else row["xid"]
+            except _Retryable:
+                _rollback(conn)
+                raise
+            except psycopg.Error as exc:
+                _rollback(conn)
+                error = PersistenceError(f"PostgreSQL transaction failed: {exc}")
+                error.__cause__ = exc
+                return failed(batch, error), []
+            try:
+                conn.execute("COMMIT")
+            except _Retryable as exc:
+                if xid is None:  # nothing was written: simply run it again
+                    raise
+                if not self._committed(xid, exc):
+                    raise
+                log.warning("PostgreSQL connection lost during COMMIT; it had committed")
+            return outcomes, notified
+
+    def _committed(self, xid: str, cause: BaseException) -> bool:
+        """Whether transaction ``xid``, whose COMMIT lost its connection, did commit."""
+        assert self._pool is not None
+        started = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                with self._pool.connection() as conn:
+                    row = _PostgresTx(conn).one("xact_status", xid=xid)
+                status = None if row is None else row["status"]
+                if status == "committed":
+                    return True
+                if status in ("aborted", "in progress"):
+                    return False  # in progress: its backend is gone, so it will abort
+                raise _Ambiguous(
+                    f"the connection to PostgreSQL died during COMMIT and the outcome of "
+                    f"transaction {xid} is unknown ({status})"
+                ) from cause
+            except _Retryable:
+                if time.monotonic() - started >= self.retry_for:
+                    raise _Ambiguous(
+                        f"the connection to PostgreSQL died during COMMIT of transaction {xid} "
+                        f"and it could not be reached again to learn the outcome"
+                    ) from cause
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # Wake-ups --------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Hand NOTIFY payloads to the engines; reconnect with backoff when the link drops."""
+        delay = 0.1
+        lost_at: float | None = None
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    if lost_at is not None:
+                        log.warning(
+                            "LISTEN connection to PostgreSQL restored after %.1fs",
+                            time.monotonic() - lost_at,
+                        )
+                        lost_at = None
+                    delay = 0.1
+                    while not self._closing.is_set():
+                        for notify in conn.notifies(timeout=0.25):
+                            self._wake_soon([notify.payload])
+            except psycopg.Error as exc:
+                if self._closing.is_set():
+                    break
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning(
+                        "LISTEN connection to PostgreSQL lost (%s); reconnecting with backoff; "
+                        "polling meanwhile",
+                        _first_line(exc),
+                    )
+                self._closing.wait(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 5.0)
+
+    def _wake_soon(self, run_ids: list[str]) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._wake, run_ids)
+        except RuntimeError:  # the loop is closed
+            self._closing.set()
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):  # if the connection is gone, the pool drops it
+        conn.execute("ROLLBACK")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<invalid dsn>"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **params)
+
+
+async def upgrade(url: str) -> str:
+    """Create or migrate the treadle schema of the PostgreSQL database at ``url``."""
+    return await PostgresPersistence(url).upgrade()

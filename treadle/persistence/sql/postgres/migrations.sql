@@ -1,0 +1,6 @@
+-- Migrations for PostgreSQL: a block 'migrate_<n>' takes a database from schema version n-1 to
+-- n and is applied by 'treadle db upgrade' (PostgresPersistence.upgrade). Version 1 is the
+-- schema block itself; there is no migration yet. Example for the next version:
+--
+--   -- name: migrate_2
+--   ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
