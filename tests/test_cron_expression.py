@@ -277,6 +277,10 @@ def five_fields(draw: st.DrawFn) -> str:
     # leading '*': compare only where both readings agree.
     if dom != "*" and dow != "*":
         assume(not dom.startswith("*") and not dow.startswith("*"))
+        # croniter also reads a field that lists its whole range (such as '0-6') as '*'.
+        expanded = croniter(f"* * {dom} * {dow}").expanded
+        assume(expanded[2] != ["*"] and len(expanded[2]) < 31)
+        assume(expanded[4] != ["*"] and len({d % 7 for d in expanded[4]}) < 7)
     return f"{minute} {hour} {dom} {month} {dow}"
 
 
