@@ -168,6 +168,7 @@ class Engine:
         """Open the persistence, then recover and execute runs in the background."""
         if self._open:
             return
+        self.persistence.now = self.clock.now
         await self.persistence.open()
         self._open = True
         self._closing = False

@@ -48,6 +48,9 @@ class SQLPersistence:
 
     def __init__(self) -> None:
         self._listeners: list[WakeListener] = []
+        #: The time source for timestamps (the engine puts its clock here); leases always use
+        #: the wall clock.
+        self.now: Callable[[], datetime] = utcnow
 
     # What a backend provides --------------------------------------------------------------
 
@@ -80,7 +83,7 @@ class SQLPersistence:
                 listener(run_id)
 
     async def _check_schema(self, upgrade: bool = True) -> None:
-        found = await self._run(partial(scripts.ensure_schema, now=utcnow()))
+        found = await self._run(partial(scripts.ensure_schema, now=self.now()))
         if found > scripts.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the database has schema version {found}, newer than this treadle supports "
@@ -102,7 +105,7 @@ class SQLPersistence:
                 definition_id=definition_id,
                 name=name,
                 shape=json.dumps(shape),
-                now=utcnow(),
+                now=self.now(),
             )
         )
 
@@ -118,7 +121,7 @@ class SQLPersistence:
 
         Returns the stored run and whether it was created now.
         """
-        return await self._run(partial(scripts.create_run, run=run, event=event, now=utcnow()))
+        return await self._run(partial(scripts.create_run, run=run, event=event, now=self.now()))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run with that id, or None."""
@@ -216,7 +219,7 @@ class SQLPersistence:
                 name=name,
                 payload=json.dumps(payload),
                 event=event,
-                now=utcnow(),
+                now=self.now(),
                 owner=owner,
                 lease_until=lease_until,
             )
@@ -228,7 +231,7 @@ class SQLPersistence:
 
     async def request_pause(self, run_id: str) -> RunRecord:
         """Pause now if no engine executes the run, else ask the owner to pause."""
-        return await self._run(partial(scripts.request_pause, run_id=run_id, now=utcnow()))
+        return await self._run(partial(scripts.request_pause, run_id=run_id, now=self.now()))
 
     async def resume(
         self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
@@ -236,7 +239,7 @@ class SQLPersistence:
         """Make a paused run runnable again (leased to ``owner`` if given)."""
         return await self._run(
             partial(
-                scripts.resume, run_id=run_id, now=utcnow(), owner=owner, lease_until=lease_until
+                scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
             )
         )
 
@@ -248,7 +251,7 @@ class SQLPersistence:
             partial(
                 scripts.request_cancel,
                 run_id=run_id,
-                now=utcnow(),
+                now=self.now(),
                 owner=owner,
                 lease_until=lease_until,
             )
@@ -262,7 +265,7 @@ class SQLPersistence:
 
     async def add_schedule(self, record: ScheduleRecord) -> bool:
         """Store a new schedule; False when its id is taken (nothing written)."""
-        return await self._run(partial(scripts.add_schedule, record=record, now=utcnow()))
+        return await self._run(partial(scripts.add_schedule, record=record, now=self.now()))
 
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
         """One schedule, or None."""
@@ -286,7 +289,7 @@ class SQLPersistence:
                 schedule_id=schedule_id,
                 enabled=enabled,
                 next_run=next_run,
-                now=utcnow(),
+                now=self.now(),
             )
         )
 
@@ -307,6 +310,6 @@ class SQLPersistence:
                 new_next=new_next,
                 last_run=last_run,
                 last_run_id=last_run_id,
-                now=utcnow(),
+                now=self.now(),
             )
         )

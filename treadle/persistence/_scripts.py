@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._state import FINISHED, Event, Status
@@ -52,8 +52,8 @@ def _unfinished(tx: Tx, run_id: str, action: str) -> RunRecord:
     return run
 
 
-def _is_free(run: RunRecord, now: datetime) -> bool:
-    return run.owner is None or run.lease_until is None or run.lease_until < now
+def _is_free(run: RunRecord) -> bool:
+    return run.owner is None or run.lease_until is None or run.lease_until < datetime.now(UTC)
 
 
 def _make_runnable(
@@ -289,7 +289,7 @@ def request_pause(tx: Tx, run_id: str, now: datetime) -> RunRecord:
     run = _unfinished(tx, run_id, "pause")
     if run.status is Status.PAUSED:
         return run
-    if _is_free(run, now):
+    if _is_free(run):
         tx.execute("park", id=run_id, now=now)
         _event(tx, run_id, NewEvent("paused"), now)
         run.status = Status.PAUSED
@@ -323,7 +323,7 @@ def request_cancel(
     run = _unfinished(tx, run_id, "cancel")
     tx.execute("set_control", id=run_id, control="cancel")
     _event(tx, run_id, NewEvent("cancel_requested"), now)
-    if _is_free(run, now):
+    if _is_free(run):
         run = _make_runnable(tx, run_id, now, owner, lease_until)
     run.control = "cancel"
     return run
