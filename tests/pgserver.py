@@ -19,6 +19,7 @@ fixture registers it) and call ``pgserver.fresh_database(...)`` directly.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import os
 import shutil
@@ -206,10 +207,8 @@ def drop_created() -> None:
         _created.clear()
         _templates.clear()
     for dsn, name in created:
-        try:
+        with contextlib.suppress(Exception):  # best effort clean-up
             _admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception:  # pragma: no cover - best effort clean-up
-            pass
 
 
 @pytest.fixture(scope="session")
