@@ -297,6 +297,7 @@ class PostgresPersistence(SQLPersistence):
                     )
                 time.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 2.0)
+                self._drop_dead_connections()
                 continue
             except _Ambiguous as exc:
                 error = PersistenceError(str(exc))
@@ -310,6 +311,13 @@ class PostgresPersistence(SQLPersistence):
                     time.monotonic() - started,
                 )
             return result
+
+    def _drop_dead_connections(self) -> None:
+        """After a failure, test the idle pooled connections so that the retry gets a live one."""
+        pool = self._pool
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.check()
 
     def _commit_once(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
         assert self._pool is not None
