@@ -1,0 +1,103 @@
+"""``treadle demo``, ``treadle serve`` (the web dashboard) and ``treadle db upgrade``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import click
+
+from ._app import (
+    UserError,
+    app_option,
+    cli,
+    db_option,
+    json_option,
+    load_workflows,
+    make_persistence,
+    redact,
+    run,
+    user_errors,
+)
+
+
+@cli.command()
+@db_option
+def demo(db_url: str) -> None:
+    """Run an order saga and tell what happens: a branch, a loop, a parallel fan-out, a signal,
+    an approval, a retry, and a failure that is compensated."""
+    from ..demo import run_demo
+
+    if not run(lambda: run_demo(db_url, echo=click.echo)):
+        raise UserError("the demo did not end as expected (see above)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--tokens-file",
+    "--tokens",
+    "tokens_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of API tokens (without it, only read access from this machine).",
+)
+@app_option
+@db_option
+def serve(host: str, port: int, tokens_file: str | None, app: str | None, db_url: str) -> None:
+    """Serve the web dashboard and its JSON API (and fire due schedules)."""
+    if app is not None:
+        load_workflows(app)  # a mistake in --app is a one-line error here, not a traceback there
+    try:
+        web = importlib.import_module("treadle.web")
+    except ImportError as exc:
+        raise UserError(f"the web dashboard is not available: {exc}") from None
+    run_server: Any = getattr(web, "run_server", None)
+    if run_server is None:
+        raise UserError("the web dashboard is not available: treadle.web has no run_server")
+    with user_errors(app):
+        outcome = run_server(
+            db_url=db_url, host=host, port=port, tokens_file=tokens_file, module=app
+        )
+    if inspect.isawaitable(outcome):
+        awaitable = outcome
+
+        async def finish() -> None:
+            await awaitable
+
+        run(finish, app=app)
+
+
+@cli.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command()
+@db_option
+@json_option
+def upgrade(db_url: str, as_json: bool) -> None:
+    """Create the schema, or bring an older one up to this version of treadle."""
+    from ..persistence._scripts import SCHEMA_VERSION
+
+    persistence = make_persistence(db_url)
+
+    async def work() -> str | None:
+        upgrade_schema = getattr(persistence, "upgrade", None)
+        if upgrade_schema is not None:  # PostgreSQL: migrations run on request only
+            done = await upgrade_schema()
+            return done if isinstance(done, str) else None
+        await persistence.open()  # SQLite creates and upgrades its schema when it opens
+        await persistence.close()
+        return None
+
+    done = run(work)
+    if as_json:
+        from ._output import emit_json
+
+        emit_json({"database": redact(db_url), "schema_version": SCHEMA_VERSION, "done": done})
+    else:
+        click.echo(f"database {redact(db_url)} is at schema version {SCHEMA_VERSION}")
+        if done:
+            click.echo(done)

@@ -1,0 +1,321 @@
+"""The root command, the options every command shares, one-line errors, and opening an engine.
+
+Exit codes: 0 done, 1 a user error (unknown run, not an approver, a bad workflow name...), 2 a
+usage error (a missing argument, an option that is not valid JSON...). Errors are one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+
+from .._engine import Engine
+from .._errors import TreadleError, WorkflowNotFound
+from .._nodes import Workflow
+from ..persistence import Persistence, SQLitePersistence, persistence_from_url
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB = "sqlite:///treadle.db"
+"""Where runs are kept unless ``--db``/``TREADLE_DB`` says otherwise (the demo's file too)."""
+
+APP_HELP = (
+    "Where your workflows are: MODULE:ATTR naming an Engine, a Workflow or a list of "
+    "Workflows, or MODULE for all its Workflows (the current directory is importable)."
+)
+
+
+class UserError(click.ClickException):
+    """A mistake of the person at the keyboard: exit code 1, one line on stderr."""
+
+    exit_code = 1
+
+
+class TreadleGroup(click.Group):
+    """A click group whose errors are one line on stderr (usage errors exit 2, others 1)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the CLI; on an error print ``Error: <message>`` and exit non-zero."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def one_line(message: str) -> str:
+    """A message on one line (drivers' errors often span several)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+# Options every command shares ----------------------------------------------------------------
+
+
+def db_option(fn: F) -> F:
+    """``--db URL`` (env ``TREADLE_DB``)."""
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="TREADLE_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        metavar="URL",
+        help="Database: sqlite:///path, postgresql://... or memory:// (env TREADLE_DB).",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    """``--json`` (env ``TREADLE_JSON``)."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        envvar="TREADLE_JSON",
+        help="Print JSON for scripts instead of text for people (env TREADLE_JSON).",
+    )(fn)
+
+
+def app_option(fn: F) -> F:
+    """``--app MODULE:ATTR`` (env ``TREADLE_APP``)."""
+    return click.option(
+        "--app",
+        "app",
+        envvar="TREADLE_APP",
+        metavar="MODULE:ATTR",
+        help=APP_HELP + " (env TREADLE_APP).",
+    )(fn)
+
+
+def parse_json(value: str, *, source: str) -> Any:
+    """Parse JSON given inline, as ``@path`` (a file) or as ``-`` (stdin)."""
+    text = value
+    if value == "-":
+        text = sys.stdin.read()
+    elif value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {value[1:]!r}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{source} is not valid JSON ({exc})") from None
+
+
+def json_value(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: any JSON value."""
+    return None if value is None else parse_json(value, source=repr(value))
+
+
+def json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: a JSON object."""
+    data = json_value(ctx, param, value)
+    if data is not None and not isinstance(data, dict):
+        raise click.BadParameter(f"expected a JSON object ({{...}}), got {value!r}")
+    return data
+
+
+# Running coroutines with friendly errors -------------------------------------------------------
+
+
+@contextmanager
+def user_errors(app: str | None = None) -> Iterator[None]:
+    """Turn treadle's errors and bad input into one-line :class:`UserError` messages."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except WorkflowNotFound as exc:
+        hint = "" if app else "; pass --app MODULE:ATTR (or set TREADLE_APP) to load it"
+        raise UserError(f"{exc}{hint}") from None
+    except (TreadleError, ValueError, TimeoutError) as exc:
+        raise UserError(str(exc) or type(exc).__name__) from None
+
+
+def run(work: Callable[[], Awaitable[T]], *, app: str | None = None) -> T:
+    """Run ``work()`` on a fresh event loop, with :func:`user_errors`."""
+
+    async def main() -> T:
+        return await work()
+
+    with user_errors(app):
+        return asyncio.run(main())
+
+
+# Databases and engines ----------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def make_persistence(db_url: str, *, create: bool = True) -> Persistence:
+    """The persistence at ``db_url``. With ``create=False`` a SQLite file must exist already."""
+    with user_errors():
+        try:
+            persistence = persistence_from_url(db_url)
+        except ImportError as exc:
+            raise UserError(
+                f"--db {redact(db_url)} needs a driver that is not installed ({exc}); "
+                "for PostgreSQL: pip install 'treadle[postgres]'"
+            ) from None
+    if (
+        not create
+        and isinstance(persistence, SQLitePersistence)
+        and persistence.path != ":memory:"
+        and not os.path.exists(persistence.path)
+    ):
+        raise UserError(
+            f"no database at {persistence.path!r} (--db {redact(db_url)}): nothing has run "
+            "there yet; pass --db or set TREADLE_DB"
+        )
+    return persistence
+
+
+@asynccontextmanager
+async def open_engine(
+    db_url: str, *, workflows: Sequence[Workflow] = (), create: bool = False
+) -> AsyncIterator[Engine]:
+    """An open engine on ``db_url`` that executes nothing (``max_concurrent_runs=0``).
+
+    Runs it starts stay PENDING and unclaimed for a worker; signals, approvals, pause, resume
+    and cancel are recorded for whichever engine executes the run. Signals and approvals are
+    checked against the definition stored with the run, so no workflow needs registering.
+    """
+    engine = Engine(make_persistence(db_url, create=create), max_concurrent_runs=0)
+    for workflow in workflows:
+        engine.register(workflow)
+    await engine.open()
+    try:
+        yield engine
+    finally:
+        await engine.close(drain=0)
+
+
+# Loading the user's workflows -----------------------------------------------------------------
+
+
+def load_workflows(spec: str) -> list[Workflow]:
+    """The workflows that ``MODULE:ATTR`` names (an Engine, a Workflow or a collection of them),
+    or, for a plain ``MODULE``, every Workflow defined at its top level."""
+    module_name, sep, attr = spec.partition(":")
+    if not module_name or (sep and not attr):
+        raise UserError(f"{spec!r} is not MODULE:ATTR (such as 'shop.workflows:engine')")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise UserError(
+                f"cannot load workflows from {spec!r}: no module named {exc.name!r} (looked in "
+                "the current directory "
+                "and on the Python path)"
+            ) from None
+        raise UserError(f"cannot load workflows from {spec!r}: {exc}") from None
+    except Exception as exc:
+        raise UserError(
+            f"cannot load workflows from {spec!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not attr:
+        found = [v for v in vars(module).values() if isinstance(v, Workflow)]
+        if not found:
+            raise UserError(f"cannot load workflows from {spec!r}: the module defines no Workflow")
+        return found
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise UserError(f"cannot load workflows from {spec!r}: no attribute {attr!r}")
+        target = getattr(target, part)
+    return workflows_of(target, spec)
+
+
+def workflows_of(target: object, spec: str) -> list[Workflow]:
+    """The workflows in an Engine, a Workflow, or a list/tuple/set/dict of Workflows."""
+    found: list[Workflow]
+    if isinstance(target, Engine):
+        found = list(target.workflows.values())
+    elif isinstance(target, Workflow):
+        found = [target]
+    elif isinstance(target, Mapping) and all(isinstance(w, Workflow) for w in target.values()):
+        found = list(target.values())
+    elif isinstance(target, list | tuple | set | frozenset) and all(
+        isinstance(w, Workflow) for w in target
+    ):
+        found = list(target)
+    else:
+        raise UserError(
+            f"cannot load workflows from {spec!r}: it is a {type(target).__name__}, not an "
+            "Engine, a Workflow or a list of Workflows"
+        )
+    if not found:
+        raise UserError(f"cannot load workflows from {spec!r}: it holds none")
+    return found
+
+
+def resolve_app(app: str | None) -> list[Workflow]:
+    """The workflows of ``--app``, or none when it is not given."""
+    return [] if app is None else load_workflows(app)
+
+
+@click.group(
+    cls=TreadleGroup,
+    context_settings={"auto_envvar_prefix": "TREADLE", "help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="treadle", prog_name="treadle")
+def cli() -> None:
+    """treadle: durable workflows. Every option can also be set as TREADLE_<OPTION>
+    (TREADLE_DB, TREADLE_APP, TREADLE_JSON; TREADLE_<COMMAND>_<OPTION> for the rest)."""
+    # One-shot commands report their own errors; background chatter (a driver retrying a
+    # connection) stays quiet unless it is an error. `treadle worker` sets up its own logging.
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.ERROR)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)

@@ -1,0 +1,123 @@
+"""What the CLI prints: aligned text tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from .._state import Event, State
+
+
+def when(moment: datetime | None) -> str:
+    """A time for a table: UTC, to the second (``2026-05-01 12:00:03Z``); ``-`` for none."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A time for JSON: ISO 8601 with its offset."""
+    return None if moment is None else moment.isoformat()
+
+
+def compact(value: Any) -> str:
+    """One-line JSON (for table cells)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
+    """Plain aligned columns; the last column is not padded. ``empty`` is said when no rows."""
+    if not rows:
+        return empty
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def state_dict(state: State) -> dict[str, Any]:
+    """A run as JSON."""
+    return {
+        "id": state.id,
+        "workflow": state.workflow,
+        "status": state.status.value,
+        "data": state.data,
+        "error": state.error,
+        "waiting_for": list(state.waiting_for),
+        "parent_id": state.parent_id,
+        "created_at": iso(state.created_at),
+        "updated_at": iso(state.updated_at),
+    }
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    """A history entry as JSON."""
+    return {
+        "at": iso(event.at),
+        "kind": event.kind,
+        "step": event.step,
+        "detail": event.detail,
+    }
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def runs_table(states: Sequence[State]) -> str:
+    """The ``treadle runs`` table."""
+    rows = [
+        [
+            s.id,
+            s.workflow,
+            s.status.value,
+            ",".join(s.waiting_for) or "-",
+            when(s.created_at),
+            when(s.updated_at),
+        ]
+        for s in states
+    ]
+    return table(
+        ["ID", "WORKFLOW", "STATUS", "WAITING FOR", "CREATED", "UPDATED"], rows, empty="no runs"
+    )
+
+
+def state_text(state: State) -> str:
+    """The ``treadle status`` view: one field a line, then the data as indented JSON."""
+    fields = [
+        ("run", state.id),
+        ("workflow", state.workflow),
+        ("status", state.status.value),
+    ]
+    if state.waiting_for:
+        fields.append(("waiting for", ", ".join(state.waiting_for)))
+    if state.error:
+        fields.append(("error", state.error))
+    if state.parent_id:
+        fields.append(("parent", state.parent_id))
+    fields += [("created", when(state.created_at)), ("updated", when(state.updated_at))]
+    width = max(len(name) for name, _ in fields)
+    lines = [f"{name + ':':<{width + 1}}  {value}" for name, value in fields]
+    data = json.dumps(state.data, indent=2, ensure_ascii=False, default=str)
+    lines.append(f"{'data:':<{width + 1}}  " + data.replace("\n", "\n" + " " * (width + 3)))
+    return "\n".join(lines)
+
+
+def history_table(events: Sequence[Event]) -> str:
+    """The ``treadle history`` table: time, what, which step, the details."""
+    rows = []
+    for e in events:
+        at = e.at.astimezone(UTC)
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+        rows.append([stamp, e.kind, e.step or "-", compact(e.detail) if e.detail else ""])
+    return table(["TIME", "EVENT", "STEP", "DETAIL"], rows, empty="no history")

@@ -1,0 +1,245 @@
+"""Commands on runs: start, list, look at, signal, decide, pause, resume, cancel.
+
+These commands open an engine that executes nothing: a worker (``treadle worker``) executes the
+runs, and picks up at once what these commands record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from .._engine import Engine
+from .._state import State, Status
+from . import _output
+from ._app import (
+    app_option,
+    cli,
+    db_option,
+    json_object,
+    json_option,
+    json_value,
+    open_engine,
+    resolve_app,
+    run,
+)
+
+RUN_ID = click.argument("run_id", metavar="RUN")
+
+
+def _report(state: State, done: str, as_json: bool) -> None:
+    """Say what a control command did, and where the run is now."""
+    if as_json:
+        _output.emit_json(_output.state_dict(state))
+        return
+    line = f"{done}; run {state.id} is {state.status.value}"
+    if state.waiting_for:
+        line += f" (waiting for {', '.join(state.waiting_for)})"
+    click.echo(line)
+
+
+def _control(db_url: str, run_id: str, action: Callable[[Engine], Awaitable[None]]) -> State:
+    async def work() -> State:
+        async with open_engine(db_url) as engine:
+            await action(engine)
+            return await engine.status(run_id)
+
+    return run(work)
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option(
+    "--data",
+    callback=json_object,
+    metavar="JSON",
+    help="The run's data: a JSON object, @file or - (stdin).",
+)
+@click.option("--run-id", help="Choose the run's id (starting an existing id starts nothing).")
+@app_option
+@db_option
+@json_option
+def start(
+    workflow: str,
+    data: dict[str, Any] | None,
+    run_id: str | None,
+    app: str | None,
+    db_url: str,
+    as_json: bool,
+) -> None:
+    """Start a run of WORKFLOW and print its id. A worker executes it.
+
+    The workflow must be known: pass --app MODULE:ATTR (or set TREADLE_APP).
+    """
+    if app is None:
+        raise click.UsageError(
+            f"starting {workflow!r} needs its definition: pass --app MODULE:ATTR (or set "
+            "TREADLE_APP) naming an Engine, a Workflow or a list of Workflows"
+        )
+    workflows = resolve_app(app)
+
+    async def work() -> str:
+        async with open_engine(db_url, workflows=workflows, create=True) as engine:
+            return await engine.start(workflow, data, run_id=run_id)
+
+    started = run(work, app=app)
+    if as_json:
+        _output.emit_json({"run_id": started, "workflow": workflow})
+    else:
+        click.echo(started)
+
+
+@cli.command()
+@click.option("--workflow", "-w", help="Only runs of this workflow.")
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice([s.value for s in Status]),
+    help="Only runs with this status.",
+)
+@click.option(
+    "--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True, help="At most N."
+)
+@db_option
+@json_option
+def runs(workflow: str | None, status: str | None, limit: int, db_url: str, as_json: bool) -> None:
+    """List runs, newest first."""
+
+    async def work() -> list[State]:
+        async with open_engine(db_url) as engine:
+            return await engine.runs(workflow=workflow, status=status, limit=limit)
+
+    states = run(work)
+    if as_json:
+        _output.emit_json([_output.state_dict(s) for s in states])
+    else:
+        click.echo(_output.runs_table(states))
+
+
+@cli.command()
+@RUN_ID
+@db_option
+@json_option
+def status(run_id: str, db_url: str, as_json: bool) -> None:
+    """Show a run: status, what it waits for, its error and its data."""
+
+    async def work() -> State:
+        async with open_engine(db_url) as engine:
+            return await engine.status(run_id)
+
+    state = run(work)
+    if as_json:
+        _output.emit_json(_output.state_dict(state))
+    else:
+        click.echo(_output.state_text(state))
+
+
+@cli.command()
+@RUN_ID
+@db_option
+@json_option
+def history(run_id: str, db_url: str, as_json: bool) -> None:
+    """Show what happened to a run, in order."""
+
+    async def work() -> list[Any]:
+        async with open_engine(db_url) as engine:
+            return await engine.history(run_id)
+
+    events = run(work)
+    if as_json:
+        _output.emit_json([_output.event_dict(e) for e in events])
+    else:
+        click.echo(_output.history_table(events))
+
+
+@cli.command()
+@RUN_ID
+@click.argument("name")
+@click.option(
+    "--data", callback=json_value, metavar="JSON", help="The signal's data: JSON, @file or -."
+)
+@db_option
+@json_option
+def signal(run_id: str, name: str, data: Any, db_url: str, as_json: bool) -> None:
+    """Send signal NAME to a run (kept until the run reaches await_signal(NAME))."""
+
+    async def action(engine: Engine) -> None:
+        await engine.signal(run_id, name, data)
+
+    _report(_control(db_url, run_id, action), f"signal {name!r} sent", as_json)
+
+
+@cli.command()
+@RUN_ID
+@click.argument("name")
+@click.option("--by", required=True, metavar="WHO", help="Who approves (one of the approvers).")
+@click.option("--comment", help="A comment kept with the decision.")
+@db_option
+@json_option
+def approve(
+    run_id: str, name: str, by: str, comment: str | None, db_url: str, as_json: bool
+) -> None:
+    """Approve approval NAME of a run."""
+
+    async def action(engine: Engine) -> None:
+        await engine.approve(run_id, name, by=by, comment=comment)
+
+    _report(_control(db_url, run_id, action), f"{by} approved {name!r}", as_json)
+
+
+@cli.command()
+@RUN_ID
+@click.argument("name")
+@click.option("--by", required=True, metavar="WHO", help="Who rejects (one of the approvers).")
+@click.option("--reason", help="Why; kept with the decision and in the run's error.")
+@db_option
+@json_option
+def reject(run_id: str, name: str, by: str, reason: str | None, db_url: str, as_json: bool) -> None:
+    """Reject approval NAME of a run (the run compensates and fails)."""
+
+    async def action(engine: Engine) -> None:
+        await engine.reject(run_id, name, by=by, reason=reason)
+
+    _report(_control(db_url, run_id, action), f"{by} rejected {name!r}", as_json)
+
+
+@cli.command()
+@RUN_ID
+@db_option
+@json_option
+def pause(run_id: str, db_url: str, as_json: bool) -> None:
+    """Pause a run: running steps finish, then it stops before its next step."""
+
+    async def action(engine: Engine) -> None:
+        await engine.pause(run_id)
+
+    _report(_control(db_url, run_id, action), "pause requested", as_json)
+
+
+@cli.command()
+@RUN_ID
+@db_option
+@json_option
+def resume(run_id: str, db_url: str, as_json: bool) -> None:
+    """Resume a paused run where it stopped."""
+
+    async def action(engine: Engine) -> None:
+        await engine.resume(run_id)
+
+    _report(_control(db_url, run_id, action), "resumed (a worker goes on with it)", as_json)
+
+
+@cli.command()
+@RUN_ID
+@db_option
+@json_option
+def cancel(run_id: str, db_url: str, as_json: bool) -> None:
+    """Cancel a run: running steps stop, completed steps are compensated, it ends CANCELLED."""
+
+    async def action(engine: Engine) -> None:
+        await engine.cancel(run_id)
+
+    done = "cancel requested (a worker compensates its completed steps and ends it)"
+    _report(_control(db_url, run_id, action), done, as_json)

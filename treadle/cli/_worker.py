@@ -1,0 +1,154 @@
+"""``treadle worker``: execute the runs of your workflows until SIGTERM/SIGINT, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .._engine import Engine
+from .._nodes import Workflow
+from ._app import cli, db_option, load_workflows, make_persistence, redact, run
+
+log = logging.getLogger("treadle.worker")
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(run)s: %(message)s"
+
+
+class _RunIdFilter(logging.Filter):
+    """Adds ``%(run)s``: `` [run <id>]`` for records logged with ``extra={"run_id": ...}``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        run_id = getattr(record, "run_id", None)
+        record.run = f" [run {run_id}]" if run_id else ""
+        return True
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr, with the run id where a record carries one."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_RunIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+async def serve_until_stopped(
+    engine: Engine, *, drain: float, with_cron: bool, stop: asyncio.Event | None = None
+) -> None:
+    """Open ``engine`` (and a cron on it), run until SIGTERM/SIGINT or ``stop``, then drain."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(name: str) -> None:
+        if received:
+            log.warning("%s again: still draining (up to %gs)", name, drain)
+        received.append(name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on every platform
+            loop.add_signal_handler(signum, on_signal, signum.name)
+    await engine.open()
+    cron = None
+    try:
+        if with_cron:
+            from ._cron import make_cron
+
+            cron = make_cron(engine)
+            await cron.start()
+        log.info(
+            "worker %s ready: workflows %s, up to %d runs at once",
+            engine.owner,
+            ", ".join(sorted(engine.workflows)),
+            engine.max_concurrent_runs,
+        )
+        await stop.wait()
+        log.info(
+            "%s: stopping; running steps get up to %gs to finish, then their runs are released",
+            received[0] if received else "stop",
+            drain,
+        )
+    finally:
+        if cron is not None:
+            await cron.stop()
+        await engine.close(drain=drain)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    finished = engine.metrics.runs_finished
+    summary = ", ".join(f"{n} {wf} {status}" for (wf, status), n in sorted(finished.items()))
+    log.info("worker %s stopped (%s)", engine.owner, summary or "no runs finished here")
+
+
+def build_engine(
+    db_url: str, workflows: Sequence[Workflow], *, concurrency: int, lease: float
+) -> Engine:
+    """An engine on ``db_url`` with ``workflows`` registered."""
+    engine = Engine(make_persistence(db_url), max_concurrent_runs=concurrency, lease=lease)
+    for workflow in workflows:
+        engine.register(workflow)
+    return engine
+
+
+@cli.command()
+@click.argument("app", metavar="MODULE:ATTR", envvar="TREADLE_APP")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Runs executed at once by this worker.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.5),
+    default=30.0,
+    show_default=True,
+    help="Seconds before another worker takes over the runs of a worker that died.",
+)
+@click.option(
+    "--drain",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds running steps get to finish before their runs are released.",
+)
+@click.option(
+    "--cron/--no-cron", "with_cron", default=True, show_default=True, help="Fire due schedules."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+@db_option
+def worker(
+    app: str,
+    concurrency: int,
+    lease: float,
+    drain: float,
+    with_cron: bool,
+    log_level: str,
+    db_url: str,
+) -> None:
+    """Execute the runs of the workflows in MODULE:ATTR (an Engine, a Workflow or a list of
+    Workflows) until SIGTERM or SIGINT, then drain and release what is left.
+
+    Start as many workers as you like on one PostgreSQL database (or one SQLite file on one
+    machine): each run is executed by one of them at a time.
+    """
+    workflows = load_workflows(app)
+    setup_logging(log_level.upper())
+    engine = build_engine(db_url, workflows, concurrency=concurrency, lease=lease)
+    log.info("database %s", redact(db_url))
+    run(lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron), app=app)
