@@ -481,6 +481,10 @@ class RunDriver:
                         held.append(exc)
                     else:
                         raise exc
+                if tasks and self.dirty and len(entry["done"]) < needed:
+                    # A branch ended while others still run: make its completed steps durable
+                    # now, or a crash before the parallel ends would run them again.
+                    await self.flush()
         finally:
             for task in tasks:
                 task.cancel()
