@@ -1,0 +1,302 @@
+"""Recovery after SIGKILL: a worker process (tests/workers/core_worker.py) runs workflows on a
+SQLite file and records every side effect in a file; the test kills it at awkward moments,
+starts it again and counts exactly which side effects happened how often.
+
+The guarantee under test (API.md "Semantics"): completed steps are never run again; the step
+that was running when the process died runs again at most once more, with the same
+idempotency key; compensation goes on where it stopped; waiting runs (signal, timer, retry
+backoff, child run) survive the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import treadle
+from treadle import Status
+
+WORKER = Path(__file__).parent / "workers" / "core_worker.py"
+DEADLINE = 15.0
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One line of the side-effect file."""
+
+    run_id: str
+    step: str
+    phase: str
+    attempt: int
+    key: str
+
+
+class Harness:
+    """Starts and kills worker processes; reads their side effects and the runs' states."""
+
+    def __init__(self, tmp_path: Path, client: treadle.Engine) -> None:
+        self.db = tmp_path / "runs.db"
+        self.effects_path = tmp_path / "effects.log"
+        self.log_path = tmp_path / "worker.log"
+        self.client = client
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, *, start: tuple[str, ...] = (), block: tuple[str, ...] = ()) -> None:
+        """Start a worker process (the previous one must be dead)."""
+        args = [sys.executable, str(WORKER), str(self.db), str(self.effects_path)]
+        for spec in start:
+            args += ["--start", spec]
+        for name in block:
+            args += ["--block", name]
+        with self.log_path.open("ab") as log:
+            self.procs.append(subprocess.Popen(args, stdout=log, stderr=log))
+
+    def kill(self) -> None:
+        """SIGKILL the current worker and reap it."""
+        proc = self.procs[-1]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+
+    def effects(self, run_id: str | None = None) -> list[Effect]:
+        """The side effects so far (of one run)."""
+        if not self.effects_path.exists():
+            return []
+        out = []
+        for line in self.effects_path.read_text().splitlines():
+            rid, step, phase, attempt, key = line.split("\t")
+            if run_id is None or rid == run_id:
+                out.append(Effect(rid, step, phase, int(attempt), key))
+        return out
+
+    def count(self, run_id: str, step: str, phase: str = "do") -> int:
+        """How often ``step`` had its side effect in ``run_id``."""
+        return sum(1 for e in self.effects(run_id) if e.step == step and e.phase == phase)
+
+    def counts(self, run_id: str) -> dict[tuple[str, str], int]:
+        """Every (step, phase) of the run with its count."""
+        out: dict[tuple[str, str], int] = {}
+        for e in self.effects(run_id):
+            out[(e.step, e.phase)] = out.get((e.step, e.phase), 0) + 1
+        return out
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        """Poll ``predicate`` (reading files) until it holds, or fail with the worker's log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while not predicate():
+            if loop.time() > deadline:
+                self.fail(f"timed out waiting for {what}")
+            if self.procs and self.procs[-1].poll() is not None:
+                self.fail(f"the worker exited ({self.procs[-1].returncode}) before {what}")
+            await asyncio.sleep(0.02)
+
+    async def until_state(
+        self, run_id: str, predicate: Callable[[treadle.State], bool], what: str
+    ) -> treadle.State:
+        """Poll the run's stored state until ``predicate`` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while True:
+            try:
+                state = await self.client.status(run_id)
+            except treadle.RunNotFound:
+                state = None
+            if state is not None and predicate(state):
+                return state
+            if loop.time() > deadline:
+                self.fail(f"timed out waiting for {what}; last state {state}")
+            if self.procs and self.procs[-1].poll() is not None:
+                self.fail(f"the worker exited ({self.procs[-1].returncode}) before {what}")
+            await asyncio.sleep(0.02)
+
+    async def finished(self, run_id: str) -> treadle.State:
+        """Wait for the run's end."""
+        return await self.until_state(run_id, lambda s: s.status.finished, f"end of {run_id}")
+
+    async def waiting(self, run_id: str, wait: str) -> treadle.State:
+        """Wait until the run waits for ``wait``."""
+        return await self.until_state(
+            run_id,
+            lambda s: s.status is Status.WAITING and wait in s.waiting_for,
+            f"{run_id} waiting for {wait}",
+        )
+
+    def fail(self, message: str) -> None:
+        log = self.log_path.read_text() if self.log_path.exists() else ""
+        pytest.fail(f"{message}\n--- effects ---\n{self.effects()}\n--- worker log ---\n{log}")
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A harness with a client engine (no workflows registered: it only reads and signals)."""
+    client = treadle.Engine(treadle.SQLitePersistence(str(tmp_path / "runs.db")))
+    await client.open()
+    h = Harness(tmp_path, client)
+    try:
+        yield h
+    finally:
+        for proc in h.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        await client.close(drain=0.5)
+
+
+async def test_completed_steps_never_run_again_and_the_step_in_flight_runs_once_more(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("chain=c-1",), block=("s2",))
+    await harness.until(lambda: harness.count("c-1", "s2") == 1, "s2 in flight")
+    harness.kill()
+    assert harness.counts("c-1") == {("s1", "do"): 1, ("s2", "do"): 1}
+
+    harness.spawn()
+    final = await harness.finished("c-1")
+    assert final.status is Status.COMPLETED
+    assert set(final.data) == {"s1", "s2", "s3"}
+    counts = harness.counts("c-1")
+    assert counts[("s1", "do")] == 1, "a completed step ran again"
+    assert counts[("s2", "do")] == 2, "the step in flight runs again exactly once more"
+    assert counts[("s3", "do")] == 1
+    keys = {e.key for e in harness.effects("c-1") if e.step == "s2"}
+    assert len(keys) == 1, f"the recovered step got another idempotency key: {keys}"
+
+
+async def test_compensation_interrupted_by_a_kill_resumes_where_it_stopped(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("saga=s-1",), block=("undo:c2",))
+    await harness.until(lambda: harness.count("s-1", "c2", "undo") == 1, "undo of c2 in flight")
+    harness.kill()
+    assert harness.counts("s-1") == {
+        ("c1", "do"): 1,
+        ("c2", "do"): 1,
+        ("c3", "do"): 1,
+        ("boom", "do"): 1,
+        ("c3", "undo"): 1,
+        ("c2", "undo"): 1,
+    }
+
+    harness.spawn()
+    final = await harness.finished("s-1")
+    assert final.status is Status.FAILED
+    assert final.error is not None and "boom" in final.error
+    assert harness.counts("s-1") == {
+        ("c1", "do"): 1,
+        ("c2", "do"): 1,
+        ("c3", "do"): 1,
+        ("boom", "do"): 1,  # the failed step is not run again either
+        ("c3", "undo"): 1,  # compensated before the kill: never again
+        ("c2", "undo"): 2,  # in flight: once more
+        ("c1", "undo"): 1,
+    }
+    undo_order = [e.step for e in harness.effects("s-1") if e.phase == "undo"]
+    assert undo_order == ["c3", "c2", "c2", "c1"]
+    keys = {e.key for e in harness.effects("s-1") if e.step == "c2" and e.phase == "undo"}
+    assert len(keys) == 1
+
+
+async def test_runs_waiting_for_signals_survive_a_kill(harness: Harness) -> None:
+    harness.spawn(start=("waiter=w-1", "waiter=w-2"))
+    await harness.waiting("w-1", "signal:go")
+    await harness.waiting("w-2", "signal:go")
+    harness.kill()
+
+    await harness.client.signal("w-2", "go", {"sent": "while dead"})
+    harness.spawn()
+    final = await harness.finished("w-2")
+    assert final.status is Status.COMPLETED
+    assert final.data["go"] == {"sent": "while dead"}
+    await asyncio.sleep(0.2)
+    assert (await harness.client.status("w-1")).status is Status.WAITING
+
+    await harness.client.signal("w-1", "go", {"sent": "after restart"})
+    final = await harness.finished("w-1")
+    assert final.status is Status.COMPLETED
+    assert final.data["go"] == {"sent": "after restart"}
+    for run_id in ("w-1", "w-2"):
+        assert harness.counts(run_id) == {("w1", "do"): 1, ("w2", "do"): 1}
+
+
+async def test_durable_timers_survive_a_kill(harness: Harness) -> None:
+    harness.spawn(start=("napper=n-1",))
+    await harness.waiting("n-1", "timer:nap")
+    harness.kill()
+    harness.spawn()
+    final = await harness.finished("n-1")
+    assert final.status is Status.COMPLETED
+    assert harness.counts("n-1") == {("n1", "do"): 1, ("n2", "do"): 1}
+    assert "timer_fired" in [e.kind for e in await harness.client.history("n-1")]
+
+
+async def test_retry_backoff_survives_a_kill(harness: Harness) -> None:
+    harness.spawn(start=("retrier=r-1",))
+    await harness.waiting("r-1", "retry:r1")
+    harness.kill()
+    harness.spawn()
+    final = await harness.finished("r-1")
+    assert final.status is Status.COMPLETED
+    r1 = [e for e in harness.effects("r-1") if e.step == "r1"]
+    assert [e.attempt for e in r1] == [1, 2]
+    assert len({e.key for e in r1}) == 1
+    assert harness.count("r-1", "r2") == 1
+
+
+async def test_a_parent_recovered_while_its_child_waits_never_starts_a_second_child(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("family=f-1",))
+    parent = await harness.until_state(
+        "f-1", lambda s: s.status is Status.WAITING, "parent waiting for its child"
+    )
+    child_id = parent.waiting_for[0].removeprefix("run:")
+    await harness.waiting(child_id, "signal:go")
+    harness.kill()
+    harness.spawn()
+    await harness.client.signal(child_id, "go", 1)
+    final = await harness.finished("f-1")
+    assert final.status is Status.COMPLETED
+    assert final.data["child"]["go"] == 1
+    children = await harness.client.runs(workflow="kid")
+    assert [c.id for c in children] == [child_id]
+    assert harness.counts("f-1") == {("p1", "do"): 1, ("p2", "do"): 1}
+    assert harness.counts(child_id) == {("k1", "do"): 1, ("k2", "do"): 1}
+
+
+async def test_a_loop_killed_mid_iteration_goes_on_with_that_iteration(harness: Harness) -> None:
+    harness.spawn(start=("looper=l-1",), block=("item:b",))
+    await harness.until(lambda: harness.count("l-1", "item") == 2, "iteration b in flight")
+    harness.kill()
+    harness.spawn()
+    final = await harness.finished("l-1")
+    assert final.status is Status.COMPLETED
+    items = [e.key for e in harness.effects("l-1") if e.step == "item"]
+    assert len(items) == 4, "a, b (in flight), b again, c"
+    assert items[1] == items[2], "the iteration in flight keeps its idempotency key"
+    assert len(set(items)) == 3
+    assert harness.count("l-1", "after") == 1
+
+
+async def test_a_completed_branch_of_a_parallel_killed_midway_is_not_run_again(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("fan=p-1",), block=("slow",))
+    await harness.until(
+        lambda: harness.count("p-1", "slow") == 1 and harness.count("p-1", "quick") == 1,
+        "quick done while slow is in flight",
+    )
+    await asyncio.sleep(0.3)  # time for the engine to record the completed branch
+    harness.kill()
+    harness.spawn()
+    final = await harness.finished("p-1")
+    assert final.status is Status.COMPLETED
+    assert harness.count("p-1", "quick") == 1, "a completed step ran again"
+    assert harness.count("p-1", "slow") == 2
+    assert harness.count("p-1", "joined") == 1
