@@ -1,5 +1,10 @@
-"""SQLite: the embedded default. One writer thread owns the connection and commits the
-operations queued meanwhile in one transaction (group commit), each in a savepoint of its own.
+"""SQLite: the embedded default.
+
+Group commit without a writer thread's lock convoy: transaction scripts run on the event loop
+thread itself (they are short), batched — everything queued while the previous commit was under
+way goes into the next transaction, each script as if under a savepoint of its own. Only what
+waits on the disk leaves the loop: the ``COMMIT`` (the fsync) runs in a dedicated thread, and so
+does ``BEGIN IMMEDIATE`` when another process holds the write lock.
 
 Durability: with ``synchronous="FULL"`` (the default) a checkpoint that was acknowledged survives
 a crash of the process and a loss of power. ``"NORMAL"`` is several times faster per commit and
@@ -9,15 +14,17 @@ still survives a crash of the process, but the last commits may be lost on a pow
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
 from .._errors import PersistenceError
 from ._base import SQLPersistence
-from ._batch import Job, JobQueue, Outcome, failed, run_in_savepoints, settle
+from ._batch import Job, Outcome, failed, run_in_savepoints, settle
 from ._sql import Row, queries
 
 T = TypeVar("T")
@@ -27,11 +34,7 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, list | tuple):
-        import json
-
         return json.dumps(list(value))
-    if isinstance(value, bool):
-        return int(value)
     return value
 
 
@@ -44,7 +47,8 @@ class _SQLiteTx:
         self.notified: list[str] = []
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {k: _adapt(v) for k, v in params.items()}
+        plain = (str, int, float, type(None))
+        return {k: v if isinstance(v, plain) else _adapt(v) for k, v in params.items()}
 
     def execute(self, statement: str, /, **params: Any) -> int:
         sql = self._sql[statement]
@@ -72,17 +76,20 @@ class SQLitePersistence(SQLPersistence):
     dialect = "sqlite"
 
     def __init__(
-        self, path: str = "treadle.db", *, synchronous: str = "FULL", batch_size: int = 256
+        self, path: str = "treadle.db", *, synchronous: str = "FULL", batch_size: int = 512
     ) -> None:
         super().__init__()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         self.synchronous = synchronous.upper()
-        self.batch_size = batch_size
-        self._jobs = JobQueue(batch_size)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batch_size = max(1, batch_size)
+        self._conn: sqlite3.Connection | None = None
+        self._tx: _SQLiteTx | None = None
+        self._pending: list[Job] = []
+        self._work = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._disk: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
@@ -93,66 +100,104 @@ class SQLitePersistence(SQLPersistence):
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=30000")
+        # BEGIN IMMEDIATE is tried without waiting on the loop; when another process holds the
+        # write lock, it is retried in the disk thread (see _begin).
+        conn.execute("PRAGMA busy_timeout=0")
         return conn
 
     async def open(self) -> None:
-        """Start the writer thread and check the schema (creating it in a new file)."""
-        if self._thread is not None:
+        """Connect and check the schema (creating it in a new file)."""
+        if self._conn is not None:
             return
-        self._loop = asyncio.get_running_loop()
         try:
-            conn = self._connect()
+            self._conn = self._connect()
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-        self._thread = threading.Thread(
-            target=self._writer, args=(conn,), name=f"treadle-sqlite:{self.path}", daemon=True
-        )
-        self._thread.start()
+        self._tx = _SQLiteTx(self._conn)
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix="treadle-sqlite")
+        self._work = asyncio.Event()
+        self._committer = asyncio.create_task(self._commit_loop(), name=f"treadle-sqlite:{self}")
         await self._check_schema()
 
     async def close(self) -> None:
-        """Let queued writes finish, then stop the writer thread."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        """Let queued writes finish, then disconnect."""
+        conn, committer = self._conn, self._committer
+        if conn is None or committer is None:
             return
-        self._jobs.stop()
-        await asyncio.to_thread(thread.join)
+        while self._pending:
+            self._work.set()
+            await asyncio.sleep(0.001)
+        committer.cancel()
+        await asyncio.gather(committer, return_exceptions=True)
+        self._conn = self._tx = self._committer = None
+        conn.close()
+        if self._disk is not None:
+            self._disk.shutdown(wait=True)
 
     async def _run(self, script: Callable[[Any], T]) -> T:
-        if self._thread is None or self._loop is None:
+        if self._conn is None:
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
-        return await self._jobs.submit(self._loop, script)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((script, future))
+        self._work.set()
+        return await future
 
-    def _writer(self, conn: sqlite3.Connection) -> None:
-        tx = _SQLiteTx(conn)
-        stop = False
-        while not stop:
-            batch, stop = self._jobs.take()
-            if not batch:
-                break
-            outcomes = self._commit(conn, tx, batch)
-            notified, tx.notified = tx.notified, []
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                break
-        conn.close()
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._pending:
+                batch = self._pending[: self.batch_size]
+                del self._pending[: self.batch_size]
+                outcomes, notified = await self._commit(batch)
+                settle(outcomes, notified, self._wake)
 
-    def _commit(self, conn: sqlite3.Connection, tx: _SQLiteTx, batch: list[Job]) -> list[Outcome]:
+    async def _commit(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
+        conn, tx = self._conn, self._tx
+        assert conn is not None and tx is not None
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            await self._begin(conn)
             outcomes = run_in_savepoints(tx, conn.execute, batch, "SQLite")
-            conn.execute("COMMIT")
+            if self.synchronous == "OFF":
+                conn.execute("COMMIT")
+            else:
+                loop = asyncio.get_running_loop()
+                await asyncio.shield(loop.run_in_executor(self._disk, conn.execute, "COMMIT"))
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            tx.notified.clear()
             error = PersistenceError(f"SQLite commit to {self.path!r} failed: {exc}")
             error.__cause__ = exc
-            tx.notified.clear()
-            return failed(batch, error)
-        return outcomes
+            return failed(batch, error), []
+        notified, tx.notified = tx.notified, []
+        return outcomes, notified
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        # Another process is writing: wait for the lock off the loop.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._disk, _begin_waiting, conn, 30.0)
+
+
+def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 class MemoryPersistence(SQLitePersistence):
