@@ -86,7 +86,8 @@ class Engine:
     unfinished runs, fires timers and picks up runs started elsewhere.
 
     Options: ``clock`` (a :class:`FakeClock` in tests), ``max_concurrent_runs`` executing at
-    once in this engine, ``lease`` (seconds another engine waits before it takes over a run of a
+    once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
+    reads runs but executes none), ``lease`` (seconds another engine waits before it takes over a run of a
     dead one), ``poll_interval`` (the safety-net poll for work), ``step_threads`` (worker
     threads for plain step functions).
     """

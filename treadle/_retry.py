@@ -37,7 +37,7 @@ class RetryPolicy:
         """A copy with ``max_attempts = n``."""
         return replace(self, max_attempts=n)
 
-    def backoff(self, initial: Duration, max: Duration) -> RetryPolicy:  # noqa: A002
+    def backoff(self, initial: Duration, max: Duration) -> RetryPolicy:
         """A copy with the given initial and maximum wait."""
         return replace(self, initial_wait=parse_duration(initial), max_wait=parse_duration(max))
 
