@@ -181,8 +181,10 @@ class PostgresPersistence(SQLPersistence):
             max_size=self.pool_size,
             open=False,
             name="treadle",
-            timeout=min(self.connect_timeout, 5.0),
-            reconnect_timeout=max(self.retry_for, 1.0) * 10,
+            # The pool's own reconnection backs off without a cap (1, 2, 4, 8... s): let it give
+            # up at once, so that the retry loop below (capped backoff) asks for a new attempt.
+            timeout=1.0,
+            reconnect_timeout=0.5,
         )
         try:
             await asyncio.to_thread(pool.open, wait=True, timeout=self.connect_timeout)
@@ -296,7 +298,7 @@ class PostgresPersistence(SQLPersistence):
                         len(batch),
                     )
                 time.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)
                 self._drop_dead_connections()
                 continue
             except _Ambiguous as exc:
@@ -409,7 +411,7 @@ class PostgresPersistence(SQLPersistence):
                         _first_line(exc),
                     )
                 self._closing.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
 
     def _wake_soon(self, run_ids: list[str]) -> None:
         if self._loop is None:
