@@ -50,13 +50,16 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -109,18 +112,52 @@ def ensure_dbos_venv() -> Path:
 # --------------------------------------------------------------------------- subprocesses
 
 
+_ADDRESS = re.compile(r"0x[0-9a-f]+|^\S*\d\d:\d\d:\d\d\S*")
+_REPEATS_SHOWN = 3
+
+
+def _forward_stderr(stream: IO[str], label: str) -> None:
+    """Copy a part's stderr to ours, collapsing lines that repeat but for addresses and
+    times (DBOS logs one warning per parked task it cancels at exit: 100,000 in full mode)."""
+    seen: dict[str, int] = {}
+    for line in stream:
+        key = _ADDRESS.sub("", line.strip())
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= _REPEATS_SHOWN:
+            sys.stderr.write(line)
+    for key, count in seen.items():
+        if count > _REPEATS_SHOWN:
+            sys.stderr.write(f"[{label}: {count - _REPEATS_SHOWN:,} more lines like: {key}]\n")
+    sys.stderr.flush()
+
+
 def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
     """Run one part in its own process; its last stdout line is a JSON object."""
     log(f"{label}: start")
     t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH_DIR
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout = proc.stdout
+    out: list[str] = []
+    readers = [
+        threading.Thread(target=_forward_stderr, args=(proc.stderr, label), daemon=True),
+        threading.Thread(target=lambda: out.append(stdout.read()), daemon=True),
+    ]
+    for r in readers:
+        r.start()
     try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, cwd=BENCH_DIR
-        )
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         log(f"{label}: timed out after {timeout:.0f}s")
         return {"error": f"timed out after {timeout:.0f}s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    finally:
+        for r in readers:
+            r.join(timeout=30)
+    lines = [ln for ln in "".join(out).splitlines() if ln.strip().startswith("{")]
     if not lines:
         return {"error": f"exit code {proc.returncode}, no JSON on stdout"}
     try:
@@ -133,13 +170,20 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
     return result
 
 
-def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -> Result:
+PART_KEYS = ("sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large")
+Part = Callable[[], Result]
+
+
+def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -> dict[str, Part]:
+    """The DBOS figures, each a thunk that runs it in its own process."""
     script = str(BENCH_DIR / "dbos_side.py")
 
-    def part(name: str, *extra: str) -> Result:
+    def part(name: str, *extra: str) -> Part:
         d = os.path.join(workdir, "dbos")
-        return _run_json([str(py), script, name, "--dir", d, *extra], timeout, f"dbos {name}")
+        cmd = [str(py), script, name, "--dir", d, *extra]
+        return lambda: _run_json(cmd, timeout, f"dbos {name}")
 
+    n_growth = str(counts["growth_measure"])
     return {
         "pragmas": part("pragmas"),
         "sequential": part("sequential", "--n", str(counts["sequential"])),
@@ -148,41 +192,20 @@ def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -
         "waiting": part(
             "waiting", "--n", str(counts["waiting"]), "--sample", str(counts["waiting_sample"])
         ),
-        "growth_small": part(
-            "growth",
-            "--n",
-            str(counts["growth_measure"]),
-            "--stored",
-            str(counts["growth_small"]),
-        ),
-        "growth_large": part(
-            "growth",
-            "--n",
-            str(counts["growth_measure"]),
-            "--stored",
-            str(counts["growth_large"]),
-        ),
+        "growth_small": part("growth", "--n", n_growth, "--stored", str(counts["growth_small"])),
+        "growth_large": part("growth", "--n", n_growth, "--stored", str(counts["growth_large"])),
     }
 
 
-def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> Result:
+def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[str, Part]:
+    """The treadle figures, each a thunk that runs it in its own process."""
     if not (BENCH_DIR / "treadle_side.py").exists():
         log("treadle side: bench/treadle_side.py not written yet, figures marked missing")
         missing: Result = {"missing": "bench/treadle_side.py does not exist yet"}
-        return {
-            k: missing
-            for k in (
-                "sequential",
-                "concurrent",
-                "step_cost",
-                "waiting",
-                "growth_small",
-                "growth_large",
-            )
-        }
+        return {k: (lambda: missing) for k in PART_KEYS}
     d = os.path.join(workdir, "treadle")
 
-    def part(name: str, key: str, **kw: int) -> Result:
+    def part(name: str, key: str, **kw: int) -> Part:
         cmd = [
             sys.executable,
             str(BENCH_DIR / "run.py"),
@@ -195,7 +218,7 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> Resul
         ]
         for k, v in kw.items():
             cmd += [f"--part-{k}", str(v)]
-        return _run_json(cmd, timeout, f"treadle {key}")
+        return lambda: _run_json(cmd, timeout, f"treadle {key}")
 
     return {
         "sequential": part("sequential", "sequential", n=counts["sequential"]),
@@ -209,6 +232,21 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> Resul
             "growth", "growth_large", stored=counts["growth_large"], n=counts["growth_measure"]
         ),
     }
+
+
+def run_interleaved(dbos: dict[str, Part], treadle: dict[str, Part]) -> tuple[Result, Result]:
+    """Run the figures side by side (DBOS then treadle, figure by figure), so that both
+    numbers of a figure are measured close in time on a machine whose load changes."""
+    out_d: Result = {}
+    out_t: Result = {}
+    if "pragmas" in dbos:
+        out_d["pragmas"] = dbos["pragmas"]()
+    for key in PART_KEYS:
+        if key in dbos:
+            out_d[key] = dbos[key]()
+        if key in treadle:
+            out_t[key] = treadle[key]()
+    return out_d, out_t
 
 
 def treadle_child(args: argparse.Namespace) -> None:
@@ -378,6 +416,8 @@ def _fmt(v: float | None) -> str:
         return f"{v:.0f}"
     if a >= 10:
         return f"{v:.1f}"
+    if 0 < a < 0.1:
+        return f"{v:.2g}"  # a ratio like 0.0013 must not print as 0.00
     return f"{v:.2f}"
 
 
@@ -436,6 +476,28 @@ def _git_commit() -> str | None:
         return None
 
 
+def _treadle_changes() -> list[str]:
+    """Files of the treadle package that differ from the commit (the working tree is measured)."""
+    try:
+        r = subprocess.run(
+            ["git", "status", "--porcelain", "--", "treadle"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return [ln[3:] for ln in r.stdout.splitlines() if ln.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="scaled-down counts for a fast check")
@@ -468,6 +530,8 @@ def main() -> None:
     workdir = args.workdir or tempfile.mkdtemp(prefix="treadle-bench-")
     os.makedirs(workdir, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
+    load_before = _load()
+    treadle_changes = _treadle_changes()
     log(f"mode={'quick' if args.quick else 'full'} workdir={workdir}")
 
     import raw_commit
@@ -478,18 +542,21 @@ def main() -> None:
     except Exception as e:
         raw = {"error": f"{type(e).__name__}: {e}"}
 
-    dbos: Result = {}
+    dbos_thunks: dict[str, Part] = {}
+    dbos_error: Result | None = None
     if not args.skip_dbos:
         try:
             py = ensure_dbos_venv()
-            dbos = dbos_parts(py, counts, workdir, timeout)
+            dbos_thunks = dbos_parts(py, counts, workdir, timeout)
         except Exception as e:
             log(f"DBOS side failed: {e}")
-            dbos = {"error": f"{type(e).__name__}: {e}"}
-
-    treadle: Result = {}
+            dbos_error = {"error": f"{type(e).__name__}: {e}"}
+    treadle_thunks: dict[str, Part] = {}
     if not args.skip_treadle:
-        treadle = treadle_parts(counts, workdir, timeout)
+        treadle_thunks = treadle_parts(counts, workdir, timeout)
+    dbos, treadle = run_interleaved(dbos_thunks, treadle_thunks)
+    if dbos_error is not None:
+        dbos = dbos_error
 
     rows = build_table(raw, dbos, treadle)
     table = format_table(rows, raw, counts)
@@ -508,6 +575,9 @@ def main() -> None:
                 "python": sys.version.split()[0],
             },
             "git_commit": _git_commit(),
+            "treadle_uncommitted_changes": treadle_changes,
+            "load_average_before": load_before,
+            "load_average_after": _load(),
             "ratio": "treadle / DBOS, figure by figure, both measured in this run",
         },
         "raw_commit": raw,
@@ -520,7 +590,21 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
+    meta = result["meta"]
     print(table)
+    print(
+        f"machine: {os.cpu_count()} cpus, {platform.platform()}, Python {sys.version.split()[0]}; "
+        f"load average (1/5/15 min) before {meta['load_average_before']}, "
+        f"after {meta['load_average_after']}"
+    )
+    print(
+        f"treadle: commit {meta['git_commit']}"
+        + (
+            f" + uncommitted changes in {', '.join(treadle_changes)}"
+            if treadle_changes
+            else " (clean)"
+        )
+    )
     if problems:
         print("\nnot measured / failed:")
         for p in problems:
