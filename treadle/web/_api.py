@@ -1,0 +1,259 @@
+"""The JSON API under ``/api``: one thin handler per engine call and per schedule operation."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._engine import Engine
+from ._auth import Authenticator, Identity
+from ._errors import ApiError
+from ._json import (
+    event_json,
+    identifier,
+    only_keys,
+    optional_object,
+    optional_str,
+    query_limit,
+    query_status,
+    read_body,
+    required_str,
+    state_json,
+)
+from ._openapi import openapi_document
+from ._schedules import Schedules
+
+_OPTIONS = ("catch_up", "catch_up_window", "overlap", "jitter")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Api:
+    """The API's handlers over one engine, one authenticator and the schedules."""
+
+    def __init__(self, engine: Engine, auth: Authenticator, schedules: Schedules) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.schedules = schedules
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    def reader(self, request: Request) -> Identity:
+        """The caller, allowed to read."""
+        return self.auth.require(request, write=False)
+
+    def writer(self, request: Request) -> Identity:
+        """The caller, allowed to change state."""
+        return self.auth.require(request, write=True)
+
+    async def run_json(self, run_id: str) -> JSONResponse:
+        """The run's current state as the response."""
+        return JSONResponse(state_json(await self.engine.status(run_id)))
+
+    # Who am I --------------------------------------------------------------------------------
+
+    async def whoami(self, request: Request) -> Response:
+        """GET /api/whoami."""
+        identity = self.reader(request)
+        return JSONResponse({**identity.as_json(), "auth_required": not self.auth.open})
+
+    # Runs ------------------------------------------------------------------------------------
+
+    async def list_runs(self, request: Request) -> Response:
+        """GET /api/runs?workflow&status&parent_id&limit."""
+        self.reader(request)
+        params = request.query_params
+        runs = await self.engine.runs(
+            workflow=params.get("workflow") or None,
+            status=query_status(request),
+            parent_id=params.get("parent_id") or None,
+            limit=query_limit(request),
+        )
+        return JSONResponse({"runs": [state_json(s) for s in runs]})
+
+    async def start_run(self, request: Request) -> Response:
+        """POST /api/runs {workflow, data, run_id}."""
+        self.writer(request)
+        body = await read_body(request, required=True)
+        only_keys(body, {"workflow", "data", "run_id"})
+        workflow = required_str(body, "workflow")
+        data = optional_object(body, "data")
+        run_id = optional_str(body, "run_id", limit=200)
+        if run_id is not None:
+            identifier(run_id, "run_id")
+        new_id = await self.engine.start(workflow, data, run_id=run_id)
+        response = await self.run_json(new_id)
+        response.status_code = 201
+        response.headers["Location"] = f"/api/runs/{new_id}"
+        return response
+
+    async def get_run(self, request: Request) -> Response:
+        """GET /api/runs/{run_id}."""
+        self.reader(request)
+        return await self.run_json(request.path_params["run_id"])
+
+    async def history(self, request: Request) -> Response:
+        """GET /api/runs/{run_id}/history."""
+        self.reader(request)
+        events = await self.engine.history(request.path_params["run_id"])
+        return JSONResponse({"events": [event_json(e) for e in events]})
+
+    async def definition(self, request: Request) -> Response:
+        """GET /api/runs/{run_id}/definition."""
+        self.reader(request)
+        return JSONResponse(await self.engine.definition(request.path_params["run_id"]))
+
+    async def signal(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/signal/{name} {data}."""
+        self.writer(request)
+        body = await read_body(request, required=False)
+        only_keys(body, {"data"})
+        run_id = request.path_params["run_id"]
+        await self.engine.signal(run_id, request.path_params["name"], body.get("data"))
+        return await self.run_json(run_id)
+
+    async def approve(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/approve/{name} {comment}: decided as the token's identity."""
+        identity = self.writer(request)
+        body = await read_body(request, required=False)
+        only_keys(body, {"comment"})
+        run_id = request.path_params["run_id"]
+        await self.engine.approve(
+            run_id,
+            request.path_params["name"],
+            by=identity.name,
+            comment=optional_str(body, "comment"),
+        )
+        return await self.run_json(run_id)
+
+    async def reject(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/reject/{name} {reason}: decided as the token's identity."""
+        identity = self.writer(request)
+        body = await read_body(request, required=False)
+        only_keys(body, {"reason"})
+        run_id = request.path_params["run_id"]
+        await self.engine.reject(
+            run_id,
+            request.path_params["name"],
+            by=identity.name,
+            reason=optional_str(body, "reason"),
+        )
+        return await self.run_json(run_id)
+
+    def control(self, action: str) -> Handler:
+        """POST /api/runs/{run_id}/pause|resume|cancel."""
+
+        async def handler(request: Request) -> Response:
+            self.writer(request)
+            run_id = request.path_params["run_id"]
+            call: Callable[[str], Awaitable[None]] = getattr(self.engine, action)
+            await call(run_id)
+            return await self.run_json(run_id)
+
+        handler.__name__ = f"{action}_run"
+        return handler
+
+    # Workflows -------------------------------------------------------------------------------
+
+    async def workflows(self, request: Request) -> Response:
+        """GET /api/workflows."""
+        self.reader(request)
+        items = [
+            {"name": wf.name, "id": wf.id, "definition": wf.describe()}
+            for wf in sorted(self.engine.workflows.values(), key=lambda w: w.name)
+        ]
+        return JSONResponse({"workflows": items})
+
+    async def workflow(self, request: Request) -> Response:
+        """GET /api/workflows/{name}."""
+        self.reader(request)
+        name = request.path_params["name"]
+        wf = self.engine.workflows.get(name)
+        if wf is None:
+            raise ApiError(404, "WorkflowNotFound", f"workflow {name!r} is not registered")
+        return JSONResponse({"name": wf.name, "id": wf.id, "definition": wf.describe()})
+
+    # Schedules -------------------------------------------------------------------------------
+
+    async def list_schedules(self, request: Request) -> Response:
+        """GET /api/schedules."""
+        self.reader(request)
+        return JSONResponse({"schedules": await self.schedules.all()})
+
+    async def add_schedule(self, request: Request) -> Response:
+        """POST /api/schedules {id, workflow, expression, input, timezone}."""
+        self.writer(request)
+        body = await read_body(request, required=True)
+        only_keys(body, {"id", "workflow", "expression", "input", "timezone", *_OPTIONS})
+        schedule_id = identifier(required_str(body, "id"), "schedule id")
+        workflow = required_str(body, "workflow")
+        expression = required_str(body, "expression")
+        timezone = optional_str(body, "timezone", limit=100) or "UTC"
+        options = {k: body[k] for k in _OPTIONS if body.get(k) is not None}
+        for key, value in options.items():
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ApiError(400, "BadRequest", f"'{key}' must be a string or a number")
+        created = await self.schedules.add(
+            schedule_id, workflow, expression, optional_object(body, "input"), timezone, options
+        )
+        response = JSONResponse(created, status_code=201)
+        response.headers["Location"] = f"/api/schedules/{schedule_id}"
+        return response
+
+    async def get_schedule(self, request: Request) -> Response:
+        """GET /api/schedules/{schedule_id}."""
+        self.reader(request)
+        return JSONResponse(await self.schedules.one(request.path_params["schedule_id"]))
+
+    async def remove_schedule(self, request: Request) -> Response:
+        """DELETE /api/schedules/{schedule_id}."""
+        self.writer(request)
+        await self.schedules.remove(request.path_params["schedule_id"])
+        return Response(status_code=204)
+
+    def toggle_schedule(self, enabled: bool) -> Handler:
+        """POST /api/schedules/{schedule_id}/enable|disable."""
+
+        async def handler(request: Request) -> Response:
+            self.writer(request)
+            schedule_id = request.path_params["schedule_id"]
+            return JSONResponse(await self.schedules.set_enabled(schedule_id, enabled))
+
+        handler.__name__ = "enable_schedule" if enabled else "disable_schedule"
+        return handler
+
+    # The document ----------------------------------------------------------------------------
+
+    async def openapi(self, request: Request) -> Response:
+        """GET /api/openapi.json (public: it describes the API, not its data)."""
+        return JSONResponse(openapi_document())
+
+    def routes(self) -> list[Route]:
+        """Every route of the API."""
+        run = "/api/runs/{run_id}"
+        sched = "/api/schedules/{schedule_id}"
+        return [
+            Route("/api/openapi.json", self.openapi, methods=["GET"]),
+            Route("/api/whoami", self.whoami, methods=["GET"]),
+            Route("/api/runs", self.list_runs, methods=["GET"]),
+            Route("/api/runs", self.start_run, methods=["POST"]),
+            Route(run, self.get_run, methods=["GET"]),
+            Route(f"{run}/history", self.history, methods=["GET"]),
+            Route(f"{run}/definition", self.definition, methods=["GET"]),
+            Route(f"{run}/signal/{{name}}", self.signal, methods=["POST"]),
+            Route(f"{run}/approve/{{name}}", self.approve, methods=["POST"]),
+            Route(f"{run}/reject/{{name}}", self.reject, methods=["POST"]),
+            Route(f"{run}/pause", self.control("pause"), methods=["POST"]),
+            Route(f"{run}/resume", self.control("resume"), methods=["POST"]),
+            Route(f"{run}/cancel", self.control("cancel"), methods=["POST"]),
+            Route("/api/workflows", self.workflows, methods=["GET"]),
+            Route("/api/workflows/{name}", self.workflow, methods=["GET"]),
+            Route("/api/schedules", self.list_schedules, methods=["GET"]),
+            Route("/api/schedules", self.add_schedule, methods=["POST"]),
+            Route(sched, self.get_schedule, methods=["GET"]),
+            Route(sched, self.remove_schedule, methods=["DELETE"]),
+            Route(f"{sched}/enable", self.toggle_schedule(True), methods=["POST"]),
+            Route(f"{sched}/disable", self.toggle_schedule(False), methods=["POST"]),
+        ]

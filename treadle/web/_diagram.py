@@ -1,0 +1,204 @@
+"""The workflow's structure as nested boxes, marked with where a run is and the path it took.
+
+:func:`progress` reads a run's history and state into marks per step name (step names are
+unique within a definition); :func:`diagram` draws the definition shape with those marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._state import Event, State, Status
+from ._html import h
+
+_ICONS = {
+    "action": "▸",
+    "custom": "▸",
+    "signal": "✉",
+    "approval": "✔",
+    "sleep": "⏱",
+    "subworkflow": "↳",
+}
+
+_DONE_EVENTS = {
+    "step_completed",
+    "signal_consumed",
+    "timer_fired",
+    "child_completed",
+    "loop_ended",
+    "parallel_completed",
+}
+
+
+@dataclass
+class Progress:
+    """What a run did to each step: ``marks[name]`` is done, failed, current, retrying,
+    compensated or visited; ``taken[if name]`` are the indexes of the arms it took."""
+
+    marks: dict[str, str] = field(default_factory=dict)
+    taken: dict[str, set[int]] = field(default_factory=dict)
+
+
+def progress(state: State, events: list[Event]) -> Progress:
+    """Read the marks of every step from the run's history and its current waits."""
+    out = Progress()
+    children: dict[str, str] = {}
+    for event in events:
+        step, kind = event.step, event.kind
+        if step is None:
+            continue
+        if kind in _DONE_EVENTS:
+            out.marks[step] = "done"
+        elif kind == "step_failed":
+            out.marks[step] = "failed" if event.detail.get("final") else "retrying"
+        elif kind == "branch_taken":
+            out.taken.setdefault(step, set()).add(int(event.detail.get("branch", -1)))
+            out.marks.setdefault(step, "visited")
+        elif kind == "compensated":
+            out.marks[step] = "compensated"
+        elif kind == "compensation_failed":
+            out.marks[step] = "failed"
+        elif kind == "child_started":
+            children[str(event.detail.get("child"))] = step
+            out.marks[step] = "visited"
+        elif kind == "approval_received":
+            decision = state.data.get(step)
+            if isinstance(decision, dict) and decision.get("approved") is True:
+                out.marks[step] = "done"
+            else:
+                out.marks.setdefault(step, "visited")
+        else:
+            out.marks.setdefault(step, "visited")
+    if state.status in (Status.WAITING, Status.PAUSED, Status.RUNNING):
+        for wait in state.waiting_for:
+            kind, _, name = wait.partition(":")
+            target = children.get(name, name) if kind == "run" else name
+            out.marks[target] = "retrying" if kind == "retry" else "current"
+    return out
+
+
+def _status_of(node: dict[str, Any], prog: Progress) -> str:
+    mark = prog.marks.get(node["name"])
+    inner = [_status_of(c, prog) for c in _children(node)]
+    if mark in ("failed", "current", "retrying", "compensated"):
+        return mark
+    for wanted in ("failed", "current", "retrying"):
+        if wanted in inner:
+            return wanted
+    if mark == "done":
+        return "done"
+    if node.get("kind") == "workflow" and inner and all(s in ("done", "skipped") for s in inner):
+        return "done"
+    if node.get("kind") == "if" and mark is not None:
+        taken = prog.taken.get(node["name"], set())
+        arms = node.get("branches", [])
+        chosen = [arms[i] for i in taken if 0 <= i < len(arms)]
+        if chosen and all(_status_of(s, prog) == "done" for a in chosen for s in a["steps"]):
+            return "done"
+    if mark is not None or any(s != "pending" for s in inner):
+        return "visited"
+    return "pending"
+
+
+def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
+    if node.get("kind") == "if":
+        return [s for arm in node.get("branches", []) for s in arm.get("steps", [])]
+    return list(node.get("steps", [])) + list(node.get("branches", []))
+
+
+def _leaf_detail(node: dict[str, Any]) -> str:
+    kind = node.get("kind")
+    if kind == "approval":
+        who = ", ".join(node.get("approvers") or []) or "anyone"
+        quorum = node.get("quorum") or 1
+        return f"approval by {who}" + (f" (quorum {quorum})" if quorum > 1 else "")
+    if kind == "signal":
+        return "signal"
+    if kind == "sleep":
+        return f"sleep {node.get('timeout')} s"
+    if kind == "subworkflow":
+        return f"runs {node.get('workflow')}"
+    extra = []
+    if node.get("retry"):
+        extra.append(f"{node['retry']} attempts")
+    if node.get("compensate"):
+        extra.append(f"undo: {node['compensate']}")
+    return " · ".join(extra)
+
+
+def _sequence(steps: list[dict[str, Any]], prog: Progress) -> str:
+    if not steps:
+        return '<div class="d-empty">(nothing)</div>'
+    parts = [_node(step, prog) for step in steps]
+    return '<div class="d-seq">' + '<div class="d-arrow">↓</div>'.join(parts) + "</div>"
+
+
+def _node(node: dict[str, Any], prog: Progress) -> str:
+    kind = str(node.get("kind"))
+    name = str(node.get("name"))
+    status = _status_of(node, prog)
+    attrs = f'class="d-node d-{h(kind)} st-{status}" data-step="{h(name)}" data-state="{status}"'
+    if kind in ("workflow",):
+        return (
+            f'<div {attrs}><div class="d-title">{h(name)}</div>'
+            + _sequence(node.get("steps", []), prog)
+            + "</div>"
+        )
+    if kind == "if":
+        taken = prog.taken.get(name, set())
+        arms = []
+        for i, arm in enumerate(node.get("branches", [])):
+            label = "else" if arm.get("else") else ("if" if i == 0 else "else if")
+            cls = "taken" if i in taken else ("skipped" if taken else "")
+            arms.append(
+                f'<div class="d-arm {cls}"><div class="d-arm-label">{label}</div>'
+                + _sequence(arm.get("steps", []), prog)
+                + "</div>"
+            )
+        return (
+            f'<div {attrs}><div class="d-title">◇ if {h(name)}</div>'
+            f'<div class="d-arms">{"".join(arms)}</div></div>'
+        )
+    if kind == "loop":
+        how = (
+            f"for each {node['for_each']}"
+            if node.get("for_each")
+            else "while"
+            if node.get("has_while")
+            else "repeat"
+        )
+        if node.get("max_iterations"):
+            how += f" · max {node['max_iterations']}"
+        return (
+            f'<div {attrs}><div class="d-title">↻ loop {h(name)} '
+            f'<span class="d-meta">{h(how)}</span></div>'
+            + _sequence(node.get("steps", []), prog)
+            + "</div>"
+        )
+    if kind == "parallel":
+        strategy = str(node.get("strategy"))
+        how = f"wait {strategy}" + (f" {node.get('needed')}" if strategy == "count" else "")
+        branches = "".join(
+            f'<div class="d-arm">{_sequence([b], prog)}</div>' for b in node.get("branches", [])
+        )
+        return (
+            f'<div {attrs}><div class="d-title">⇉ parallel {h(name)} '
+            f'<span class="d-meta">{h(how)}</span></div><div class="d-arms">{branches}</div></div>'
+        )
+    icon = _ICONS.get(kind, "▸")
+    detail = _leaf_detail(node)
+    meta = f'<span class="d-meta">{h(detail)}</span>' if detail else ""
+    return f'<div {attrs}><span class="d-icon">{icon}</span> {h(name)} {meta}</div>'
+
+
+def diagram(shape: dict[str, Any], prog: Progress) -> str:
+    """The definition drawn as nested boxes, with a legend."""
+    legend = "".join(
+        f'<span class="d-node st-{s}">{s}</span>'
+        for s in ("done", "current", "retrying", "failed", "compensated", "pending")
+    )
+    return (
+        f'<div class="diagram">{_sequence(shape.get("steps", []), prog)}</div>'
+        f'<div class="d-legend">{legend}</div>'
+    )
