@@ -178,6 +178,9 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
     status = cp.status
     suspended = False
     if status is Status.WAITING:
+        # Lock the run first: a concurrent delivery (signal, child run ending) locks it too, so
+        # either it sees this run WAITING and wakes it, or its message is visible below.
+        tx.one("lock_run", id=cp.run_id)
         waiting = set(cp.waiting_for)
         consumed = set(cp.consumed)
         ready = any(
