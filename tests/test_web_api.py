@@ -14,8 +14,9 @@ import pytest
 from enginekit import until_status, waiting_for
 
 import treadle
+from treadle._loader import load_workflows
 from treadle.web import Identity, create_app, load_tokens, parse_tokens, parse_tokens_env
-from treadle.web._server import LOCALHOST, load_workflows, safe_host
+from treadle.web._server import LOCALHOST, safe_host
 
 TOKENS = {
     "tok-alice": Identity("alice", True),

@@ -87,9 +87,9 @@ class Engine:
 
     Options: ``clock`` (a :class:`FakeClock` in tests), ``max_concurrent_runs`` executing at
     once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
-    reads runs but executes none), ``lease`` (seconds another engine waits before it takes over a run of a
-    dead one), ``poll_interval`` (the safety-net poll for work), ``step_threads`` (worker
-    threads for plain step functions).
+    reads runs but executes none), ``lease`` (seconds another engine waits before it takes
+    over a run of a dead one), ``poll_interval`` (the safety-net poll for work),
+    ``step_threads`` (worker threads for plain step functions).
     """
 
     def __init__(

@@ -8,12 +8,11 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +21,8 @@ import click
 
 from .._engine import Engine
 from .._errors import TreadleError, WorkflowNotFound
+from .._loader import LoadError
+from .._loader import load_workflows as _load_workflows
 from .._nodes import Workflow
 from ..persistence import Persistence, SQLitePersistence, persistence_from_url
 
@@ -239,63 +240,11 @@ async def open_engine(
 
 
 def load_workflows(spec: str) -> list[Workflow]:
-    """The workflows that ``MODULE:ATTR`` names (an Engine, a Workflow or a collection of them),
-    or, for a plain ``MODULE``, every Workflow defined at its top level."""
-    module_name, sep, attr = spec.partition(":")
-    if not module_name or (sep and not attr):
-        raise UserError(f"{spec!r} is not MODULE:ATTR (such as 'shop.workflows:engine')")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    """The workflows that ``MODULE:ATTR`` names, as a one-line user error when it names none."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            raise UserError(
-                f"cannot load workflows from {spec!r}: no module named {exc.name!r} (looked in "
-                "the current directory "
-                "and on the Python path)"
-            ) from None
-        raise UserError(f"cannot load workflows from {spec!r}: {exc}") from None
-    except Exception as exc:
-        raise UserError(
-            f"cannot load workflows from {spec!r}: importing {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-    if not attr:
-        found = [v for v in vars(module).values() if isinstance(v, Workflow)]
-        if not found:
-            raise UserError(f"cannot load workflows from {spec!r}: the module defines no Workflow")
-        return found
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise UserError(f"cannot load workflows from {spec!r}: no attribute {attr!r}")
-        target = getattr(target, part)
-    return workflows_of(target, spec)
-
-
-def workflows_of(target: object, spec: str) -> list[Workflow]:
-    """The workflows in an Engine, a Workflow, or a list/tuple/set/dict of Workflows."""
-    found: list[Workflow]
-    if isinstance(target, Engine):
-        found = list(target.workflows.values())
-    elif isinstance(target, Workflow):
-        found = [target]
-    elif isinstance(target, Mapping) and all(isinstance(w, Workflow) for w in target.values()):
-        found = list(target.values())
-    elif isinstance(target, list | tuple | set | frozenset) and all(
-        isinstance(w, Workflow) for w in target
-    ):
-        found = list(target)
-    else:
-        raise UserError(
-            f"cannot load workflows from {spec!r}: it is a {type(target).__name__}, not an "
-            "Engine, a Workflow or a list of Workflows"
-        )
-    if not found:
-        raise UserError(f"cannot load workflows from {spec!r}: it holds none")
-    return found
+        return _load_workflows(spec)
+    except LoadError as exc:
+        raise UserError(str(exc)) from None
 
 
 def resolve_app(app: str | None) -> list[Workflow]:

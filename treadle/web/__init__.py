@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+from .._loader import load_workflows
 from ._app import create_app
 from ._auth import ANONYMOUS, Identity, load_tokens, parse_tokens, parse_tokens_env
 from ._errors import ApiError
 from ._openapi import openapi_document
 from ._schedules import ScheduleManager
-from ._server import LOCALHOST, load_workflows, run_server, serve
+from ._server import LOCALHOST, run_server, serve
 
 __all__ = [
     "ANONYMOUS",

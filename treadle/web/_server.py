@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
-import os
-import sys
-from typing import Any
 
 import uvicorn
 
 from .._engine import Engine
-from .._nodes import Workflow
+from .._loader import load_workflows
 from ..cron import Cron
 from ..persistence import persistence_from_url
 from ._app import create_app
@@ -21,30 +17,6 @@ from ._auth import Identity, load_tokens
 
 log = logging.getLogger("treadle.web")
 LOCALHOST = "127.0.0.1"
-
-
-def load_workflows(spec: str) -> list[Workflow]:
-    """The workflows named by ``"pkg.mod:attr"`` (an Engine, a Workflow or a list of them), or
-    every module-level Workflow of ``"pkg.mod"``."""
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
-    if not attr:
-        found = [v for v in vars(module).values() if isinstance(v, Workflow)]
-        if not found:
-            raise ValueError(f"module {module_name!r} defines no Workflow; name one: {spec}:attr")
-        return found
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if isinstance(target, Engine):
-        return list(target.workflows.values())
-    if isinstance(target, Workflow):
-        return [target]
-    if isinstance(target, list | tuple) and all(isinstance(w, Workflow) for w in target):
-        return list(target)
-    raise ValueError(f"{spec} is {type(target).__name__}, not an Engine, Workflow or list of them")
 
 
 def _is_loopback(host: str) -> bool:

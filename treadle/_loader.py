@@ -1,0 +1,78 @@
+"""Finding a user's workflows from ``MODULE:ATTR``, shared by the CLI, the worker and the web
+server."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ._engine import Engine
+from ._errors import TreadleError
+from ._nodes import Workflow
+
+
+class LoadError(TreadleError, ValueError):
+    """``MODULE:ATTR`` does not name workflows; the message says why."""
+
+
+def load_workflows(spec: str) -> list[Workflow]:
+    """The workflows that ``MODULE:ATTR`` names (an Engine, a Workflow or a collection of them),
+    or, for a plain ``MODULE``, every Workflow defined at its top level."""
+    module_name, sep, attr = spec.partition(":")
+    if not module_name or (sep and not attr):
+        raise LoadError(f"{spec!r} is not MODULE:ATTR (such as 'shop.workflows:engine')")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise LoadError(
+                f"cannot load workflows from {spec!r}: no module named {exc.name!r} (looked in "
+                "the current directory "
+                "and on the Python path)"
+            ) from None
+        raise LoadError(f"cannot load workflows from {spec!r}: {exc}") from None
+    except Exception as exc:
+        raise LoadError(
+            f"cannot load workflows from {spec!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not attr:
+        found = [v for v in vars(module).values() if isinstance(v, Workflow)]
+        if not found:
+            raise LoadError(f"cannot load workflows from {spec!r}: the module defines no Workflow")
+        return found
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise LoadError(f"cannot load workflows from {spec!r}: no attribute {attr!r}")
+        target = getattr(target, part)
+    return workflows_of(target, spec)
+
+
+def workflows_of(target: object, spec: str) -> list[Workflow]:
+    """The workflows in an Engine, a Workflow, or a list/tuple/set/dict of Workflows."""
+    found: list[Workflow]
+    if isinstance(target, Engine):
+        found = list(target.workflows.values())
+    elif isinstance(target, Workflow):
+        found = [target]
+    elif isinstance(target, Mapping) and all(isinstance(w, Workflow) for w in target.values()):
+        found = list(target.values())
+    elif isinstance(target, list | tuple | set | frozenset) and all(
+        isinstance(w, Workflow) for w in target
+    ):
+        found = list(target)
+    else:
+        raise LoadError(
+            f"cannot load workflows from {spec!r}: it is a {type(target).__name__}, not an "
+            "Engine, a Workflow or a list of Workflows"
+        )
+    if not found:
+        raise LoadError(f"cannot load workflows from {spec!r}: it holds none")
+    return found
