@@ -41,7 +41,7 @@ def demo(db_url: str) -> None:
     "--tokens",
     "tokens_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="File of API tokens (without it, only read access from this machine).",
+    help="File of API tokens (without it: 127.0.0.1 only, and anyone there may read and act).",
 )
 @app_option
 @db_option
