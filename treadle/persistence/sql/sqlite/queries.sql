@@ -41,7 +41,7 @@ LIMIT :limit;
 -- name: claim_runs
 UPDATE runs
 SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
-    updated_at = :now
+    wake_at = NULL, waiting_for = '[]', updated_at = :now
 WHERE id IN (
     SELECT id FROM (
         SELECT id, created_at FROM runs INDEXED BY runs_status
@@ -60,7 +60,7 @@ RETURNING *;
 -- name: claim_run
 UPDATE runs
 SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
-    updated_at = :now
+    wake_at = NULL, waiting_for = '[]', updated_at = :now
 WHERE id = :id
   AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now))
        OR (status = 'waiting' AND wake_at <= :due))
