@@ -44,7 +44,7 @@ LIMIT %(limit)s;
 -- name: claim_runs
 UPDATE runs
 SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status = 'running',
-    updated_at = %(now)s
+    wake_at = NULL, waiting_for = '[]', updated_at = %(now)s
 WHERE id IN (
     SELECT id FROM runs
     WHERE workflow = ANY(%(workflows)s::text[])
@@ -59,7 +59,7 @@ RETURNING *;
 -- name: claim_run
 UPDATE runs
 SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status = 'running',
-    updated_at = %(now)s
+    wake_at = NULL, waiting_for = '[]', updated_at = %(now)s
 WHERE id = %(id)s
   AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < %(now)s))
        OR (status = 'waiting' AND wake_at <= %(due)s))
