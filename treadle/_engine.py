@@ -522,10 +522,23 @@ class Engine:
                 self._wake.set()
 
     async def _release(self, driver: RunDriver) -> None:
-        try:
-            await self.persistence.release_run(driver.run_id, driver.token)
-        except Exception:  # the database may be gone; the lease will expire by itself
-            log.warning("run %s: could not release its lease", driver.run_id)
+        await self._release_lease(driver.run_id, driver.token)
+
+    async def _release_lease(self, run_id: str, token: int) -> None:
+        # The heartbeat renews every lease of this engine, so a lease that could not be released
+        # would never expire: keep trying (the database may be down) until the engine closes.
+        delay = 0.5
+        while True:
+            try:
+                await self.persistence.release_run(run_id, token)
+                return
+            except Exception:
+                if self._closing or not self._open:
+                    log.warning("run %s: could not release its lease", run_id)
+                    return
+                log.warning("run %s: could not release its lease; retrying", run_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _dispatch(self) -> None:
         while not self._closing:
@@ -558,6 +571,8 @@ class Engine:
             for record in records:
                 if record.id not in self._active:
                     self._spawn(record)
+                else:  # its driver here is still finishing: give the new claim back
+                    await self._release_lease(record.id, record.token)
             if len(records) < limit:
                 return
 
