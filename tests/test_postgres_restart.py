@@ -70,3 +70,25 @@ async def test_runs_survive_a_restart_of_postgres(
     assert "PostgreSQL reachable again" in messages
     assert "LISTEN connection to PostgreSQL lost" in messages
     print(f"\n[restart] PostgreSQL down {down:.1f}s; all 40 runs done {recovered:.1f}s after stop")
+
+
+@pytest.mark.timeout(60)
+async def test_an_outage_longer_than_the_retries_leaves_no_run_stuck(
+    pg_server: PgServer,  # noqa: F811
+    fresh_pg_dsn: str,  # noqa: F811
+) -> None:
+    # Operations give up after 0.3 s: the checkpoint fails, the lease cannot be released at
+    # once, and yet the run goes on once PostgreSQL is back.
+    workflow = _workflow()
+    engine = treadle.Engine(
+        PostgresPersistence(fresh_pg_dsn, retry_for=0.3), poll_interval=0.2, lease=5
+    )
+    engine.register(workflow)
+    async with engine:
+        run_id = await engine.start("outage", {})
+        await asyncio.to_thread(pg_server.stop)
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(pg_server.start)
+        final = await engine.wait(run_id, timeout=30)
+    assert final.status is treadle.Status.COMPLETED
+    assert set(final.data) == set(STEPS)
