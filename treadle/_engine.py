@@ -112,6 +112,7 @@ class Engine:
         self.metrics = Metrics()
         self._workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, dict[str, Any]] = {}
+        self._saved: set[str] = set()  # definitions known to be in the database
         self._active: dict[str, RunDriver] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -147,7 +148,10 @@ class Engine:
         return dict(self._workflows)
 
     async def _save_definition(self, workflow: Workflow) -> None:
+        if workflow.id in self._saved:
+            return
         await self.persistence.save_definition(workflow.id, workflow.name, workflow.describe())
+        self._saved.add(workflow.id)
 
     async def definition(self, run_id: str) -> dict[str, Any]:
         """The shape of the definition a run follows (for checks, the CLI and the dashboard)."""
@@ -255,6 +259,8 @@ class Engine:
     ) -> str:
         self._require_open()
         data_json = encode_data({} if data is None else data, f"start of {workflow.name!r}")
+        # Other processes validate signals against the stored definition: store it first.
+        await self._save_definition(workflow)
         claim = self._has_room()
         now = self.clock.now()
         record = RunRecord(
