@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,11 +26,13 @@ from enginekit import EngineFactory
 
 import treadle
 
-try:  # tests/pgserver.py is written by the PostgreSQL engineer; until then postgres skips.
-    import pgserver
-except ImportError as exc:  # pragma: no cover - depends on the tree's state
+# tests/pgserver.py (the PostgreSQL engineer's) provides the server; without it postgres skips.
+pgserver: types.ModuleType | None
+try:
+    pgserver = importlib.import_module("pgserver")
+except ImportError as exc:  # pragma: no cover - depends on the environment
     pgserver = None
-    _PG_MISSING = f"tests/pgserver.py is not available yet ({exc})"
+    _PG_MISSING = f"tests/pgserver.py cannot be imported ({exc})"
 else:
     _PG_MISSING = ""
     if hasattr(pgserver, "pg_dsn"):
@@ -90,37 +93,22 @@ async def make_persistence(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[], treadle.Persistence]]:
     """A factory of persistence objects that all see one storage (one per test)."""
-    shared: list[treadle.Persistence] = []
     if backend == "memory":
         memory = treadle.MemoryPersistence()
         real_close = memory.close
-
-        async def deferred_close(self: Any) -> None:
-            return None
-
-        memory.close = types.MethodType(deferred_close, memory)  # type: ignore[method-assign]
-        shared.append(memory)
-
-        def make() -> treadle.Persistence:
-            return memory
-
-        yield make
+        memory.close = types.MethodType(_no_close, memory)  # type: ignore[method-assign]
+        yield lambda: memory
         await real_close()
-        return
-    if backend == "sqlite":
-        path = tmp_path / "treadle.db"
+    elif backend == "sqlite":
+        path = str(tmp_path / "treadle.db")
+        yield lambda: treadle.SQLitePersistence(path)
+    else:
+        dsn = _postgres_dsn(request)
+        yield lambda: treadle.PostgresPersistence(dsn)
 
-        def make() -> treadle.Persistence:
-            return treadle.SQLitePersistence(str(path))
 
-        yield make
-        return
-    dsn = _postgres_dsn(request)
-
-    def make() -> treadle.Persistence:
-        return treadle.PostgresPersistence(dsn)
-
-    yield make
+async def _no_close(self: treadle.Persistence) -> None:
+    """An in-memory database must outlive the engines of one test: it closes at the end."""
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -430,3 +431,34 @@ async def test_a_recovered_parent_never_starts_a_second_child(
     final = await second.wait(run_id, 5)
     assert final.status is Status.COMPLETED and final.data == {"kid": {"go": "hi"}}
     assert [s.id for s in await second.runs(workflow="only-child")] == [child_id]
+
+
+# Module-level contract -------------------------------------------------------------------
+
+
+def test_persistence_from_url_knows_memory_sqlite_and_rejects_other_schemes(tmp_path: Path) -> None:
+    assert isinstance(treadle.persistence_from_url("memory://"), treadle.MemoryPersistence)
+    sqlite = treadle.persistence_from_url(f"sqlite:///{tmp_path}/x.db")
+    assert isinstance(sqlite, treadle.SQLitePersistence)
+    with pytest.raises(ValueError, match="mysql"):
+        treadle.persistence_from_url("mysql://localhost/db")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DefinitionError",
+        "WorkflowNotFound",
+        "RunNotFound",
+        "InvalidTransition",
+        "UnknownSignal",
+        "UnknownApproval",
+        "NotAnApprover",
+        "ApprovalRejected",
+        "WaitTimeout",
+        "DataError",
+        "NonRetryableError",
+    ],
+)
+def test_every_documented_error_is_a_treadle_error(name: str) -> None:
+    assert issubclass(getattr(treadle, name), treadle.TreadleError)

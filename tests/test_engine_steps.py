@@ -274,7 +274,11 @@ async def test_retry_waits_grow_exponentially_up_to_max_wait(
     run_id = await start(engine, treadle.new("backoff").step("call", failing, retry=retry).build())
     expected = [1.0, 3.0, 5.0, 5.0]  # min(1 * 3**(k-1), 5)
     for k, wait in enumerate(expected, start=1):
-        await until(engine, run_id, lambda s, k=k: len(attempts) == k and bool(s.waiting_for))
+
+        def failed_and_waiting(state: State, k: int = k) -> bool:
+            return len(attempts) == k and bool(state.waiting_for)
+
+        await until(engine, run_id, failed_and_waiting)
         clock.advance(timedelta(seconds=wait * 0.75))  # below the lowest jitter (-20%)
         await asyncio.sleep(0.05)
         assert len(attempts) == k, f"attempt {k + 1} came before its wait of {wait}s"
