@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -158,3 +159,30 @@ async def engine(
         yield engine
     finally:
         await engine.close(drain=0.5)
+
+
+# CI runs every test: with TREADLE_NO_SKIP set (as .ci/run sets it), a skip — a missing
+# PostgreSQL, Chromium or test package — is a failure, not a quiet pass.
+_NO_SKIP = bool(os.environ.get("TREADLE_NO_SKIP"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if _NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped, but TREADLE_NO_SKIP requires every test to run: {report.longrepr}"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if _NO_SKIP and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped, but TREADLE_NO_SKIP requires every test to run: {report.longrepr}"
+        )
