@@ -257,6 +257,10 @@ class SQLPersistence:
             )
         )
 
+    async def count_runs(self) -> dict[str, int]:
+        """The number of unfinished runs by status (for queue-depth metrics)."""
+        return await self._run(scripts.count_unfinished)
+
     async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
         """The earliest due timer among waiting runs of these workflows."""
         return await self._run(partial(scripts.next_wake, workflows=list(workflows)))

@@ -332,6 +332,11 @@ def request_cancel(
     return run
 
 
+def count_unfinished(tx: Tx) -> dict[str, int]:
+    """How many runs are pending, running, waiting and paused."""
+    return {r["status"]: int(r["n"]) for r in tx.all("count_unfinished")}
+
+
 def next_wake(tx: Tx, workflows: Sequence[str]) -> datetime | None:
     """The earliest timer among waiting runs of these workflows."""
     if not workflows:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -21,16 +20,10 @@ from .._state import Status
 #: in ``treadle_runs_finished_total`` instead).
 QUEUE_STATUSES = (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED)
 #: Counting stops here, so that a scrape of a huge backlog stays cheap.
-COUNT_CAP = 10_000
-
-
 async def count_runs(engine: Engine) -> dict[str, int]:
-    """The number of unfinished runs per status (capped at :data:`COUNT_CAP`)."""
-    counter: Any = getattr(engine.persistence, "count_runs", None)
-    if callable(counter):
-        counts: dict[str, int] = await counter()
-        return {s.value: int(counts.get(s.value, 0)) for s in QUEUE_STATUSES}
-    return {s.value: len(await engine.runs(status=s, limit=COUNT_CAP)) for s in QUEUE_STATUSES}
+    """The number of unfinished runs per status."""
+    counts = await engine.persistence.count_runs()
+    return {s.value: int(counts.get(s.value, 0)) for s in QUEUE_STATUSES}
 
 
 class EngineCollector(Collector):

@@ -168,3 +168,8 @@ SELECT pg_current_xact_id_if_assigned()::text AS xid,
 
 -- name: xact_status
 SELECT pg_xact_status(%(xid)s::xid8) AS status;
+
+-- name: count_unfinished
+SELECT status, COUNT(*) AS n FROM runs
+WHERE status IN ('pending', 'running', 'waiting', 'paused')
+GROUP BY status;

@@ -155,3 +155,8 @@ UPDATE runs SET control = :control WHERE id = :id;
 UPDATE runs
 SET status = 'paused', control = NULL, owner = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :id;
+
+-- name: count_unfinished
+SELECT status, COUNT(*) AS n FROM runs INDEXED BY runs_status
+WHERE status IN ('pending', 'running', 'waiting', 'paused')
+GROUP BY status;
