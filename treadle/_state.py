@@ -9,7 +9,13 @@ from typing import Any
 
 
 class Status(str, Enum):
-    """The life cycle of a run."""
+    """The life cycle of a run.
+
+    PENDING: queued for an engine (new, or woken, resumed or cancelled while no engine of this
+    process could take it); RUNNING: an engine executes it; WAITING: for a signal, an approval,
+    a timer, a retry backoff or a child run; PAUSED; and the finished COMPLETED, FAILED and
+    CANCELLED.
+    """
 
     PENDING = "pending"
     RUNNING = "running"

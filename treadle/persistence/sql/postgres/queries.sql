@@ -146,7 +146,8 @@ WHERE id = %(id)s AND next_run = %(expected_next)s AND enabled;
 
 -- name: make_runnable
 UPDATE runs
-SET status = 'running', wake_at = NULL, waiting_for = '[]', updated_at = %(now)s,
+SET status = CASE WHEN %(owner)s::text IS NULL THEN 'pending' ELSE 'running' END,
+    wake_at = NULL, waiting_for = '[]', updated_at = %(now)s,
     owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1
 WHERE id = %(id)s
 RETURNING *;

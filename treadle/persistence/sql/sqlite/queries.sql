@@ -143,7 +143,8 @@ WHERE id = :id AND next_run = :expected_next AND enabled = 1;
 
 -- name: make_runnable
 UPDATE runs
-SET status = 'running', wake_at = NULL, waiting_for = '[]', updated_at = :now,
+SET status = CASE WHEN :owner IS NULL THEN 'pending' ELSE 'running' END,
+    wake_at = NULL, waiting_for = '[]', updated_at = :now,
     owner = :owner, lease_until = :lease_until, token = token + 1
 WHERE id = :id
 RETURNING *;
