@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._clock import Clock, RealClock
+from ._control import encode_data, new_cursor
 from ._errors import (
     DataError,
     DefinitionError,
@@ -27,7 +28,7 @@ from ._errors import (
     UnknownSignal,
     WorkflowNotFound,
 )
-from ._interpreter import RunDriver, encode_data, new_cursor
+from ._interpreter import RunDriver
 from ._metrics import Metrics
 from ._nodes import Workflow, validate
 from ._state import Event, State, Status

@@ -22,19 +22,23 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._calls import call_condition, call_step
+from ._control import (
+    CancelRequested,
+    PauseRequested,
+    Scope,
+    ShutdownRequested,
+    StepFailure,
+    Suspend,
+    encode_data,
+)
 from ._errors import (
-    ApprovalRejected,
     DataError,
     DefinitionMismatch,
     StepTimeout,
-    SubWorkflowFailed,
-    WaitTimeout,
-    WorkflowNotFound,
 )
 from ._logging import current_run, current_step
 from ._nodes import (
@@ -47,10 +51,11 @@ from ._nodes import (
     ParallelStep,
     SignalStep,
     SleepStep,
-    SubWorkflowStep,
     Workflow,
 )
+from ._recovery import check_definition
 from ._state import Context, State, Status
+from ._waits import run_approval, run_signal, run_sleep, run_subworkflow
 from .persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
 
 if TYPE_CHECKING:
@@ -59,81 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("treadle")
 
 _MISSING = object()
-
-
-def encode_data(data: object, where: str) -> str:
-    """Serialise run data, or raise :class:`DataError` saying what is wrong and where."""
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{where}: run data must be a JSON object (dict), not {type(data).__name__}"
-        )
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{where}: run data is not JSON-serialisable: {exc}") from None
-
-
-def new_cursor() -> str:
-    """The cursor of a run that has not started."""
-    return '{"n":{},"c":[],"f":null}'
-
-
-class Suspend(Exception):
-    """The run cannot go on until something arrives or a time comes."""
-
-    def __init__(self, waits: list[str], wake_at: datetime | None) -> None:
-        super().__init__(waits)
-        self.waits = waits
-        self.wake_at = wake_at
-
-    @property
-    def timer_only(self) -> bool:
-        """Whether only time is awaited (no message)."""
-        return self.wake_at is not None and all(
-            w.startswith(("timer:", "retry:")) for w in self.waits
-        )
-
-    @staticmethod
-    def merge(suspensions: list[Suspend]) -> Suspend:
-        """One suspension that waits for all of them (and wakes at the earliest time)."""
-        waits = [w for s in suspensions for w in s.waits]
-        times = [s.wake_at for s in suspensions if s.wake_at is not None]
-        return Suspend(waits, min(times) if times else None)
-
-
-class PauseRequested(Exception):
-    """The run was asked to pause; it stops before its next step."""
-
-
-class CancelRequested(Exception):
-    """The run was asked to cancel."""
-
-
-class ShutdownRequested(Exception):
-    """The engine is closing: stop before the next step and hand the run back."""
-
-
-class StepFailure(Exception):
-    """A step failed for good; the run compensates and fails."""
-
-    def __init__(self, step: str, error: BaseException) -> None:
-        super().__init__(f"step {step!r} failed: {type(error).__name__}: {error}")
-        self.step = step
-        self.error = error
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Where a node sits: the path prefix of its names and its innermost loop position."""
-
-    prefix: str = ""
-    item: Any = None
-    index: int | None = None
-    iteration: int | None = None
-
-    def inside(self, path: str) -> Scope:
-        """The scope of the children of the node at ``path``."""
-        return Scope(path + "/", self.item, self.index, self.iteration)
 
 
 class RunDriver:
@@ -158,7 +88,7 @@ class RunDriver:
         self.task: asyncio.Task[None] | None = None
         self.status = record.status
         self.error: str | None = record.error
-        self._by_name = {node.name: node for node in workflow.nodes()}
+        self.by_name = {node.name: node for node in workflow.nodes()}
 
     # Checkpoints ---------------------------------------------------------------------------
 
@@ -298,13 +228,13 @@ class RunDriver:
         elif isinstance(node, ParallelStep):
             await self._parallel(node, path, scope)
         elif isinstance(node, SignalStep):
-            await self._signal(node, path)
+            await run_signal(self, node, path)
         elif isinstance(node, ApprovalStep):
-            await self._approval(node, path)
+            await run_approval(self, node, path)
         elif isinstance(node, SleepStep):
-            self._sleep(node, path)
+            run_sleep(self, node, path)
         else:
-            await self._subworkflow(node, path)
+            await run_subworkflow(self, node, path)
         self._drop(path)
 
     async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
@@ -516,163 +446,13 @@ class RunDriver:
                 # Siblings are still working: wait for this short timer in memory.
                 await self.engine.clock.sleep_until(suspension.wake_at)
 
-    def _deadline(self, path: str, kind: str, timeout: timedelta | None) -> dict[str, Any]:
-        entry = self.nodes.get(path)
-        if entry is None:
-            due = self.engine.clock.now() + timeout if timeout is not None else None
-            entry = {"k": kind, "dl": due.timestamp() if due else None}
-            self.nodes[path] = entry
-            self.dirty = True
-        return dict(entry)
-
-    def _due(self, timestamp: float | None) -> datetime | None:
-        if timestamp is None:
-            return None
-        return datetime.fromtimestamp(timestamp, self.engine.clock.now().tzinfo)
-
-    async def _inbox(self, kind: str, name: str) -> list[Any]:
-        messages = await self.engine.persistence.read_inbox(self.run_id, kind, name)
-        taken = set(self.consumed)
-        return [m for m in messages if m.seq not in taken]
-
-    def _timed_out(self, node: SignalStep | ApprovalStep, due: datetime | None) -> None:
-        if due is not None and self.engine.clock.now() >= due:
-            error = WaitTimeout(node.kind, node.name)
-            self.note("step_failed", node.name, error=str(error), final=True)
-            raise StepFailure(node.name, error)
-        raise Suspend([f"{node.kind}:{node.name}"], due)
-
-    async def _signal(self, node: SignalStep, path: str) -> None:
-        entry = self._deadline(path, "signal", node.timeout)
-        messages = await self._inbox("signal", node.name)
-        if messages:
-            self.consumed.append(messages[0].seq)
-            self.set_data(node.name, messages[0].payload)
-            self.note("signal_consumed", node.name)
-            return
-        self._timed_out(node, self._due(entry["dl"]))
-
-    async def _approval(self, node: ApprovalStep, path: str) -> None:
-        self._deadline(path, "approval", node.timeout)
-        entry = self.nodes[path]
-        voters: list[Any] = entry.setdefault("by", [])
-        for message in await self._inbox("approval", node.name):
-            self.consumed.append(message.seq)
-            self.dirty = True
-            decision = message.payload
-            by = decision.get("by")
-            if not decision.get("approved"):
-                reason = decision.get("reason")
-                self.set_data(
-                    node.name, {"approved": False, "by": [by] if by else [], "reason": reason}
-                )
-                self.note(
-                    "step_failed", node.name, error="rejected", by=by, reason=reason, final=True
-                )
-                raise StepFailure(node.name, ApprovalRejected(node.name, by, reason))
-            if by is None or by not in voters:
-                voters.append(by)
-            if decision.get("comment") is not None:
-                entry["comment"] = decision["comment"]
-            if len(voters) >= node.quorum:
-                self.set_data(
-                    node.name, {"approved": True, "by": voters, "comment": entry.get("comment")}
-                )
-                return
-        self._timed_out(node, self._due(entry["dl"]))
-
-    def _sleep(self, node: SleepStep, path: str) -> None:
-        entry = self.nodes.get(path)
-        if entry is None:
-            due = self.engine.clock.now() + node.duration
-            entry = {"k": "sleep", "at": due.timestamp()}
-            self.nodes[path] = entry
-            self.dirty = True
-        at = self._due(entry["at"])
-        assert at is not None
-        if self.engine.clock.now() < at:
-            raise Suspend([f"timer:{node.name}"], at)
-        self.note("timer_fired", node.name)
-
-    async def _subworkflow(self, node: SubWorkflowStep, path: str) -> None:
-        engine = self.engine
-        entry = self.nodes.get(path)
-        if entry is None:
-            await self.flush()
-            child_id = engine.child_run_id(self.run_id, path)
-            try:
-                await engine.start_child(child_id, node.workflow_name, node.input, self.run_id)
-            except (WorkflowNotFound, DataError) as exc:
-                self.note("step_failed", node.name, error=str(exc), final=True)
-                raise StepFailure(node.name, exc) from exc
-            entry = {"k": "subworkflow", "child": child_id}
-            self.nodes[path] = entry
-            self.note("child_started", node.name, child=child_id)
-        child_id = entry["child"]
-        child = await engine.persistence.get_run(child_id)
-        if child is None or not child.status.finished:
-            raise Suspend([f"run:{child_id}"], None)
-        self.consumed.extend(m.seq for m in await self._inbox("run", child_id))
-        if child.status is not Status.COMPLETED:
-            error = SubWorkflowFailed(node.name, child_id, child.status.value, child.error)
-            self.note("step_failed", node.name, error=str(error), final=True)
-            raise StepFailure(node.name, error)
-        self.set_data(node.name, json.loads(child.data))
-        self.note("child_completed", node.name, child=child_id)
-
     # Whole runs ----------------------------------------------------------------------------
-
-    def check_definition(self) -> None:
-        """Refuse to go on under a definition where the recorded position does not exist."""
-        if self.record.definition_id == self.workflow.id:
-            return
-        for key, entry in self.nodes.items():
-            if key.endswith("@"):
-                owner = key[:-1].rstrip("/").split("/")[-1].split("#")[0]
-                body = self._body(owner, key)
-                index, name = entry["i"], entry["n"]
-                if index > len(body) or body[index - 1].name != name:
-                    raise DefinitionMismatch(
-                        f"run {self.run_id!r}: step {name!r} completed at position {index} of "
-                        f"{owner or 'the workflow'!r}, which the new definition "
-                        f"{self.workflow.id} of {self.workflow.name!r} does not have there"
-                    )
-                continue
-            name = key.split("/")[-1].split("#")[0]
-            node = self._by_name.get(name)
-            if node is None or node.kind != entry.get("k"):
-                raise DefinitionMismatch(
-                    f"run {self.run_id!r} is at step {name!r} ({entry.get('k')}), which the new "
-                    f"definition {self.workflow.id} of {self.workflow.name!r} does not have"
-                )
-        for path, name, *_ in self.comp:
-            node = self._by_name.get(name)
-            if not isinstance(node, ActionStep) or node.compensate is None:
-                raise DefinitionMismatch(
-                    f"run {self.run_id!r}: completed step {name!r} ({path}) has no compensation "
-                    f"in the new definition {self.workflow.id} of {self.workflow.name!r}"
-                )
-
-    def _body(self, owner: str, key: str) -> tuple[Node, ...]:
-        if not owner:
-            return self.workflow.steps
-        node = self._by_name.get(owner)
-        if isinstance(node, Workflow):
-            return node.steps
-        if isinstance(node, LoopStep):
-            return node.body
-        if isinstance(node, IfStep):
-            decision = self.nodes.get(key[:-2] if key.endswith("/@") else key, {})
-            chosen = decision.get("b", -1) if isinstance(decision, dict) else -1
-            if 0 <= chosen < len(node.branches):
-                return node.branches[chosen].steps
-        return ()
 
     async def drive(self) -> Status:
         """Run until the run completes, fails, is cancelled, pauses or waits."""
         current_run.set(self.run_id)
         try:
-            self.check_definition()
+            check_definition(self)
         except DefinitionMismatch as exc:
             self.note("run_failed", error=str(exc))
             await self.checkpoint(Status.FAILED, error=str(exc))
@@ -729,7 +509,7 @@ class RunDriver:
         problems: list[str] = self.failure.setdefault("problems", [])
         while self.comp:
             path, name, index, item = self.comp[-1]
-            node = self._by_name[name]
+            node = self.by_name[name]
             assert isinstance(node, ActionStep) and node.compensate is not None
             error = await self._compensate(node, path, index, item)
             self.comp.pop()

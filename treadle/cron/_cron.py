@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from treadle._control import encode_data
 from treadle._duration import Duration, parse_duration
 from treadle._errors import TreadleError, WorkflowNotFound
-from treadle._interpreter import encode_data
 from treadle._state import Status
 from treadle.cron._expression import CronExpression
 from treadle.persistence._records import RunRecord, ScheduleRecord
