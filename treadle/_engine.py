@@ -347,7 +347,8 @@ class Engine:
                     )
                 pause = delay if remaining is None else min(delay, remaining)
                 await asyncio.wait([future], timeout=pause)
-                delay = min(delay * 2, 0.5)
+                # A run this engine may execute ends here and wakes the waiter: poll it seldom.
+                delay = min(delay * 2, 2.0 if self._can_run(record.workflow) else 0.5)
             finally:
                 waiters = self._waiters.get(run_id, [])
                 if future in waiters:

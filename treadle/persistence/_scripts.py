@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._state import FINISHED, Event, Status
@@ -192,7 +193,34 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
             status = Status.RUNNING
     finished = status in FINISHED
     release = finished or status in (Status.WAITING, Status.PAUSED)
-    row = tx.one(
+    if status is Status.RUNNING:
+        # The owner of a claimed run finds it 'running' with nothing to wait for: write only
+        # what a step changes.
+        row = tx.one(
+            "save_progress",
+            id=cp.run_id,
+            token=cp.token,
+            data=cp.data,
+            cursor=cp.cursor,
+            now=cp.now,
+        )
+    else:
+        row = _save_state(tx, cp, status, release, finished)
+    if row is None:
+        raise LeaseLost(cp.run_id)
+    if cp.consumed:
+        tx.execute("consume_inbox", seqs=list(cp.consumed))
+    for event in cp.events:
+        _event(tx, cp.run_id, event, cp.now)
+    if suspended and cp.wake_at is not None:
+        tx.notify(cp.run_id)
+    if finished and cp.parent_id:
+        _notify_parent(tx, cp.parent_id, cp.run_id, status, cp.now)
+    return CheckpointAck(suspended=suspended, control=row["control"])
+
+
+def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished: bool) -> Any:
+    return tx.one(
         "save_checkpoint",
         id=cp.run_id,
         token=cp.token,
@@ -206,17 +234,6 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         release=release,
         clear_control=finished or status is Status.PAUSED,
     )
-    if row is None:
-        raise LeaseLost(cp.run_id)
-    if cp.consumed:
-        tx.execute("consume_inbox", seqs=list(cp.consumed))
-    for event in cp.events:
-        _event(tx, cp.run_id, event, cp.now)
-    if suspended and cp.wake_at is not None:
-        tx.notify(cp.run_id)
-    if finished and cp.parent_id:
-        _notify_parent(tx, cp.parent_id, cp.run_id, status, cp.now)
-    return CheckpointAck(suspended=suspended, control=row["control"])
 
 
 def _notify_parent(tx: Tx, parent_id: str, child_id: str, status: Status, now: datetime) -> None:

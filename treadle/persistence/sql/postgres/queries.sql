@@ -174,3 +174,9 @@ SELECT pg_xact_status(%(xid)s::xid8) AS status;
 SELECT status, COUNT(*) AS n FROM runs
 WHERE status IN ('pending', 'running', 'waiting', 'paused')
 GROUP BY status;
+
+-- name: save_progress
+-- The common checkpoint: a running run stays running (no indexed column changes).
+UPDATE runs SET data = %(data)s, cursor = %(cursor)s, updated_at = %(now)s
+WHERE id = %(id)s AND token = %(token)s
+RETURNING control;

@@ -161,3 +161,9 @@ WHERE id = :id;
 SELECT status, COUNT(*) AS n FROM runs INDEXED BY runs_status
 WHERE status IN ('pending', 'running', 'waiting', 'paused')
 GROUP BY status;
+
+-- name: save_progress
+-- The common checkpoint: a running run stays running (no indexed column changes).
+UPDATE runs SET data = :data, cursor = :cursor, updated_at = :now
+WHERE id = :id AND token = :token
+RETURNING control;
