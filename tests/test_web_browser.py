@@ -1,6 +1,6 @@
 """The dashboard end to end in a real headless browser (Debian's chromium, driven by Playwright):
 a run waits for approval, the test signs in, clicks Approve, and the page shows it completed.
-Screenshots of the main pages go to docs/screenshots/."""
+Screenshots of the main pages go to $TREADLE_SCREENSHOTS (docs/screenshots to refresh the docs)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,11 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Set TREADLE_SCREENSHOTS=docs/screenshots to refresh the pictures in the docs; by default they go
+# to a temporary folder, so that a test run leaves the work tree as it was.
+SCREENSHOTS = Path(
+    os.environ.get("TREADLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="treadle-screenshots-")
+)
 TOKENS = {"tok-alice": Identity("alice", True), "tok-viewer": Identity("viewer", False)}
 T = TypeVar("T")
 

@@ -319,8 +319,7 @@ def describe(node: Node) -> dict[str, Any]:
             out["retry"] = node.retry.max_attempts
     elif isinstance(node, IfStep):
         out["branches"] = [
-            {"else": b.cond is None, "steps": [describe(s) for s in b.steps]}
-            for b in node.branches
+            {"else": b.cond is None, "steps": [describe(s) for s in b.steps]} for b in node.branches
         ]
     elif isinstance(node, LoopStep):
         out.update(

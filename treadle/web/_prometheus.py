@@ -19,7 +19,8 @@ from .._state import Status
 #: Runs counted per status for the queue gauges (finished runs only grow, so they are counters
 #: in ``treadle_runs_finished_total`` instead).
 QUEUE_STATUSES = (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED)
-#: Counting stops here, so that a scrape of a huge backlog stays cheap.
+
+
 async def count_runs(engine: Engine) -> dict[str, int]:
     """The number of unfinished runs per status."""
     counts = await engine.persistence.count_runs()
