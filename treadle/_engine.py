@@ -32,6 +32,7 @@ from ._interpreter import RunDriver
 from ._metrics import Metrics
 from ._nodes import Workflow, validate
 from ._state import Event, State, Status
+from ._tracing import run_span
 from .persistence import MemoryPersistence, Persistence
 from .persistence._base import utcnow
 from .persistence._records import NewEvent, RunRecord
@@ -502,7 +503,8 @@ class Engine:
     async def _execute(self, driver: RunDriver) -> None:
         run_id = driver.run_id
         try:
-            status = await driver.drive()
+            with run_span(run_id, driver.workflow.name):
+                status = await driver.drive()
             if status.finished:
                 self.metrics.finished(driver.workflow.name, status.value)
             elif status is Status.RUNNING:

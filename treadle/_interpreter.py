@@ -55,6 +55,7 @@ from ._nodes import (
 )
 from ._recovery import check_definition
 from ._state import Context, State, Status
+from ._tracing import step_span
 from ._waits import run_approval, run_signal, run_sleep, run_subworkflow
 from .persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
 
@@ -262,14 +263,15 @@ class RunDriver:
         started = time.perf_counter()
         step_token = current_step.set(node.name)
         try:
-            if isinstance(node, CustomStep):
-                await node.target.execute(ctx, state)
-            else:
-                result = await call_step(
-                    node.action, ctx, state, node.timeout_seconds, engine.executor
-                )
-                if result is not None:
-                    state.data[node.name] = result
+            with step_span(self.run_id, self.workflow.name, node.name, attempt):
+                if isinstance(node, CustomStep):
+                    await node.target.execute(ctx, state)
+                else:
+                    result = await call_step(
+                        node.action, ctx, state, node.timeout_seconds, engine.executor
+                    )
+                    if result is not None:
+                        state.data[node.name] = result
             new_json = encode_data(state.data, f"step {node.name!r}")
         except TimeoutError as exc:
             timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
