@@ -110,6 +110,7 @@ class Engine:
         self.lease = timedelta(seconds=lease)
         self.poll_interval = poll_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.step_threads = step_threads
         self.executor = ThreadPoolExecutor(step_threads, thread_name_prefix="treadle-step")
         self.metrics = Metrics()
         self._workflows: dict[str, Workflow] = {}
@@ -176,6 +177,10 @@ class Engine:
         if self._open:
             return
         self.persistence.now = self.clock.now
+        # An engine can be opened again after close(), also under another event loop.
+        self._wake = asyncio.Event()
+        if self.executor._shutdown:
+            self.executor = ThreadPoolExecutor(self.step_threads, thread_name_prefix="treadle-step")
         await self.persistence.open()
         self._open = True
         self._closing = False
