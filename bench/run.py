@@ -234,14 +234,16 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
     }
 
 
-def run_interleaved(dbos: dict[str, Part], treadle: dict[str, Part]) -> tuple[Result, Result]:
+def run_interleaved(
+    dbos: dict[str, Part], treadle: dict[str, Part], only: tuple[str, ...] = PART_KEYS
+) -> tuple[Result, Result]:
     """Run the figures side by side (DBOS then treadle, figure by figure), so that both
     numbers of a figure are measured close in time on a machine whose load changes."""
     out_d: Result = {}
     out_t: Result = {}
     if "pragmas" in dbos:
         out_d["pragmas"] = dbos["pragmas"]()
-    for key in PART_KEYS:
+    for key in (k for k in PART_KEYS if k in only):
         if key in dbos:
             out_d[key] = dbos[key]()
         if key in treadle:
@@ -273,7 +275,9 @@ def treadle_child(args: argparse.Namespace) -> None:
             result = asyncio.run(fn(stored, n, db))
         else:
             result = asyncio.run(fn(n, db))
-        emit(dict(result))
+        out = dict(result)
+        out["treadle_git"] = {"commit": _git_commit(), "uncommitted": _treadle_changes()}
+        emit(out)
     except Exception as e:
         import traceback
 
@@ -512,6 +516,18 @@ def main() -> None:
         default=None,
         help="seconds allowed per figure (default 900 quick, 7200 full)",
     )
+    ap.add_argument(
+        "--parts",
+        default=",".join(PART_KEYS),
+        help=f"comma-separated figures to measure (default all: {','.join(PART_KEYS)})",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override one count, e.g. --set waiting=20000 (keys as in the counts line)",
+    )
     # internal: child-process mode for one treadle figure
     ap.add_argument("--treadle-part", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--part-dir", default="", help=argparse.SUPPRESS)
@@ -526,11 +542,21 @@ def main() -> None:
         return
 
     counts = dict(QUICK_COUNTS if args.quick else FULL_COUNTS)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in counts or not value.replace("_", "").isdigit():
+            ap.error(f"--set {item!r}: expected KEY=N with KEY one of {', '.join(counts)}")
+        counts[key] = int(value)
+    only = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = [p for p in only if p not in PART_KEYS]
+    if unknown:
+        ap.error(f"--parts: unknown {', '.join(unknown)}; known: {', '.join(PART_KEYS)}")
     timeout = args.part_timeout or (900.0 if args.quick else 7200.0)
     workdir = args.workdir or tempfile.mkdtemp(prefix="treadle-bench-")
     os.makedirs(workdir, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
     load_before = _load()
+    commit = _git_commit()
     treadle_changes = _treadle_changes()
     log(f"mode={'quick' if args.quick else 'full'} workdir={workdir}")
 
@@ -554,7 +580,7 @@ def main() -> None:
     treadle_thunks: dict[str, Part] = {}
     if not args.skip_treadle:
         treadle_thunks = treadle_parts(counts, workdir, timeout)
-    dbos, treadle = run_interleaved(dbos_thunks, treadle_thunks)
+    dbos, treadle = run_interleaved(dbos_thunks, treadle_thunks, only)
     if dbos_error is not None:
         dbos = dbos_error
 
@@ -567,6 +593,7 @@ def main() -> None:
             "started_utc": started.isoformat(),
             "finished_utc": dt.datetime.now(dt.UTC).isoformat(),
             "mode": "quick" if args.quick else "full",
+            "parts": list(only),
             "counts": counts,
             "durability": {"journal_mode": "wal", "synchronous": "FULL"},
             "machine": {
@@ -574,7 +601,7 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "python": sys.version.split()[0],
             },
-            "git_commit": _git_commit(),
+            "git_commit": commit,
             "treadle_uncommitted_changes": treadle_changes,
             "load_average_before": load_before,
             "load_average_after": _load(),
