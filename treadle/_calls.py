@@ -6,9 +6,10 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Callable
-from concurrent.futures import Executor
 from functools import partial
 from typing import Any
+
+from ._threads import StepThreads
 
 
 def is_async_callable(fn: object) -> bool:
@@ -25,7 +26,7 @@ async def call_step(
     ctx: Any,
     state: Any,
     timeout: float | None,
-    executor: Executor | None = None,
+    threads: StepThreads | None = None,
 ) -> Any:
     """Call a step function once.
 
@@ -36,10 +37,12 @@ async def call_step(
     if is_async_callable(fn):
         coro = fn(ctx, state)
     else:
-        loop = asyncio.get_running_loop()
         # Copy the context so that the run id and step follow the function into its thread.
         context = contextvars.copy_context()
-        coro = loop.run_in_executor(executor, context.run, fn, ctx, state)
+        if threads is None:
+            coro = asyncio.get_running_loop().run_in_executor(None, context.run, fn, ctx, state)
+        else:
+            coro = threads.submit(context.run, fn, ctx, state)
     if timeout is None:
         result = await coro
     else:

@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -32,6 +31,7 @@ from ._interpreter import RunDriver
 from ._metrics import Metrics
 from ._nodes import Workflow, validate
 from ._state import Event, State, Status
+from ._threads import StepThreads
 from ._tracing import run_span
 from .persistence import MemoryPersistence, Persistence
 from .persistence._base import utcnow
@@ -111,7 +111,7 @@ class Engine:
         self.poll_interval = poll_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.step_threads = step_threads
-        self.executor = ThreadPoolExecutor(step_threads, thread_name_prefix="treadle-step")
+        self.threads = StepThreads(step_threads)
         self.metrics = Metrics()
         self._workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, dict[str, Any]] = {}
@@ -179,8 +179,8 @@ class Engine:
         self.persistence.now = self.clock.now
         # An engine can be opened again after close(), also under another event loop.
         self._wake = asyncio.Event()
-        if self.executor._shutdown:
-            self.executor = ThreadPoolExecutor(self.step_threads, thread_name_prefix="treadle-step")
+        if self.threads.closed:
+            self.threads = StepThreads(self.step_threads)
         await self.persistence.open()
         self._open = True
         self._closing = False
@@ -214,7 +214,7 @@ class Engine:
         await self.persistence.release_runs(self.owner)
         self.persistence.remove_wake_listener(self._on_wake)
         await self.persistence.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown()
         self._open = False
 
     async def __aenter__(self) -> Engine:

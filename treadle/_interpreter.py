@@ -268,7 +268,7 @@ class RunDriver:
                     await node.target.execute(ctx, state)
                 else:
                     result = await call_step(
-                        node.action, ctx, state, node.timeout_seconds, engine.executor
+                        node.action, ctx, state, node.timeout_seconds, engine.threads
                     )
                     if result is not None:
                         state.data[node.name] = result
@@ -547,7 +547,7 @@ class RunDriver:
             state.data = json.loads(self.data_json)
             try:
                 await call_step(
-                    node.compensate, ctx, state, node.timeout_seconds, self.engine.executor
+                    node.compensate, ctx, state, node.timeout_seconds, self.engine.threads
                 )
                 new_json = encode_data(state.data, f"compensation of {node.name!r}")
                 self._merge(state.data, new_json, self.data_json)
