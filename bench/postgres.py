@@ -1,0 +1,876 @@
+"""treadle vs DBOS Transact on PostgreSQL, one run, same server, durability on.
+
+    python bench/postgres.py [--quick] [--out bench/results/postgres.json]
+
+Starts a throwaway PostgreSQL server of its own (``initdb`` + ``pg_ctl`` from
+``/usr/lib/postgresql/*/bin``, as the ``postgres`` user when run as root, on a free port of
+127.0.0.1, trust authentication) with ``fsync=on``, ``synchronous_commit=on`` and
+``full_page_writes=on`` (unlike the tests' server), and removes it at the end. Every figure
+gets a fresh database of that server and runs in fresh processes; DBOS's figure, then
+treadle's, figure by figure, so that the two numbers of a ratio are measured close in time:
+
+* sequential: N three-step workflows (steps that do nothing) started and awaited one after
+  another: workflows/s, p50/p99 latency;
+* concurrent: M started at once, then all awaited: wall time, workflows/s;
+* workers: K runs stored by a process that executes none (treadle: a control-only engine,
+  ``max_concurrent_runs=0``; DBOS: ``queue.enqueue`` from a process listening to no queue),
+  then 1, and on a fresh database 2, worker processes (bench/pg_worker.py; DBOS:
+  ``postgres_dbos.py worker``) started together; wall time from their go signal until all K
+  are completed in the database (polled every 50 ms): runs/s and the speed-up of two.
+
+The DBOS side runs in bench/.venv-dbos (created like bench/run.py does if it is missing).
+Prints a table (figure | unit | treadle | DBOS | treadle/DBOS) and writes JSON. Progress
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import glob
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
+
+from benchlib import emit, log, percentile  # noqa: E402
+
+DBOS_VENV = BENCH_DIR / ".venv-dbos"
+DBOS_REQUIREMENT = "dbos==3.4.*"
+DEFAULT_OUT = BENCH_DIR / "results" / "postgres.json"
+FULL = {"sequential": 1_000, "concurrent": 10_000, "workers": 5_000}
+QUICK = {"sequential": 200, "concurrent": 2_000, "workers": 1_000}
+# DBOS's queue: without a per-process limit the first worker to poll claims every queued run
+# and a second process gets none; with one, each poll claims up to this many per process.
+DBOS_WORKER_CONCURRENCY = 100
+SERVER_SETTINGS = (
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_sync_method",
+    "shared_buffers",
+    "max_connections",
+)
+
+Result = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _bindir() -> Path:
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    raise RuntimeError("no PostgreSQL binaries found (/usr/lib/postgresql/*/bin, pg_ctl)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BenchServer:
+    """A throwaway PostgreSQL cluster with durability on (fsync, synchronous_commit)."""
+
+    def __init__(self, bindir: Path | None = None) -> None:
+        self.bindir = bindir or _bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="treadle-pgbench-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = _free_port()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(
+            "initdb",
+            "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--locale=C", "--no-sync",
+        )  # fmt: skip
+        self.running = False
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bindir / program), *args]
+        if self._as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            text = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(
+                f"{program} failed ({result.returncode}): {result.stderr}{result.stdout}\n{text}"
+            )
+
+    def start(self) -> None:
+        """Start the server (durability on) and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=on "
+            "-c synchronous_commit=on -c full_page_writes=on -c max_connections=300 "
+            "-c log_min_messages=warning"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", options, "start")  # fmt: skip
+        self.running = True
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A URL for one of its databases."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its DSN."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    def settings(self) -> Result:
+        """The server's durability-relevant settings, read back."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            return {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                for name in SERVER_SETTINGS
+            }
+
+    def destroy(self) -> None:
+        """Stop the server and remove its folder."""
+        try:
+            if self.running:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+                self.running = False
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def raw_commit(dsn: str, n: int = 500) -> Result:
+    """One small row per INSERT ... COMMIT (autocommit) on one connection: the fsync cost."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_commit (id serial PRIMARY KEY, v text)")
+        lat: list[float] = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.execute("INSERT INTO raw_commit (v) VALUES (%s)", (str(i),))
+            lat.append(time.perf_counter() - t0)
+    return {
+        "n": n,
+        "mean_us": sum(lat) / n * 1e6,
+        "p50_us": percentile(lat, 50) * 1e6,
+        "p99_us": percentile(lat, 99) * 1e6,
+    }
+
+
+# --------------------------------------------------------------------------- DBOS venv
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_dbos_venv() -> Path:
+    """bench/.venv-dbos with DBOS 3.4 installed (created as bench/run.py does if missing)."""
+    py = _venv_python(DBOS_VENV)
+    check = [str(py), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"]
+    if py.exists():
+        r = subprocess.run(check, capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip().startswith("3.4."):
+            return py
+        log(f"DBOS venv at {DBOS_VENV} is unusable, recreating it")
+        shutil.rmtree(DBOS_VENV, ignore_errors=True)
+    log(f"creating {DBOS_VENV} and installing {DBOS_REQUIREMENT} (one-time)")
+    subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         DBOS_REQUIREMENT],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(check, check=True, capture_output=True)
+    return py
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+_ADDRESS = re.compile(r"0x[0-9a-f]+|^\S*\d\d:\d\d:\d\d\S*")
+_REPEATS_SHOWN = 3
+
+
+def _forward_stderr(stream: IO[str], label: str) -> None:
+    """Copy a process's stderr to ours, collapsing lines that repeat but for addresses/times."""
+    seen: dict[str, int] = {}
+    for line in stream:
+        key = _ADDRESS.sub("", line.strip())
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= _REPEATS_SHOWN:
+            sys.stderr.write(f"  [{label}] {line}")
+    for key, count in seen.items():
+        if count > _REPEATS_SHOWN:
+            sys.stderr.write(f"  [{label}: {count - _REPEATS_SHOWN:,} more lines like: {key}]\n")
+    sys.stderr.flush()
+
+
+def _last_json(text: str) -> Result:
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
+    if not lines:
+        return {"error": "no JSON on stdout"}
+    try:
+        result: Result = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        return {"error": f"bad JSON: {e}"}
+    return result
+
+
+def run_json(cmd: list[str], timeout: float, label: str) -> Result:
+    """Run one part in its own process; its last stdout line is a JSON object."""
+    log(f"{label}: start")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH_DIR
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout = proc.stdout
+    out: list[str] = []
+    readers = [
+        threading.Thread(target=_forward_stderr, args=(proc.stderr, label), daemon=True),
+        threading.Thread(target=lambda: out.append(stdout.read()), daemon=True),
+    ]
+    for r in readers:
+        r.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        log(f"{label}: timed out after {timeout:.0f}s")
+        return {"error": f"timed out after {timeout:.0f}s"}
+    finally:
+        for r in readers:
+            r.join(timeout=30)
+    result = _last_json("".join(out))
+    if "error" in result and proc.returncode:
+        result["error"] += f" (exit code {proc.returncode})"
+    result.setdefault("process_s", time.perf_counter() - t0)
+    log(f"{label}: {result.get('error') or 'ok'} ({time.perf_counter() - t0:.1f}s)")
+    return result
+
+
+class Worker:
+    """A worker process speaking the ready/go protocol: prints ``ready``, waits for a line on
+    stdin, works, prints one JSON object."""
+
+    def __init__(self, cmd: list[str], label: str) -> None:
+        self.label = label
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=BENCH_DIR,
+        )
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._out: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=_forward_stderr, args=(self.proc.stderr, label), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._out.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"{self.label} not ready after {timeout:.0f}s") from None
+            if line is None:
+                raise RuntimeError(f"{self.label} exited before it was ready")
+            if line.strip() == "ready":
+                return
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> Result:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return {"error": f"{self.label} did not exit within {timeout:.0f}s"}
+        for t in self._threads:
+            t.join(timeout=10)
+        return _last_json("".join(self._out))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _count(dsn: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def workers_figure(
+    label: str,
+    dsn: str,
+    k: int,
+    n_workers: int,
+    enqueue_cmd: list[str],
+    worker_cmd: Callable[[int], list[str]],
+    done_sql: str,
+    timeout: float,
+) -> Result:
+    """Store k runs with a process that executes none, start n_workers worker processes
+    together, and time from their go line until all k are completed in the database."""
+    enqueued = run_json(enqueue_cmd, timeout, f"{label} store {k}")
+    if enqueued.get("error"):
+        return {"error": f"storing the runs: {enqueued['error']}", "store": enqueued}
+    log(f"{label}: starting {n_workers} worker process(es)")
+    workers = [Worker(worker_cmd(i), f"{label} worker {i}") for i in range(n_workers)]
+    try:
+        for w in workers:
+            w.wait_ready(120.0)
+        t0 = time.perf_counter()
+        for w in workers:
+            w.go()
+        deadline = time.monotonic() + timeout
+        done = 0
+        last_log = time.monotonic()
+        while time.monotonic() < deadline:
+            done = _count(dsn, done_sql)
+            if done >= k:
+                break
+            if time.monotonic() - last_log > 10:
+                log(f"{label}: {done}/{k} completed")
+                last_log = time.monotonic()
+            if all(w.proc.poll() is not None for w in workers):
+                break
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        per_worker = [w.result(120.0) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    out: Result = {
+        "workers": n_workers,
+        "k": k,
+        "completed": done,
+        "wall_s": wall,
+        "runs_per_s": done / wall if wall > 0 else None,
+        "store": enqueued,
+        "per_worker": per_worker,
+    }
+    if done < k:
+        errors = [p["error"] for p in per_worker if p.get("error")]
+        out["error"] = f"only {done}/{k} completed" + (f": {errors[0]}" if errors else "")
+    log(f"{label}: {done}/{k} in {wall:.1f}s")
+    return out
+
+
+# --------------------------------------------------------------------------- treadle parts
+# Run in a child process: ``postgres.py --treadle-part NAME --dsn DSN --n N``.
+
+
+async def treadle_sequential(n: int, dsn: str) -> Result:
+    """n three-step runs started and awaited one after another (plain step functions)."""
+    import treadle_side
+
+    import treadle
+
+    engine = treadle.Engine(treadle.PostgresPersistence(dsn))
+    engine.register(treadle_side.three_sync())
+    async with engine:
+        out: Result = await treadle_side._seq_figure(engine, "three", n)
+    out["how"] = "await engine.start('three') then await engine.wait(id), one after another"
+    out["engine_options"] = "defaults (PostgresPersistence pool_size=4)"
+    return out
+
+
+async def treadle_concurrent(n: int, dsn: str) -> Result:
+    """n three-step runs started at once (asyncio.gather of engine.start), then all awaited."""
+    import treadle_side
+
+    import treadle
+
+    engine = treadle.Engine(treadle.PostgresPersistence(dsn))
+    engine.register(treadle_side.three_sync())
+    async with engine:
+        out: Result = await treadle_side._concurrent_once(engine, "three", n)
+    out["how"] = (
+        "asyncio.gather(*(engine.start('three') for _ in range(n))), then asyncio.gather of "
+        "engine.wait(); runs beyond max_concurrent_runs (1000) wait PENDING for room"
+    )
+    out["engine_options"] = "defaults (max_concurrent_runs=1000, step_threads=32, pool_size=4)"
+    return out
+
+
+async def treadle_store(n: int, dsn: str) -> Result:
+    """Start n runs from a control-only engine (it executes none): they stay PENDING."""
+    import psycopg
+    import treadle_side
+
+    import treadle
+
+    engine = treadle.Engine(treadle.PostgresPersistence(dsn), max_concurrent_runs=0)
+    engine.register(treadle_side.three_sync())
+    async with engine:
+        t0 = time.perf_counter()
+        for base in range(0, n, 500):
+            await asyncio.gather(
+                *(engine.start("three", {"x": i}) for i in range(base, min(n, base + 500)))
+            )
+        store_s = time.perf_counter() - t0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM runs WHERE status = 'pending'").fetchone()
+    return {
+        "n": n,
+        "store_s": store_s,
+        "pending_in_db": int(row[0]) if row else None,
+        "how": "Engine(PostgresPersistence(dsn), max_concurrent_runs=0).start() n times, "
+        "500 at a time with asyncio.gather",
+    }
+
+
+TREADLE_PARTS = {
+    "sequential": treadle_sequential,
+    "concurrent": treadle_concurrent,
+    "store": treadle_store,
+}
+
+
+def treadle_child(part: str, n: int, dsn: str) -> None:
+    """Child-process mode: run one treadle part and print its JSON."""
+    try:
+        log(f"treadle {part}: n={n}")
+        result = asyncio.run(TREADLE_PARTS[part](n, dsn))
+        # The working tree is what gets measured: note its state when this figure ran.
+        result["treadle_git"] = {"commit": _git_commit(), "uncommitted": _treadle_changes()}
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        result = {"error": f"{type(e).__name__}: {e}"}
+    emit(result)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _guard(label: str, fn: Callable[[], Result]) -> Result:
+    try:
+        return fn()
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        log(f"{label}: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def measure(
+    server: BenchServer,
+    counts: dict[str, int],
+    dbos_py: Path | None,
+    treadle_on: bool,
+    timeout: float,
+    parts: tuple[str, ...] = ("sequential", "concurrent", "workers"),
+    dbos_worker_concurrency: int = 100,
+) -> tuple[Result, Result]:
+    """Every figure, DBOS's then treadle's, each in fresh processes on a fresh database."""
+    dbos: Result = {}
+    tread: Result = {}
+    dbos_script = str(BENCH_DIR / "postgres_dbos.py")
+    me = str(Path(__file__).resolve())
+
+    def dbos_cmd(part: str, dsn: str, *extra: str) -> list[str]:
+        assert dbos_py is not None
+        return [str(dbos_py), dbos_script, part, "--dsn", dsn, *extra]
+
+    def treadle_cmd(part: str, dsn: str, n: int) -> list[str]:
+        return [sys.executable, me, "--treadle-part", part, "--dsn", dsn, "--n", str(n)]
+
+    def simple(side: str, figure: str, n: int) -> Result:
+        dsn = server.create_database(f"{side}_{figure}")
+        if side == "dbos":
+            cmd = dbos_cmd(figure, dsn, "--n", str(n))
+        else:
+            cmd = treadle_cmd(figure, dsn, n)
+        return run_json(cmd, timeout, f"{side} {figure}")
+
+    for figure in (f for f in ("sequential", "concurrent") if f in parts):
+        n = counts[figure]
+        if dbos_py is not None:
+            dbos[figure] = _guard(f"dbos {figure}", partial(simple, "dbos", figure, n))
+        if treadle_on:
+            tread[figure] = _guard(f"treadle {figure}", partial(simple, "treadle", figure, n))
+
+    k = counts["workers"]
+    for w in (1, 2) if "workers" in parts else ():
+        key = f"workers_{w}"
+        if dbos_py is not None:
+
+            def dbos_workers(w: int = w) -> Result:
+                dsn = server.create_database(f"dbos_workers_{w}")
+                return workers_figure(
+                    f"dbos {w} worker(s)",
+                    dsn,
+                    k,
+                    w,
+                    dbos_cmd(
+                        "enqueue",
+                        dsn,
+                        "--n",
+                        str(k),
+                        "--worker-concurrency",
+                        str(dbos_worker_concurrency),
+                    ),
+                    lambda i: dbos_cmd(
+                        "worker",
+                        dsn,
+                        "--n",
+                        str(k),
+                        "--worker-id",
+                        str(i),
+                        "--timeout",
+                        str(timeout),
+                    ),
+                    "SELECT count(*) FROM dbos.workflow_status WHERE queue_name = 'bench' "
+                    "AND status = 'SUCCESS'",
+                    timeout,
+                )
+
+            dbos[key] = _guard(f"dbos {key}", dbos_workers)
+        if treadle_on:
+
+            def treadle_workers(w: int = w) -> Result:
+                dsn = server.create_database(f"treadle_workers_{w}")
+                return workers_figure(
+                    f"treadle {w} worker(s)",
+                    dsn,
+                    k,
+                    w,
+                    treadle_cmd("store", dsn, k),
+                    lambda i: [
+                        sys.executable,
+                        str(BENCH_DIR / "pg_worker.py"),
+                        "--dsn",
+                        dsn,
+                        "--total",
+                        str(k),
+                        "--timeout",
+                        str(timeout),
+                    ],
+                    "SELECT count(*) FROM runs WHERE workflow = 'three' AND status = 'completed'",
+                    timeout,
+                )
+
+            tread[key] = _guard(f"treadle {key}", treadle_workers)
+    return dbos, tread
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _get(d: Result, *path: str) -> float | None:
+    cur: Any = d
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur or cur.get("error"):
+            return None
+        cur = cur[p]
+    if isinstance(cur, bool) or not isinstance(cur, int | float):
+        return None
+    f = float(cur)
+    return None if math.isnan(f) else f
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def build_table(dbos: Result, tread: Result) -> list[Result]:
+    """Rows of figure | unit | treadle | DBOS | treadle/DBOS (pair by pair, same run)."""
+    rows: list[Result] = []
+
+    def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
+        rows.append(
+            {"figure": figure, "unit": unit, "better": better, "treadle": t, "dbos": d,
+             "ratio": _div(t, d)}
+        )  # fmt: skip
+
+    def both(*path: str) -> tuple[float | None, float | None]:
+        return _get(tread, *path), _get(dbos, *path)
+
+    row("sequential: workflows/s", "wf/s", "higher", *both("sequential", "workflows_per_s"))
+    row("sequential: p50 latency", "ms", "lower", *both("sequential", "p50_ms"))
+    row("sequential: p99 latency", "ms", "lower", *both("sequential", "p99_ms"))
+    row("concurrent: wall time", "s", "lower", *both("concurrent", "wall_s"))
+    row("concurrent: workflows/s", "wf/s", "higher", *both("concurrent", "workflows_per_s"))
+    t1, d1 = both("workers_1", "runs_per_s")
+    t2, d2 = both("workers_2", "runs_per_s")
+    row("1 worker process: runs/s", "runs/s", "higher", t1, d1)
+    row("2 worker processes: runs/s", "runs/s", "higher", t2, d2)
+    row("speed-up, 2 vs 1 process", "x", "higher", _div(t2, t1), _div(d2, d1))
+    return rows
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if 0 < a < 0.1:
+        return f"{v:.2g}"
+    return f"{v:.2f}"
+
+
+def format_table(rows: list[Result]) -> str:
+    head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
+    body = [
+        (r["figure"], r["unit"], _fmt(r["treadle"]), _fmt(r["dbos"]), _fmt(r["ratio"]))
+        for r in rows
+    ]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)])
+
+
+def _errors(side: str, parts: Result) -> list[str]:
+    return [
+        f"{side} {name}: {r['error']}"
+        for name, r in parts.items()
+        if isinstance(r, dict) and r.get("error")
+    ]
+
+
+def _git_commit() -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10
+        )
+        return r.stdout.strip() or None
+    return None
+
+
+def _treadle_changes() -> list[str]:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(
+            ["git", "status", "--porcelain", "--", "treadle"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return [ln[3:] for ln in r.stdout.splitlines() if ln.strip()]
+    return []
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _redact(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=parts.hostname or ""))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="scaled-down counts for a fast check")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="where to write the JSON results")
+    ap.add_argument("--skip-dbos", action="store_true")
+    ap.add_argument("--skip-treadle", action="store_true")
+    ap.add_argument(
+        "--part-timeout",
+        type=float,
+        default=None,
+        help="seconds allowed per figure (default 600 quick, 1800 full)",
+    )
+    ap.add_argument(
+        "--parts",
+        default="sequential,concurrent,workers",
+        help="comma-separated figures to measure (default all: sequential,concurrent,workers)",
+    )
+    ap.add_argument(
+        "--dbos-worker-concurrency",
+        type=int,
+        default=DBOS_WORKER_CONCURRENCY,
+        help=f"worker_concurrency of DBOS's queue (default {DBOS_WORKER_CONCURRENCY})",
+    )
+    # internal: child-process mode for one treadle figure
+    ap.add_argument("--treadle-part", choices=sorted(TREADLE_PARTS), help=argparse.SUPPRESS)
+    ap.add_argument("--dsn", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.treadle_part:
+        treadle_child(args.treadle_part, args.n, args.dsn)
+        return
+
+    counts = dict(QUICK if args.quick else FULL)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = [p for p in parts if p not in ("sequential", "concurrent", "workers")]
+    if unknown:
+        ap.error(f"--parts: unknown {', '.join(unknown)}")
+    timeout = args.part_timeout or (600.0 if args.quick else 1800.0)
+    started = dt.datetime.now(dt.UTC)
+    load_before = _load()
+    commit_at_start = _git_commit()
+    log(f"mode={'quick' if args.quick else 'full'} counts={counts}")
+
+    dbos_py: Path | None = None
+    dbos_error: str | None = None
+    if not args.skip_dbos:
+        try:
+            dbos_py = ensure_dbos_venv()
+        except Exception as e:
+            dbos_error = f"DBOS venv: {type(e).__name__}: {e}"
+            log(dbos_error)
+
+    server = BenchServer()
+    try:
+        server.start()
+        settings = server.settings()
+        log(f"PostgreSQL on port {server.port}: {settings}")
+        raw = _guard("raw commit", lambda: raw_commit(server.create_database("raw")))
+        dbos, tread = measure(
+            server,
+            counts,
+            dbos_py,
+            not args.skip_treadle,
+            timeout,
+            parts,
+            args.dbos_worker_concurrency,
+        )
+    finally:
+        server.destroy()
+    if dbos_error:
+        dbos = {"error": dbos_error}
+
+    rows = build_table(dbos, tread)
+    table = format_table(rows)
+    problems = _errors("dbos", dbos) + _errors("treadle", tread)
+    meta: Result = {
+        "started_utc": started.isoformat(),
+        "finished_utc": dt.datetime.now(dt.UTC).isoformat(),
+        "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python", "bench/postgres.py", *sys.argv[1:]]),
+        "counts": counts,
+        "parts": list(parts),
+        "dbos_queue_worker_concurrency": args.dbos_worker_concurrency,
+        "server": settings,
+        "server_dsn": _redact(server.dsn()),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
+        "git_commit_at_start": commit_at_start,
+        "git_commit_at_end": _git_commit(),
+        "treadle_uncommitted_changes": _treadle_changes(),
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+        "ratio": "treadle / DBOS, figure by figure, both measured in this run",
+    }
+    result: Result = {
+        "meta": meta,
+        "raw_commit": raw,
+        "dbos": dbos,
+        "treadle": tread,
+        "table": rows,
+        "problems": problems,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(table)
+    print()
+    print(
+        f"raw PostgreSQL commit (one row per INSERT, autocommit), same server: "
+        f"{_fmt(_get(raw, 'mean_us'))} µs mean, {_fmt(_get(raw, 'p50_us'))} µs p50"
+    )
+    print(
+        "server: PostgreSQL "
+        + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "max_connections")
+    )
+    print("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    print(
+        f"machine: {os.cpu_count()} cpus, {platform.platform()}, Python {sys.version.split()[0]}; "
+        f"load average (1/5/15 min) before {load_before}, after {meta['load_average_after']}"
+    )
+    changes = meta["treadle_uncommitted_changes"]
+    if commit_at_start != meta["git_commit_at_end"]:
+        print(f"(the tree moved during the run: commit {commit_at_start} at the start)")
+    print(
+        f"treadle: commit {meta['git_commit_at_end']}"
+        + (f" + uncommitted changes in {', '.join(changes)}" if changes else " (clean)")
+    )
+    if problems:
+        print("\nnot measured / failed:")
+        for p in problems:
+            print(f"  {p}")
+    print(f"\nJSON written to {out}")
+
+
+if __name__ == "__main__":
+    main()
