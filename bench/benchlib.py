@@ -11,11 +11,14 @@ import contextlib
 import json
 import math
 import os
+import re
 import sqlite3
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 # The durability setting every side is measured with unless stated otherwise.
 JOURNAL_MODE = "wal"
@@ -95,3 +98,66 @@ def emit(result: dict[str, Any]) -> None:
     """Print the one JSON object a side's subprocess hands back."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+# Parts run in processes of their own -------------------------------------------------
+
+_ADDRESS = re.compile(r"0x[0-9a-f]+|^\S*\d\d:\d\d:\d\d\S*")
+_REPEATS_SHOWN = 3
+
+
+def forward_stderr(stream: IO[str], label: str) -> None:
+    """Copy a process's stderr to ours, collapsing lines that repeat but for addresses/times."""
+    seen: dict[str, int] = {}
+    for line in stream:
+        key = _ADDRESS.sub("", line.strip())
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= _REPEATS_SHOWN:
+            sys.stderr.write(f"  [{label}] {line}")
+    for key, count in seen.items():
+        if count > _REPEATS_SHOWN:
+            sys.stderr.write(f"  [{label}: {count - _REPEATS_SHOWN:,} more lines like: {key}]\n")
+    sys.stderr.flush()
+
+
+def last_json(text: str) -> dict[str, Any]:
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
+    if not lines:
+        return {"error": "no JSON on stdout"}
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        return {"error": f"bad JSON: {e}"}
+    return result
+
+
+def run_json(cmd: list[str], timeout: float, label: str, cwd: str) -> dict[str, Any]:
+    """Run one part in its own process; its last stdout line is a JSON object."""
+    log(f"{label}: start")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout = proc.stdout
+    out: list[str] = []
+    readers = [
+        threading.Thread(target=forward_stderr, args=(proc.stderr, label), daemon=True),
+        threading.Thread(target=lambda: out.append(stdout.read()), daemon=True),
+    ]
+    for r in readers:
+        r.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        log(f"{label}: timed out after {timeout:.0f}s")
+        return {"error": f"timed out after {timeout:.0f}s"}
+    finally:
+        for r in readers:
+            r.join(timeout=30)
+    result = last_json("".join(out))
+    if "error" in result and proc.returncode:
+        result["error"] += f" (exit code {proc.returncode})"
+    result.setdefault("process_s", time.perf_counter() - t0)
+    log(f"{label}: {result.get('error') or 'ok'} ({time.perf_counter() - t0:.1f}s)")
+    return result

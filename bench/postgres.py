@@ -29,18 +29,14 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import glob
 import json
 import math
 import os
 import platform
 import queue
-import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -54,7 +50,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
 
-from benchlib import emit, log, percentile  # noqa: E402
+from benchlib import emit, forward_stderr, last_json, log, percentile, run_json  # noqa: E402
+
+sys.path.append(str(BENCH_DIR.parent / "tests"))
+from pgserver import PgServer, _bindir  # noqa: E402
 
 DBOS_VENV = BENCH_DIR / ".venv-dbos"
 DBOS_REQUIREMENT = "dbos==3.4.*"
@@ -80,67 +79,16 @@ Result = dict[str, Any]
 # --------------------------------------------------------------------------- the server
 
 
-def _bindir() -> Path:
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(candidate) / "pg_ctl").exists():
-            return Path(candidate)
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    raise RuntimeError("no PostgreSQL binaries found (/usr/lib/postgresql/*/bin, pg_ctl)")
+class BenchServer(PgServer):
+    """The tests' throwaway PostgreSQL cluster, with durability on (fsync, synchronous_commit)."""
 
+    settings = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=300"
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BenchServer:
-    """A throwaway PostgreSQL cluster with durability on (fsync, synchronous_commit)."""
-
-    def __init__(self, bindir: Path | None = None) -> None:
-        self.bindir = bindir or _bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="treadle-pgbench-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.port = _free_port()
-        self._as_root = os.geteuid() == 0
-        if self._as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(
-            "initdb",
-            "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-            "--locale=C", "--no-sync",
-        )  # fmt: skip
-        self.running = False
-
-    def _run(self, program: str, *args: str) -> None:
-        command = [str(self.bindir / program), *args]
-        if self._as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            text = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(
-                f"{program} failed ({result.returncode}): {result.stderr}{result.stdout}\n{text}"
-            )
-
-    def start(self) -> None:
-        """Start the server (durability on) and wait until it accepts connections."""
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=on "
-            "-c synchronous_commit=on -c full_page_writes=on -c max_connections=300 "
-            "-c log_min_messages=warning"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", options, "start")  # fmt: skip
-        self.running = True
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        """A URL for one of its databases."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+    def __init__(self) -> None:
+        bindir = _bindir()
+        if bindir is None:
+            raise RuntimeError("no PostgreSQL binaries found (/usr/lib/postgresql/*/bin, pg_ctl)")
+        super().__init__(bindir)
 
     def create_database(self, name: str) -> str:
         """A new empty database; returns its DSN."""
@@ -151,7 +99,7 @@ class BenchServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
-    def settings(self) -> Result:
+    def read_settings(self) -> Result:
         """The server's durability-relevant settings, read back."""
         import psycopg
 
@@ -160,15 +108,6 @@ class BenchServer:
                 name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                 for name in SERVER_SETTINGS
             }
-
-    def destroy(self) -> None:
-        """Stop the server and remove its folder."""
-        try:
-            if self.running:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-                self.running = False
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def raw_commit(dsn: str, n: int = 500) -> Result:
@@ -221,69 +160,6 @@ def ensure_dbos_venv() -> Path:
 # --------------------------------------------------------------------------- subprocesses
 
 
-_ADDRESS = re.compile(r"0x[0-9a-f]+|^\S*\d\d:\d\d:\d\d\S*")
-_REPEATS_SHOWN = 3
-
-
-def _forward_stderr(stream: IO[str], label: str) -> None:
-    """Copy a process's stderr to ours, collapsing lines that repeat but for addresses/times."""
-    seen: dict[str, int] = {}
-    for line in stream:
-        key = _ADDRESS.sub("", line.strip())
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= _REPEATS_SHOWN:
-            sys.stderr.write(f"  [{label}] {line}")
-    for key, count in seen.items():
-        if count > _REPEATS_SHOWN:
-            sys.stderr.write(f"  [{label}: {count - _REPEATS_SHOWN:,} more lines like: {key}]\n")
-    sys.stderr.flush()
-
-
-def _last_json(text: str) -> Result:
-    lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
-    if not lines:
-        return {"error": "no JSON on stdout"}
-    try:
-        result: Result = json.loads(lines[-1])
-    except json.JSONDecodeError as e:
-        return {"error": f"bad JSON: {e}"}
-    return result
-
-
-def run_json(cmd: list[str], timeout: float, label: str) -> Result:
-    """Run one part in its own process; its last stdout line is a JSON object."""
-    log(f"{label}: start")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH_DIR
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout = proc.stdout
-    out: list[str] = []
-    readers = [
-        threading.Thread(target=_forward_stderr, args=(proc.stderr, label), daemon=True),
-        threading.Thread(target=lambda: out.append(stdout.read()), daemon=True),
-    ]
-    for r in readers:
-        r.start()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        log(f"{label}: timed out after {timeout:.0f}s")
-        return {"error": f"timed out after {timeout:.0f}s"}
-    finally:
-        for r in readers:
-            r.join(timeout=30)
-    result = _last_json("".join(out))
-    if "error" in result and proc.returncode:
-        result["error"] += f" (exit code {proc.returncode})"
-    result.setdefault("process_s", time.perf_counter() - t0)
-    log(f"{label}: {result.get('error') or 'ok'} ({time.perf_counter() - t0:.1f}s)")
-    return result
-
-
 class Worker:
     """A worker process speaking the ready/go protocol: prints ``ready``, waits for a line on
     stdin, works, prints one JSON object."""
@@ -303,7 +179,7 @@ class Worker:
         self._out: list[str] = []
         self._threads = [
             threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=_forward_stderr, args=(self.proc.stderr, label), daemon=True),
+            threading.Thread(target=forward_stderr, args=(self.proc.stderr, label), daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -340,7 +216,7 @@ class Worker:
             return {"error": f"{self.label} did not exit within {timeout:.0f}s"}
         for t in self._threads:
             t.join(timeout=10)
-        return _last_json("".join(self._out))
+        return last_json("".join(self._out))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -368,7 +244,7 @@ def workers_figure(
 ) -> Result:
     """Store k runs with a process that executes none, start n_workers worker processes
     together, and time from their go line until all k are completed in the database."""
-    enqueued = run_json(enqueue_cmd, timeout, f"{label} store {k}")
+    enqueued = _run_part(enqueue_cmd, timeout, f"{label} store {k}")
     if enqueued.get("error"):
         return {"error": f"storing the runs: {enqueued['error']}", "store": enqueued}
     log(f"{label}: starting {n_workers} worker process(es)")
@@ -540,7 +416,7 @@ def measure(
             cmd = dbos_cmd(figure, dsn, "--n", str(n))
         else:
             cmd = treadle_cmd(figure, dsn, n)
-        return run_json(cmd, timeout, f"{side} {figure}")
+        return _run_part(cmd, timeout, f"{side} {figure}")
 
     for figure in (f for f in ("sequential", "concurrent") if f in parts):
         n = counts[figure]
@@ -789,7 +665,7 @@ def main() -> None:
     server = BenchServer()
     try:
         server.start()
-        settings = server.settings()
+        settings = server.read_settings()
         log(f"PostgreSQL on port {server.port}: {settings}")
         raw = _guard("raw commit", lambda: raw_commit(server.create_database("raw")))
         dbos, tread = measure(
@@ -874,3 +750,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _run_part(cmd: list[str], timeout: float, label: str) -> Result:
+    return run_json(cmd, timeout, label, str(BENCH_DIR))

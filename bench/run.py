@@ -50,22 +50,19 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
 
-from benchlib import FULL_COUNTS, QUICK_COUNTS, emit, log  # noqa: E402
+from benchlib import FULL_COUNTS, QUICK_COUNTS, emit, log, run_json  # noqa: E402
 
 DBOS_VENV = BENCH_DIR / ".venv-dbos"
 DBOS_REQUIREMENT = "dbos==3.4.*"
@@ -112,62 +109,8 @@ def ensure_dbos_venv() -> Path:
 # --------------------------------------------------------------------------- subprocesses
 
 
-_ADDRESS = re.compile(r"0x[0-9a-f]+|^\S*\d\d:\d\d:\d\d\S*")
-_REPEATS_SHOWN = 3
-
-
-def _forward_stderr(stream: IO[str], label: str) -> None:
-    """Copy a part's stderr to ours, collapsing lines that repeat but for addresses and
-    times (DBOS logs one warning per parked task it cancels at exit: 100,000 in full mode)."""
-    seen: dict[str, int] = {}
-    for line in stream:
-        key = _ADDRESS.sub("", line.strip())
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= _REPEATS_SHOWN:
-            sys.stderr.write(line)
-    for key, count in seen.items():
-        if count > _REPEATS_SHOWN:
-            sys.stderr.write(f"[{label}: {count - _REPEATS_SHOWN:,} more lines like: {key}]\n")
-    sys.stderr.flush()
-
-
 def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
-    """Run one part in its own process; its last stdout line is a JSON object."""
-    log(f"{label}: start")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH_DIR
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout = proc.stdout
-    out: list[str] = []
-    readers = [
-        threading.Thread(target=_forward_stderr, args=(proc.stderr, label), daemon=True),
-        threading.Thread(target=lambda: out.append(stdout.read()), daemon=True),
-    ]
-    for r in readers:
-        r.start()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        log(f"{label}: timed out after {timeout:.0f}s")
-        return {"error": f"timed out after {timeout:.0f}s"}
-    finally:
-        for r in readers:
-            r.join(timeout=30)
-    lines = [ln for ln in "".join(out).splitlines() if ln.strip().startswith("{")]
-    if not lines:
-        return {"error": f"exit code {proc.returncode}, no JSON on stdout"}
-    try:
-        result: Result = json.loads(lines[-1])
-    except json.JSONDecodeError as e:
-        return {"error": f"bad JSON from part: {e}"}
-    result.setdefault("process_s", time.perf_counter() - t0)
-    status = result.get("error") or result.get("missing") or "ok"
-    log(f"{label}: {status} ({time.perf_counter() - t0:.1f}s)")
-    return result
+    return run_json(cmd, timeout, label, str(BENCH_DIR))
 
 
 PART_KEYS = ("sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large")

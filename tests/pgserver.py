@@ -89,11 +89,14 @@ class PgServer:
                 f"{program} failed ({result.returncode}): {result.stderr}{result.stdout}\n{log}"
             )
 
+    #: Test servers trade durability for speed; the benchmark's server turns it back on.
+    settings = "-c fsync=off -c full_page_writes=off -c max_connections=200"
+
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200 -c log_min_messages=warning"
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} {self.settings} "
+            "-c log_min_messages=warning"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                   "-o", options, "start")  # fmt: skip
