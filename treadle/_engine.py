@@ -536,6 +536,15 @@ class Engine:
             if full:
                 self._wake.set()
 
+    async def _spawn_after(self, driver: RunDriver, record: RunRecord) -> None:
+        """Execute a fresh claim of a run whose previous driver here is still finishing."""
+        if driver.task is not None:
+            await asyncio.gather(asyncio.shield(driver.task), return_exceptions=True)
+        if record.id in self._active or self._closing:
+            await self._release_lease(record.id, record.token)
+        else:
+            self._spawn(record)
+
     async def _release(self, driver: RunDriver) -> None:
         await self._release_lease(driver.run_id, driver.token)
 
@@ -586,8 +595,10 @@ class Engine:
             for record in records:
                 if record.id not in self._active:
                     self._spawn(record)
-                else:  # its driver here is still finishing: give the new claim back
-                    await self._release_lease(record.id, record.token)
+                else:  # its driver here is still finishing: go on once it has
+                    self._background.append(
+                        asyncio.create_task(self._spawn_after(self._active[record.id], record))
+                    )
             if len(records) < limit:
                 return
 
