@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -118,7 +119,7 @@ class Engine:
         self._saved: set[str] = set()  # definitions known to be in the database
         self._active: dict[str, RunDriver] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._background: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._open = False
         self._closing = False
@@ -142,7 +143,7 @@ class Engine:
         self._workflows[workflow.name] = workflow
         self._shapes[workflow.id] = workflow.describe()
         if self._open:
-            self._background.append(asyncio.create_task(self._save_definition(workflow)))
+            self._in_background(self._save_definition(workflow))
             self._wake.set()
 
     @property
@@ -189,8 +190,8 @@ class Engine:
         for workflow in self._workflows.values():
             await self._save_definition(workflow)
         await self._reap_dead_owners()
-        self._background.append(asyncio.create_task(self._dispatch(), name="treadle-dispatch"))
-        self._background.append(asyncio.create_task(self._heartbeat(), name="treadle-heartbeat"))
+        self._in_background(self._dispatch())
+        self._in_background(self._heartbeat())
 
     async def close(self, drain: float = 5.0) -> None:
         """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
@@ -199,9 +200,9 @@ class Engine:
             return
         self._closing = True
         self._wake.set()
-        for task in self._background:
+        for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*list(self._background), return_exceptions=True)
         self._background.clear()
         for driver in list(self._active.values()):
             driver.control = driver.control or "shutdown"
@@ -536,6 +537,12 @@ class Engine:
             if full:
                 self._wake.set()
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that close() cancels; it forgets the task once it is done."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _spawn_after(self, driver: RunDriver, record: RunRecord) -> None:
         """Execute a fresh claim of a run whose previous driver here is still finishing."""
         if driver.task is not None:
@@ -596,9 +603,7 @@ class Engine:
                 if record.id not in self._active:
                     self._spawn(record)
                 else:  # its driver here is still finishing: go on once it has
-                    self._background.append(
-                        asyncio.create_task(self._spawn_after(self._active[record.id], record))
-                    )
+                    self._in_background(self._spawn_after(self._active[record.id], record))
             if len(records) < limit:
                 return
 
