@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -639,7 +639,3 @@ class Engine:
                 released = await self.persistence.release_runs(owner)
                 log.info("released %d runs of dead engine %s", released, owner)
                 self._wake.set()
-
-    def next_due(self) -> datetime | None:
-        """Not used: the dispatcher asks the persistence."""
-        return None

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -565,5 +565,3 @@ def iso(when: datetime | None) -> str | None:
     """ISO text of a time, or None."""
     return None if when is None else when.isoformat()
 
-
-Awaiter = Callable[[], Awaitable[None]]

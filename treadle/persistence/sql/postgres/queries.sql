@@ -56,15 +56,6 @@ WHERE id IN (
 )
 RETURNING *;
 
--- name: claim_run
-UPDATE runs
-SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status = 'running',
-    wake_at = NULL, waiting_for = '[]', updated_at = %(now)s
-WHERE id = %(id)s
-  AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < %(now)s))
-       OR (status = 'waiting' AND wake_at <= %(due)s))
-RETURNING *;
-
 -- name: renew_leases
 -- A run whose row is locked right now (being checkpointed) is renewed on the next heartbeat:
 -- waiting for it here could deadlock with a group commit that holds it.

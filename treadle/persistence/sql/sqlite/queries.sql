@@ -57,15 +57,6 @@ WHERE id IN (
 )
 RETURNING *;
 
--- name: claim_run
-UPDATE runs
-SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
-    wake_at = NULL, waiting_for = '[]', updated_at = :now
-WHERE id = :id
-  AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now))
-       OR (status = 'waiting' AND wake_at <= :due))
-RETURNING *;
-
 -- name: renew_leases
 UPDATE runs SET lease_until = :lease_until WHERE owner = :owner
 RETURNING id, control;
