@@ -12,12 +12,14 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 # The durability setting every side is measured with unless stated otherwise.
@@ -161,3 +163,41 @@ def run_json(cmd: list[str], timeout: float, label: str, cwd: str) -> dict[str, 
     result.setdefault("process_s", time.perf_counter() - t0)
     log(f"{label}: {result.get('error') or 'ok'} ({time.perf_counter() - t0:.1f}s)")
     return result
+
+
+# DBOS lives in a virtual environment of its own, so the project does not depend on it.
+
+DBOS_VENV = Path(__file__).resolve().parent / ".venv-dbos"
+DBOS_REQUIREMENT = "dbos==3.4.*"
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_dbos_venv() -> Path:
+    """Create bench/.venv-dbos with DBOS installed, unless it already works."""
+    py = _venv_python(DBOS_VENV)
+    check = [str(py), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"]
+    if py.exists():
+        r = subprocess.run(check, capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip().startswith("3.4."):
+            return py
+        log(f"DBOS venv at {DBOS_VENV} is unusable, recreating it")
+        shutil.rmtree(DBOS_VENV, ignore_errors=True)
+    log(f"creating {DBOS_VENV} and installing {DBOS_REQUIREMENT} (one-time)")
+    subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            DBOS_REQUIREMENT,
+        ],
+        check=True,
+    )
+    subprocess.run(check, check=True, capture_output=True)
+    return py

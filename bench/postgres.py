@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -50,13 +49,19 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
 
-from benchlib import emit, forward_stderr, last_json, log, percentile, run_json  # noqa: E402
+from benchlib import (  # noqa: E402
+    emit,
+    ensure_dbos_venv,
+    forward_stderr,
+    last_json,
+    log,
+    percentile,
+    run_json,
+)
 
 sys.path.append(str(BENCH_DIR.parent / "tests"))
 from pgserver import PgServer, _bindir  # noqa: E402
 
-DBOS_VENV = BENCH_DIR / ".venv-dbos"
-DBOS_REQUIREMENT = "dbos==3.4.*"
 DEFAULT_OUT = BENCH_DIR / "results" / "postgres.json"
 FULL = {"sequential": 1_000, "concurrent": 10_000, "workers": 5_000}
 QUICK = {"sequential": 200, "concurrent": 2_000, "workers": 1_000}
@@ -130,31 +135,6 @@ def raw_commit(dsn: str, n: int = 500) -> Result:
 
 
 # --------------------------------------------------------------------------- DBOS venv
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def ensure_dbos_venv() -> Path:
-    """bench/.venv-dbos with DBOS 3.4 installed (created as bench/run.py does if missing)."""
-    py = _venv_python(DBOS_VENV)
-    check = [str(py), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"]
-    if py.exists():
-        r = subprocess.run(check, capture_output=True, text=True)
-        if r.returncode == 0 and r.stdout.strip().startswith("3.4."):
-            return py
-        log(f"DBOS venv at {DBOS_VENV} is unusable, recreating it")
-        shutil.rmtree(DBOS_VENV, ignore_errors=True)
-    log(f"creating {DBOS_VENV} and installing {DBOS_REQUIREMENT} (one-time)")
-    subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         DBOS_REQUIREMENT],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(check, check=True, capture_output=True)
-    return py
 
 
 # --------------------------------------------------------------------------- subprocesses

@@ -62,48 +62,21 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
 
-from benchlib import FULL_COUNTS, QUICK_COUNTS, emit, log, run_json  # noqa: E402
+from benchlib import (  # noqa: E402
+    FULL_COUNTS,
+    QUICK_COUNTS,
+    emit,
+    ensure_dbos_venv,
+    log,
+    run_json,
+)
 
-DBOS_VENV = BENCH_DIR / ".venv-dbos"
-DBOS_REQUIREMENT = "dbos==3.4.*"
 DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
 
 Result = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- DBOS venv
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def ensure_dbos_venv() -> Path:
-    """Create bench/.venv-dbos with DBOS installed, unless it already works."""
-    py = _venv_python(DBOS_VENV)
-    check = [str(py), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"]
-    if py.exists():
-        r = subprocess.run(check, capture_output=True, text=True)
-        if r.returncode == 0 and r.stdout.strip().startswith("3.4."):
-            return py
-        log(f"DBOS venv at {DBOS_VENV} is unusable, recreating it")
-        shutil.rmtree(DBOS_VENV, ignore_errors=True)
-    log(f"creating {DBOS_VENV} and installing {DBOS_REQUIREMENT} (one-time)")
-    subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
-    subprocess.run(
-        [
-            str(py),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            DBOS_REQUIREMENT,
-        ],
-        check=True,
-    )
-    subprocess.run(check, check=True, capture_output=True)
-    return py
 
 
 # --------------------------------------------------------------------------- subprocesses
