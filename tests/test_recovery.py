@@ -225,6 +225,28 @@ async def test_runs_waiting_for_signals_survive_a_kill(harness: Harness) -> None
         assert harness.counts(run_id) == {("w1", "do"): 1, ("w2", "do"): 1}
 
 
+async def test_a_step_killed_right_after_a_signal_resumed_it_runs_again_with_that_signal(
+    harness: Harness,
+) -> None:
+    # The step after a signal starts without a checkpoint of its own (the consumed message
+    # stays in the inbox until the step's checkpoint): a kill must not lose or swap the signal.
+    harness.spawn(start=("waiter=w-3",), block=("w2",))
+    await harness.waiting("w-3", "signal:go")
+    await harness.client.signal("w-3", "go", {"n": 1})
+    await harness.until(lambda: harness.count("w-3", "w2") == 1, "w2 in flight")
+    harness.kill()
+    await harness.client.signal("w-3", "go", {"n": 2})  # a later one must not take its place
+
+    harness.spawn()
+    final = await harness.finished("w-3")
+    assert final.status is Status.COMPLETED
+    assert final.data["go"] == {"n": 1}
+    assert harness.counts("w-3") == {("w1", "do"): 1, ("w2", "do"): 2}
+    kinds = [e.kind for e in await harness.client.history("w-3")]
+    assert kinds.count("signal_consumed") == 1
+    assert kinds.count("signal_received") == 2
+
+
 async def test_durable_timers_survive_a_kill(harness: Harness) -> None:
     harness.spawn(start=("napper=n-1",))
     await harness.waiting("n-1", "timer:nap")

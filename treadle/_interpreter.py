@@ -86,6 +86,9 @@ class RunDriver:
         self.events: list[NewEvent] = []
         self.consumed: list[int] = []
         self.dirty = False
+        #: Whether everything since the last checkpoint can be derived again from what is stored
+        #: (a consumed inbox message): then the next step need not wait for a checkpoint.
+        self.replayable = False
         self.task: asyncio.Task[None] | None = None
         self.status = record.status
         self.error: str | None = record.error
@@ -96,7 +99,12 @@ class RunDriver:
     def note(self, kind: str, step: str | None = None, **detail: Any) -> None:
         """Record a history event with the next checkpoint."""
         self.events.append(NewEvent(kind, step, detail, self.engine.clock.now()))
+        self.touch()
+
+    def touch(self) -> None:
+        """Mark progress that must be checkpointed before the next step's side effects."""
         self.dirty = True
+        self.replayable = False
 
     def _cursor_json(self) -> str:
         return json.dumps({"n": self.nodes, "c": self.comp, "f": self.failure})
@@ -112,7 +120,7 @@ class RunDriver:
         """Write everything since the last checkpoint, atomically."""
         events, self.events = self.events, []
         consumed, self.consumed = self.consumed, []
-        self.dirty = False
+        self.dirty = self.replayable = False
         checkpoint = Checkpoint(
             run_id=self.run_id,
             token=self.token,
@@ -135,15 +143,19 @@ class RunDriver:
         return ack
 
     async def flush(self) -> None:
-        """Make what happened so far durable before user code has side effects."""
-        if self.dirty or self.status is not Status.RUNNING:
+        """Make what happened so far durable before user code has side effects.
+
+        Progress that a recovery derives again the same way (see ``replayable``) is left for
+        the step's own checkpoint: a crash in between runs the step again, as it would anyway.
+        """
+        if (self.dirty and not self.replayable) or self.status is not Status.RUNNING:
             await self.checkpoint()
 
     def set_data(self, key: str, value: Any) -> None:
         """Store a value in the run's data (a wait's result)."""
         self.data[key] = value
         self.data_json = encode_data(self.data, f"step {key!r}")
-        self.dirty = True
+        self.touch()
 
     def _merge(self, private: dict[str, Any], private_json: str, base_json: str) -> None:
         if self.data_json is base_json:
@@ -347,7 +359,7 @@ class RunDriver:
                     raise StepFailure(node.name, error)
             entry = {"k": "loop", "i": 0, "items": items, "in": False}
             self.nodes[path] = entry
-            self.dirty = True
+            self.touch()
         items = entry["items"]
         while True:
             i = entry["i"]
@@ -363,7 +375,7 @@ class RunDriver:
                     self.note("loop_ended", node.name, iterations=i, reason=reason)
                     return
                 entry["in"] = True
-                self.dirty = True
+                self.touch()
             if items is not None:
                 inner = Scope(f"{path}#{i}/", items[i], i, i)
             else:
@@ -402,10 +414,10 @@ class RunDriver:
                     exc = task.exception()
                     if exc is None:
                         entry["done"].append(branch.name)
-                        self.dirty = True
+                        self.touch()
                     elif isinstance(exc, StepFailure):
                         entry["failed"].append(branch.name)
-                        self.dirty = True
+                        self.touch()
                         failure = failure or exc
                         if total - len(entry["failed"]) < needed:
                             raise exc

@@ -32,7 +32,7 @@ def deadline(driver: RunDriver, path: str, kind: str, timeout: timedelta | None)
         due = driver.engine.clock.now() + timeout if timeout is not None else None
         entry = {"k": kind, "dl": due.timestamp() if due else None}
         driver.nodes[path] = entry
-        driver.dirty = True
+        driver.touch()
     return dict(entry)
 
 
@@ -61,12 +61,16 @@ def timed_out(driver: RunDriver, node: SignalStep | ApprovalStep, due: datetime 
 
 async def run_signal(driver: RunDriver, node: SignalStep, path: str) -> None:
     """``await_signal``: take the oldest signal of that name into ``data[name]``."""
+    clean = not driver.dirty
     entry = deadline(driver, path, "signal", node.timeout)
     messages = await inbox(driver, "signal", node.name)
     if messages:
         driver.consumed.append(messages[0].seq)
         driver.set_data(node.name, messages[0].payload)
         driver.note("signal_consumed", node.name)
+        # The inbox keeps the message until the next checkpoint consumes it, so a recovery
+        # takes the same one again: nothing here needs a checkpoint of its own.
+        driver.replayable = clean
         return
     timed_out(driver, node, due_time(driver, entry["dl"]))
 
@@ -78,7 +82,7 @@ async def run_approval(driver: RunDriver, node: ApprovalStep, path: str) -> None
     voters: list[Any] = entry.setdefault("by", [])
     for message in await inbox(driver, "approval", node.name):
         driver.consumed.append(message.seq)
-        driver.dirty = True
+        driver.touch()
         decision = message.payload
         by = decision.get("by")
         if not decision.get("approved"):
@@ -109,7 +113,7 @@ def run_sleep(driver: RunDriver, node: SleepStep, path: str) -> None:
         due = driver.engine.clock.now() + node.duration
         entry = {"k": "sleep", "at": due.timestamp()}
         driver.nodes[path] = entry
-        driver.dirty = True
+        driver.touch()
     at = due_time(driver, entry["at"])
     assert at is not None
     if driver.engine.clock.now() < at:

@@ -58,6 +58,14 @@ class SQLPersistence:
         """Run ``script`` in a transaction of its own (possibly committed with others)."""
         raise NotImplementedError
 
+    async def _read(self, script: Callable[[Tx], T]) -> T:
+        """Run ``script``, which only reads, on a snapshot of what has been committed.
+
+        A backend may serve reads without queueing them behind the writes being committed; by
+        default they take the same path as writes.
+        """
+        return await self._run(script)
+
     async def open(self) -> None:
         """Connect and check (or create) the schema."""
         raise NotImplementedError
@@ -111,7 +119,7 @@ class SQLPersistence:
 
     async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
         """A stored definition's shape, or None."""
-        found = await self._run(partial(scripts.load_definition, definition_id=definition_id))
+        found = await self._read(partial(scripts.load_definition, definition_id=definition_id))
         return None if found is None else dict(json.loads(found[1]))
 
     # Runs -----------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ class SQLPersistence:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run with that id, or None."""
-        return await self._run(partial(scripts.get_run, run_id=run_id))
+        return await self._read(partial(scripts.get_run, run_id=run_id))
 
     async def list_runs(
         self,
@@ -136,7 +144,7 @@ class SQLPersistence:
         limit: int = 100,
     ) -> list[RunRecord]:
         """Runs matching the filters, newest first."""
-        return await self._run(
+        return await self._read(
             partial(
                 scripts.list_runs,
                 workflow=workflow,
@@ -148,7 +156,7 @@ class SQLPersistence:
 
     async def history(self, run_id: str) -> list[Event]:
         """The run's history, oldest first."""
-        return await self._run(partial(scripts.history, run_id=run_id))
+        return await self._read(partial(scripts.history, run_id=run_id))
 
     async def claim_runs(
         self,
@@ -186,7 +194,7 @@ class SQLPersistence:
 
     async def owners(self) -> list[str]:
         """Every engine that holds a lease."""
-        return await self._run(scripts.owners)
+        return await self._read(scripts.owners)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
         """Write a checkpoint atomically: data, cursor, status, events, consumed messages.
@@ -227,7 +235,7 @@ class SQLPersistence:
 
     async def read_inbox(self, run_id: str, kind: str, name: str) -> list[InboxMessage]:
         """Unconsumed messages of a run for one wait, oldest first."""
-        return await self._run(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
+        return await self._read(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
 
     async def request_pause(self, run_id: str) -> RunRecord:
         """Pause now if no engine executes the run, else ask the owner to pause."""
@@ -259,11 +267,11 @@ class SQLPersistence:
 
     async def count_runs(self) -> dict[str, int]:
         """The number of unfinished runs by status (for queue-depth metrics)."""
-        return await self._run(scripts.count_unfinished)
+        return await self._read(scripts.count_unfinished)
 
     async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
         """The earliest due timer among waiting runs of these workflows."""
-        return await self._run(partial(scripts.next_wake, workflows=list(workflows)))
+        return await self._read(partial(scripts.next_wake, workflows=list(workflows)))
 
     # Schedules ------------------------------------------------------------------------------
 
@@ -273,11 +281,11 @@ class SQLPersistence:
 
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
         """One schedule, or None."""
-        return await self._run(partial(scripts.get_schedule, schedule_id=schedule_id))
+        return await self._read(partial(scripts.get_schedule, schedule_id=schedule_id))
 
     async def list_schedules(self) -> list[ScheduleRecord]:
         """Every schedule."""
-        return await self._run(scripts.list_schedules)
+        return await self._read(scripts.list_schedules)
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete a schedule; False when there is none."""

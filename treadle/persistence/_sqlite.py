@@ -6,6 +6,10 @@ way goes into the next transaction, each script as if under a savepoint of its o
 waits on the disk leaves the loop: the ``COMMIT`` (the fsync) runs in a dedicated thread, and so
 does ``BEGIN IMMEDIATE`` when another process holds the write lock.
 
+Reads (a run's status, its inbox, history, the dispatcher's next wake-up) do not queue behind
+the commit under way: they run at once on a second connection, on a snapshot of what has been
+committed (WAL readers never wait for the writer).
+
 Durability: with ``synchronous="FULL"`` (the default) a checkpoint that was acknowledged survives
 a crash of the process and a loss of power. ``"NORMAL"`` is several times faster per commit and
 still survives a crash of the process, but the last commits may be lost on a power cut.
@@ -72,6 +76,18 @@ class _SQLiteTx:
     def notify(self, run_id: str) -> None:
         self.notified.append(run_id)
 
+    def snapshot(self, script: Callable[[Any], T]) -> T:
+        """Run a reading ``script`` in a read transaction of its own."""
+        self._conn.execute("BEGIN")
+        try:
+            return script(self)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
 
 class SQLitePersistence(SQLPersistence):
     """Runs kept in one SQLite file (WAL mode), shared safely by processes on one machine."""
@@ -93,6 +109,7 @@ class SQLitePersistence(SQLPersistence):
         self._work = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._disk: ThreadPoolExecutor | None = None
+        self._reader: _SQLiteTx | None = None
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
@@ -117,6 +134,10 @@ class SQLitePersistence(SQLPersistence):
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._tx = _SQLiteTx(self._conn)
+        if self.path != ":memory:":  # a second in-memory connection would be another database
+            reader = self._connect()
+            reader.execute("PRAGMA query_only=ON")
+            self._reader = _SQLiteTx(reader)
         self._disk = ThreadPoolExecutor(1, thread_name_prefix="treadle-sqlite")
         self._work = asyncio.Event()
         self._committer = asyncio.create_task(self._commit_loop(), name=f"treadle-sqlite:{self}")
@@ -134,6 +155,9 @@ class SQLitePersistence(SQLPersistence):
         await asyncio.gather(committer, return_exceptions=True)
         self._conn = self._tx = self._committer = None
         conn.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._disk is not None:
             self._disk.shutdown(wait=True)
 
@@ -144,6 +168,18 @@ class SQLitePersistence(SQLPersistence):
         self._pending.append((script, future))
         self._work.set()
         return await future
+
+    async def _read(self, script: Callable[[Any], T]) -> T:
+        reader = self._reader
+        if reader is None or self._conn is None:
+            return await self._run(script)
+        try:
+            return reader.snapshot(script)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise PersistenceError(f"SQLite read from {self.path!r} failed: {exc}") from exc
+        # The file is being recovered or locked exclusively: queue it like a write.
+        return await self._run(script)
 
     async def _commit_loop(self) -> None:
         while True:
