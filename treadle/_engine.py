@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
+import time
 import uuid
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -242,7 +244,7 @@ class Engine:
         workflow = self._workflows.get(name)
         if workflow is None:
             raise WorkflowNotFound(name)
-        return await self._create(workflow, data, run_id or uuid.uuid4().hex, None)
+        return await self._create(workflow, data, run_id or new_run_id(), None)
 
     def child_run_id(self, parent_id: str, path: str) -> str:
         """The deterministic id of the child run a sub-workflow step starts."""
@@ -639,3 +641,12 @@ class Engine:
                 released = await self.persistence.release_runs(owner)
                 log.info("released %d runs of dead engine %s", released, owner)
                 self._wake.set()
+
+
+def new_run_id() -> str:
+    """A new run id: 32 hex digits, a millisecond timestamp then 80 random bits (like UUIDv7).
+
+    Ids that grow with time keep the indexes on run ids (runs, history, inbox) appending at their
+    end instead of touching a random page per new run.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
