@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from ._threads import StepThreads
@@ -14,6 +14,18 @@ from ._threads import StepThreads
 
 def is_async_callable(fn: object) -> bool:
     """Whether calling ``fn`` returns a coroutine (functions, partials, async ``__call__``)."""
+    try:
+        return _is_async_cached(fn)
+    except TypeError:  # an unhashable callable
+        return _is_async(fn)
+
+
+@lru_cache(maxsize=4096)
+def _is_async_cached(fn: object) -> bool:
+    return _is_async(fn)
+
+
+def _is_async(fn: object) -> bool:
     while isinstance(fn, partial):
         fn = fn.func
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(

@@ -35,7 +35,7 @@ from ._metrics import Metrics
 from ._nodes import Workflow, validate
 from ._state import Event, State, Status
 from ._threads import StepThreads
-from ._tracing import run_span
+from ._tracing import run_span, tracer
 from .persistence import MemoryPersistence, Persistence
 from .persistence._base import utcnow
 from .persistence._records import NewEvent, RunRecord
@@ -511,7 +511,8 @@ class Engine:
     async def _execute(self, driver: RunDriver) -> None:
         run_id = driver.run_id
         try:
-            with run_span(run_id, driver.workflow.name):
+            driver.tracer = tracer()
+            with run_span(driver.tracer, run_id, driver.workflow.name):
                 status = await driver.drive()
             if status.finished:
                 self.metrics.finished(driver.workflow.name, status.value)

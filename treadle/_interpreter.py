@@ -89,6 +89,8 @@ class RunDriver:
         #: Whether everything since the last checkpoint can be derived again from what is stored
         #: (a consumed inbox message): then the next step need not wait for a checkpoint.
         self.replayable = False
+        #: The OpenTelemetry tracer of this stretch of execution (None: not tracing).
+        self.tracer: Any = None
         self.task: asyncio.Task[None] | None = None
         self.status = record.status
         self.error: str | None = record.error
@@ -275,7 +277,7 @@ class RunDriver:
         started = time.perf_counter()
         step_token = current_step.set(node.name)
         try:
-            with step_span(self.run_id, self.workflow.name, node.name, attempt):
+            with step_span(self.tracer, self.run_id, self.workflow.name, node.name, attempt):
                 if isinstance(node, CustomStep):
                     await node.target.execute(ctx, state)
                 else:

@@ -26,6 +26,7 @@ from ._records import (
 from ._sql import Tx
 
 SCHEMA_VERSION = 1
+_encode_detail = json.JSONEncoder(default=str).encode
 
 
 def _event(tx: Tx, run_id: str, event: NewEvent, now: datetime) -> None:
@@ -35,7 +36,7 @@ def _event(tx: Tx, run_id: str, event: NewEvent, now: datetime) -> None:
         at=event.at or now,
         kind=event.kind,
         step=event.step,
-        detail=json.dumps(event.detail, default=str),
+        detail=_encode_detail(event.detail),
     )
 
 

@@ -37,6 +37,9 @@ T = TypeVar("T")
 _INLINE_COMMIT = 4
 
 
+_PLAIN = frozenset((str, int, float, type(None)))
+
+
 def _adapt(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -53,9 +56,12 @@ class _SQLiteTx:
         self._sql = queries("sqlite")
         self.notified: list[str] = []
 
-    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        plain = (str, int, float, type(None))
-        return {k: v if isinstance(v, plain) else _adapt(v) for k, v in params.items()}
+    @staticmethod
+    def _params(params: dict[str, Any]) -> dict[str, Any]:
+        for key, value in params.items():  # a fresh **kwargs dict: adapted in place
+            if type(value) not in _PLAIN:
+                params[key] = _adapt(value)
+        return params
 
     def execute(self, statement: str, /, **params: Any) -> int:
         sql = self._sql[statement]
