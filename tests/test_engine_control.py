@@ -462,3 +462,24 @@ def test_persistence_from_url_knows_memory_sqlite_and_rejects_other_schemes(tmp_
 )
 def test_every_documented_error_is_a_treadle_error(name: str) -> None:
     assert issubclass(getattr(treadle, name), treadle.TreadleError)
+
+
+async def test_a_burst_of_starts_never_executes_more_than_max_concurrent_runs(
+    make_engine: EngineFactory,
+) -> None:
+    running: list[str] = []
+    most = 0
+
+    async def hold(ctx: Context, state: State) -> None:
+        nonlocal most
+        running.append(ctx.run_id)
+        most = max(most, len(running))
+        await asyncio.sleep(0.02)
+        running.remove(ctx.run_id)
+
+    wf = treadle.new("limited").step("hold", hold).build()
+    engine = await make_engine(wf, max_concurrent_runs=3)
+    ids = await asyncio.gather(*(engine.start("limited") for _ in range(20)))
+    states = await asyncio.gather(*(engine.wait(run_id, 10) for run_id in ids))
+    assert all(s.status is Status.COMPLETED for s in states)
+    assert most == 3, f"{most} runs executed at once with max_concurrent_runs=3"

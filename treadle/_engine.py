@@ -123,8 +123,10 @@ class Engine:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._watched = asyncio.Event()  # set while someone waits for a run not executed here
         self._open = False
         self._closing = False
+        self._starting = 0  # runs being started here that will execute here
 
     # Definitions ---------------------------------------------------------------------------
 
@@ -194,6 +196,8 @@ class Engine:
         await self._reap_dead_owners()
         self._in_background(self._dispatch())
         self._in_background(self._heartbeat())
+        self._watched = asyncio.Event()
+        self._in_background(self._watch())
 
     async def close(self, drain: float = 5.0) -> None:
         """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
@@ -272,6 +276,17 @@ class Engine:
         # Other processes validate signals against the stored definition: store it first.
         await self._save_definition(workflow)
         claim = self._has_room()
+        if claim:  # hold the room while the run is being stored
+            self._starting += 1
+        try:
+            return await self._store_new(workflow, data_json, run_id, parent_id, claim)
+        finally:
+            if claim:
+                self._starting -= 1
+
+    async def _store_new(
+        self, workflow: Workflow, data_json: str, run_id: str, parent_id: str | None, claim: bool
+    ) -> str:
         now = self.clock.now()
         record = RunRecord(
             id=run_id,
@@ -332,38 +347,56 @@ class Engine:
         within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        delay = 0.01
         while True:
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(run_id, []).append(future)
             try:
                 driver = self._active.get(run_id)
-                if driver is not None:
-                    # Executed here: its driver says when it ends, no need to read the database.
-                    remaining = None if deadline is None else max(0.0, deadline - loop.time())
-                    await asyncio.wait([future], timeout=remaining)
-                    if driver.status.finished:
-                        return driver.snapshot()
-                    if future.done():
-                        continue
-                record = await self._get(run_id)
-                if record.status.finished:
-                    return to_state(record)
+                if driver is None:
+                    record = await self._get(run_id)
+                    if record.status.finished:
+                        return to_state(record)
+                    # Woken when it starts or ends here, or by the watcher when it ends elsewhere.
+                    self._watched.set()
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
-                    raise TimeoutError(
-                        f"run {run_id!r} is still {record.status.value} after {timeout}s"
-                    )
-                pause = delay if remaining is None else min(delay, remaining)
-                await asyncio.wait([future], timeout=pause)
-                # A run this engine may execute ends here and wakes the waiter: poll it seldom.
-                delay = min(delay * 2, 2.0 if self._can_run(record.workflow) else 0.5)
+                    status = driver.status if driver is not None else record.status
+                    raise TimeoutError(f"run {run_id!r} is still {status.value} after {timeout}s")
+                await asyncio.wait([future], timeout=remaining)
+                if driver is not None and driver.status.finished:
+                    # Executed here: its driver says how it ended, no need to read the database.
+                    return driver.snapshot()
             finally:
                 waiters = self._waiters.get(run_id, [])
                 if future in waiters:
                     waiters.remove(future)
                 if not waiters:
                     self._waiters.pop(run_id, None)
+
+    async def _watch(self) -> None:
+        """Wake the waiters of runs that do not execute here once those runs have ended, with one
+        query for all of them; the more there are, the less often."""
+        while True:
+            await self._watched.wait()
+            ids = [run_id for run_id in self._waiters if run_id not in self._active]
+            if not ids:
+                self._watched.clear()
+                continue
+            await asyncio.sleep(min(1.0, max(0.05, len(ids) / 20_000)))
+            ids = [run_id for run_id in self._waiters if run_id not in self._active]
+            try:
+                for start in range(0, len(ids), 500):
+                    for run_id in await self.persistence.finished_among(ids[start : start + 500]):
+                        self._wake_waiters(run_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not check on awaited runs; retrying")
+
+    def _wake_waiters(self, run_id: str) -> None:
+        for future in self._waiters.get(run_id, []):
+            if not future.done():
+                future.set_result(None)
 
     # Controlling runs ----------------------------------------------------------------------
 
@@ -494,7 +527,8 @@ class Engine:
             raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
 
     def _has_room(self) -> bool:
-        return self._open and not self._closing and len(self._active) < self.max_concurrent_runs
+        busy = len(self._active) + self._starting
+        return self._open and not self._closing and busy < self.max_concurrent_runs
 
     def _can_run(self, workflow: str) -> bool:
         return workflow in self._workflows and self._has_room()
@@ -507,6 +541,7 @@ class Engine:
         driver = RunDriver(self, record, workflow)
         self._active[record.id] = driver
         driver.task = asyncio.create_task(self._execute(driver), name=f"treadle-run:{record.id}")
+        self._wake_waiters(record.id)  # they now follow the driver
 
     async def _execute(self, driver: RunDriver) -> None:
         run_id = driver.run_id
@@ -534,9 +569,7 @@ class Engine:
         finally:
             full = len(self._active) >= self.max_concurrent_runs
             self._active.pop(run_id, None)
-            for future in self._waiters.get(run_id, []):
-                if not future.done():
-                    future.set_result(None)
+            self._wake_waiters(run_id)
             if full:
                 self._wake.set()
 

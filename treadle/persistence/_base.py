@@ -269,6 +269,10 @@ class SQLPersistence:
         """The number of unfinished runs by status (for queue-depth metrics)."""
         return await self._read(scripts.count_unfinished)
 
+    async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of these runs that have ended (one query for many waiters)."""
+        return await self._read(partial(scripts.finished_among, run_ids=list(run_ids)))
+
     async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
         """The earliest due timer among waiting runs of these workflows."""
         return await self._read(partial(scripts.next_wake, workflows=list(workflows)))

@@ -355,6 +355,11 @@ def count_unfinished(tx: Tx) -> dict[str, int]:
     return {r["status"]: int(r["n"]) for r in tx.all("count_unfinished")}
 
 
+def finished_among(tx: Tx, run_ids: Sequence[str]) -> list[str]:
+    """Those of these runs that have ended."""
+    return [r["id"] for r in tx.all("finished_among", ids=list(run_ids))]
+
+
 def next_wake(tx: Tx, workflows: Sequence[str]) -> datetime | None:
     """The earliest timer among waiting runs of these workflows."""
     if not workflows:

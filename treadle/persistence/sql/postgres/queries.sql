@@ -105,6 +105,10 @@ SELECT seq, kind, name FROM inbox WHERE run_id = %(run_id)s AND NOT consumed ORD
 -- name: consume_inbox
 UPDATE inbox SET consumed = true WHERE seq = ANY(%(seqs)s::bigint[]);
 
+-- name: finished_among
+SELECT id FROM runs
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('completed', 'failed', 'cancelled');
+
 -- name: next_wake
 SELECT MIN(wake_at) AS wake_at FROM runs
 WHERE status = 'waiting' AND wake_at IS NOT NULL AND workflow = ANY(%(workflows)s::text[]);

@@ -102,6 +102,10 @@ SELECT seq, kind, name FROM inbox WHERE run_id = :run_id AND consumed = 0 ORDER 
 -- name: consume_inbox
 UPDATE inbox SET consumed = 1 WHERE seq IN (SELECT value FROM json_each(:seqs));
 
+-- name: finished_among
+SELECT id FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('completed', 'failed', 'cancelled');
+
 -- name: next_wake
 SELECT MIN(wake_at) AS wake_at FROM runs INDEXED BY runs_status
 WHERE status = 'waiting' AND wake_at IS NOT NULL
