@@ -6,6 +6,12 @@ way goes into the next transaction, each script as if under a savepoint of its o
 waits on the disk leaves the loop: the ``COMMIT`` (the fsync) runs in a dedicated thread, and so
 does ``BEGIN IMMEDIATE`` when another process holds the write lock.
 
+The WAL is copied back into the database file by a passive checkpoint that the commit loop runs
+after a batch's outcomes are handed back, every so many commits (adjusted to about 1,000 WAL
+frames each), not by SQLite's automatic checkpoint: that one runs inside the ``COMMIT`` that
+crosses 1,000 pages, holding every run waiting on that commit for the length of a database-file
+fsync.
+
 Reads (a run's status, its inbox, history, the dispatcher's next wake-up) do not queue behind
 the commit under way: they run at once on a second connection, on a snapshot of what has been
 committed (WAL readers never wait for the writer).
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +39,12 @@ from ._batch import Job, Outcome, failed, run_in_savepoints, settle
 from ._sql import Row, queries
 
 T = TypeVar("T")
+log = logging.getLogger("treadle.sqlite")
 
 #: A batch this small, with nothing else queued, commits on the loop (see _commit).
 _INLINE_COMMIT = 4
+#: WAL frames per checkpoint to aim at (SQLite's automatic checkpoint runs at 1,000 pages).
+_CHECKPOINT_FRAMES = 250
 
 
 _PLAIN = frozenset((str, int, float, type(None)))
@@ -116,6 +126,8 @@ class SQLitePersistence(SQLPersistence):
         self._committer: asyncio.Task[None] | None = None
         self._disk: ThreadPoolExecutor | None = None
         self._reader: _SQLiteTx | None = None
+        self._commits_since_checkpoint = 0
+        self._checkpoint_every = 16
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
@@ -125,6 +137,7 @@ class SQLitePersistence(SQLPersistence):
         conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         # BEGIN IMMEDIATE is tried without waiting on the loop; when another process holds the
         # write lock, it is retried in the disk thread (see _begin).
@@ -159,13 +172,13 @@ class SQLitePersistence(SQLPersistence):
             await asyncio.sleep(0.001)
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)
+        if self._disk is not None:  # a commit or checkpoint under way finishes first
+            self._disk.shutdown(wait=True)
         self._conn = self._tx = self._committer = None
         conn.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        if self._disk is not None:
-            self._disk.shutdown(wait=True)
 
     async def _run(self, script: Callable[[Any], T]) -> T:
         if self._conn is None:
@@ -196,6 +209,28 @@ class SQLitePersistence(SQLPersistence):
                 del self._pending[: self.batch_size]
                 outcomes, notified = await self._commit(batch)
                 settle(outcomes, notified, self._wake)
+                if self._reader is not None:  # a file, with a WAL
+                    self._commits_since_checkpoint += 1
+                    if self._commits_since_checkpoint >= self._checkpoint_every:
+                        await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database file (passive: readers are neither waited for nor
+        blocked), in the disk thread, while the runs of the batch just committed go on."""
+        self._commits_since_checkpoint = 0
+        loop = asyncio.get_running_loop()
+        try:
+            frames = await asyncio.shield(
+                loop.run_in_executor(self._disk, _passive_checkpoint, self._conn)
+            )
+        except sqlite3.Error as exc:
+            log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
+            return
+        every = self._checkpoint_every
+        if frames < _CHECKPOINT_FRAMES // 2:
+            self._checkpoint_every = min(every * 2, 4096)
+        elif frames > _CHECKPOINT_FRAMES * 2:
+            self._checkpoint_every = max(every // 2, 1)
 
     async def _commit(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
         conn, tx = self._conn, self._tx
@@ -232,6 +267,14 @@ class SQLitePersistence(SQLPersistence):
         # Another process is writing: wait for the lock off the loop.
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._disk, _begin_waiting, conn, 30.0)
+
+
+def _passive_checkpoint(conn: sqlite3.Connection | None) -> int:
+    """Run a passive WAL checkpoint; return the number of frames the WAL held."""
+    if conn is None:
+        return 0
+    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(row[1])
 
 
 def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
