@@ -108,20 +108,24 @@ def run_in_savepoints(
             result = script(tx)
         except passthrough:
             raise
-        except TreadleError as exc:
-            execute("ROLLBACK TO op")
-            del tx.notified[mark:]
-            outcomes.append((future, None, exc))
         except Exception as exc:
             execute("ROLLBACK TO op")
             del tx.notified[mark:]
-            error = PersistenceError(f"{backend} operation failed: {exc}")
-            error.__cause__ = exc
-            outcomes.append((future, None, error))
+            outcomes.append((future, None, script_error(exc, backend)))
         else:
             outcomes.append((future, result, None))
         execute("RELEASE op")
     return outcomes
+
+
+def script_error(exc: Exception, backend: str) -> Exception:
+    """What the caller of a script that raised ``exc`` gets: a :class:`TreadleError` as it is,
+    anything else as a :class:`PersistenceError` (with the cause kept)."""
+    if isinstance(exc, TreadleError):
+        return exc
+    error = PersistenceError(f"{backend} operation failed: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def failed(batch: Sequence[Job], error: BaseException) -> list[Outcome]:

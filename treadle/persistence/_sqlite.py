@@ -24,6 +24,7 @@ still survives a crash of the process, but the last commits may be lost on a pow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 from .._errors import PersistenceError
 from ._base import SQLPersistence
-from ._batch import Job, Outcome, failed, run_in_savepoints, settle
+from ._batch import Job, Outcome, failed, run_in_savepoints, script_error, settle
 from ._sql import Row, queries
 
 T = TypeVar("T")
@@ -128,6 +129,8 @@ class SQLitePersistence(SQLPersistence):
         self._reader: _SQLiteTx | None = None
         self._commits_since_checkpoint = 0
         self._checkpoint_every = 16
+        self._checkpoint_due = False
+        self._busy = False  # the committer is committing or checkpointing
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
@@ -183,6 +186,10 @@ class SQLitePersistence(SQLPersistence):
     async def _run(self, script: Callable[[Any], T]) -> T:
         if self._conn is None:
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
+        if not self._pending and not self._busy:
+            # Nothing to batch with: commit it right here, without a hop through the committer.
+            with contextlib.suppress(_WriteLocked):
+                return self._run_now(script)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((script, future))
         self._work.set()
@@ -200,24 +207,62 @@ class SQLitePersistence(SQLPersistence):
         # The file is being recovered or locked exclusively: queue it like a write.
         return await self._run(script)
 
+    def _run_now(self, script: Callable[[Any], T]) -> T:
+        """Run ``script`` in a transaction of its own at once, on the loop; raises
+        :class:`_WriteLocked` when another process holds the write lock (then queue it)."""
+        conn, tx = self._conn, self._tx
+        assert conn is not None and tx is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise _WriteLocked() from None
+            raise PersistenceError(f"SQLite transaction on {self.path!r} failed: {exc}") from exc
+        try:
+            result = script(tx)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            tx.notified.clear()
+            raise script_error(exc, "SQLite")  # noqa: B904 - script_error keeps the cause
+        notified, tx.notified = tx.notified, []
+        settle((), notified, self._wake)
+        if self._count_commit():
+            self._checkpoint_due = True
+            self._work.set()
+        return result
+
+    def _count_commit(self) -> bool:
+        """Count a commit; whether a WAL checkpoint is due."""
+        if self._reader is None:  # in memory: no WAL
+            return False
+        self._commits_since_checkpoint += 1
+        return self._commits_since_checkpoint >= self._checkpoint_every
+
     async def _commit_loop(self) -> None:
         while True:
             await self._work.wait()
             self._work.clear()
-            while self._pending:
-                batch = self._pending[: self.batch_size]
-                del self._pending[: self.batch_size]
-                outcomes, notified = await self._commit(batch)
-                settle(outcomes, notified, self._wake)
-                if self._reader is not None:  # a file, with a WAL
-                    self._commits_since_checkpoint += 1
-                    if self._commits_since_checkpoint >= self._checkpoint_every:
+            self._busy = True
+            try:
+                if self._checkpoint_due:
+                    await self._checkpoint()
+                while self._pending:
+                    batch = self._pending[: self.batch_size]
+                    del self._pending[: self.batch_size]
+                    outcomes, notified = await self._commit(batch)
+                    settle(outcomes, notified, self._wake)
+                    if self._count_commit():
                         await self._checkpoint()
+            finally:
+                self._busy = False
 
     async def _checkpoint(self) -> None:
         """Copy the WAL into the database file (passive: readers are neither waited for nor
         blocked), in the disk thread, while the runs of the batch just committed go on."""
         self._commits_since_checkpoint = 0
+        self._checkpoint_due = False
         loop = asyncio.get_running_loop()
         try:
             frames = await asyncio.shield(
@@ -267,6 +312,10 @@ class SQLitePersistence(SQLPersistence):
         # Another process is writing: wait for the lock off the loop.
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._disk, _begin_waiting, conn, 30.0)
+
+
+class _WriteLocked(Exception):
+    """Another process holds the database's write lock."""
 
 
 def _passive_checkpoint(conn: sqlite3.Connection | None) -> int:
