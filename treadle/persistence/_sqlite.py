@@ -131,6 +131,8 @@ class SQLitePersistence(SQLPersistence):
         self._checkpoint_every = 16
         self._checkpoint_due = False
         self._busy = False  # the committer is committing or checkpointing
+        self._ran_now = False  # a transaction was run at once in this turn of the loop
+        self._quiet = True  # the last batch was a single transaction: little to batch
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
@@ -186,8 +188,13 @@ class SQLitePersistence(SQLPersistence):
     async def _run(self, script: Callable[[Any], T]) -> T:
         if self._conn is None:
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
-        if not self._pending and not self._busy:
+        if self._quiet and not self._pending and not self._busy and not self._ran_now:
             # Nothing to batch with: commit it right here, without a hop through the committer.
+            # Only while the committer's batches are single transactions, and once per turn of
+            # the loop: what else is asked for in the same turn (a burst of starts) is queued
+            # and committed as one batch.
+            self._ran_now = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
             with contextlib.suppress(_WriteLocked):
                 return self._run_now(script)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -233,6 +240,9 @@ class SQLitePersistence(SQLPersistence):
             self._work.set()
         return result
 
+    def _next_turn(self) -> None:
+        self._ran_now = False
+
     def _count_commit(self) -> bool:
         """Count a commit; whether a WAL checkpoint is due."""
         if self._reader is None:  # in memory: no WAL
@@ -253,6 +263,7 @@ class SQLitePersistence(SQLPersistence):
                     del self._pending[: self.batch_size]
                     outcomes, notified = await self._commit(batch)
                     settle(outcomes, notified, self._wake)
+                    self._quiet = len(batch) == 1
                     if self._count_commit():
                         await self._checkpoint()
             finally:
