@@ -124,6 +124,7 @@ class Engine:
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._watched = asyncio.Event()  # set while someone waits for a run not executed here
+        self._watched_workflow: dict[str, str] = {}  # the workflow of each such run
         self._open = False
         self._closing = False
         self._starting = 0  # runs being started here that will execute here
@@ -357,6 +358,7 @@ class Engine:
                     if record.status.finished:
                         return to_state(record)
                     # Woken when it starts or ends here, or by the watcher when it ends elsewhere.
+                    self._watched_workflow[run_id] = record.workflow
                     self._watched.set()
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
@@ -372,10 +374,16 @@ class Engine:
                     waiters.remove(future)
                 if not waiters:
                     self._waiters.pop(run_id, None)
+                    self._watched_workflow.pop(run_id, None)
 
     async def _watch(self) -> None:
         """Wake the waiters of runs that do not execute here once those runs have ended, with one
-        query for all of them; the more there are, the less often."""
+        query for all of them; the more there are, the less often.
+
+        A run of a workflow this engine executes starts here (which wakes its waiters) unless
+        another process takes it first, so those are checked only every 20th round.
+        """
+        rounds = 0
         while True:
             await self._watched.wait()
             ids = [run_id for run_id in self._waiters if run_id not in self._active]
@@ -383,7 +391,13 @@ class Engine:
                 self._watched.clear()
                 continue
             await asyncio.sleep(min(1.0, max(0.05, len(ids) / 20_000)))
-            ids = [run_id for run_id in self._waiters if run_id not in self._active]
+            rounds += 1
+            ids = [
+                run_id
+                for run_id in self._waiters
+                if run_id not in self._active
+                and (rounds % 20 == 0 or not self._runs_here(self._watched_workflow.get(run_id)))
+            ]
             try:
                 for start in range(0, len(ids), 500):
                     for run_id in await self.persistence.finished_among(ids[start : start + 500]):
@@ -392,6 +406,9 @@ class Engine:
                 raise
             except Exception:
                 log.exception("could not check on awaited runs; retrying")
+
+    def _runs_here(self, workflow: str | None) -> bool:
+        return workflow in self._workflows and self.max_concurrent_runs > 0
 
     def _wake_waiters(self, run_id: str) -> None:
         for future in self._waiters.get(run_id, []):
