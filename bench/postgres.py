@@ -728,9 +728,10 @@ def main() -> None:
     print(f"\nJSON written to {out}")
 
 
+def _run_part(cmd: list[str], timeout: float, label: str) -> Result:
+    return run_json(cmd, timeout, label, str(BENCH_DIR))
+
+
 if __name__ == "__main__":
     main()
 
-
-def _run_part(cmd: list[str], timeout: float, label: str) -> Result:
-    return run_json(cmd, timeout, label, str(BENCH_DIR))
