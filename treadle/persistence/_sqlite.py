@@ -211,7 +211,7 @@ class SQLitePersistence(SQLPersistence):
             return await self._run(script)
         try:
             return reader.snapshot(script)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise PersistenceError(f"SQLite read from {self.path!r} failed: {exc}") from exc
         # The file is being recovered or locked exclusively: queue it like a write.
@@ -231,11 +231,13 @@ class SQLitePersistence(SQLPersistence):
         try:
             result = script(tx)
             conn.execute("COMMIT")
-        except Exception as exc:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             tx.notified.clear()
-            raise script_error(exc, "SQLite")  # noqa: B904 - script_error keeps the cause
+            if isinstance(exc, Exception):
+                raise script_error(exc, "SQLite")  # noqa: B904 - script_error keeps the cause
+            raise
         notified, tx.notified = tx.notified, []
         settle((), notified, self._wake)
         if self._count_commit():
