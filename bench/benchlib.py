@@ -201,3 +201,84 @@ def ensure_dbos_venv() -> Path:
     )
     subprocess.run(check, check=True, capture_output=True)
     return py
+
+
+# --------------------------------------------------------------------------- reporting
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def number(d: dict[str, Any], *path: str) -> float | None:
+    """The number at ``path`` in a part's result; None when missing or the part failed."""
+    cur: Any = d
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur or cur.get("error"):
+            return None
+        cur = cur[p]
+    if isinstance(cur, bool) or not isinstance(cur, int | float):
+        return None
+    return float(cur)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is zero."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(v: float | None) -> str:
+    """A figure for the table: three significant digits or so, '-' when missing."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if 0 < a < 0.1:
+        return f"{v:.2g}"  # a ratio like 0.0013 must not print as 0.00
+    return f"{v:.2f}"
+
+
+def part_errors(side: str, parts: dict[str, Any]) -> list[str]:
+    """One line per part of ``side`` that failed or is missing."""
+    return [
+        f"{side} {name}: {r.get('error') or r.get('missing')}"
+        for name, r in parts.items()
+        if isinstance(r, dict) and (r.get("error") or r.get("missing"))
+    ]
+
+
+def git_commit() -> str | None:
+    """The commit checked out in the repository."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10
+        )
+        return r.stdout.strip() or None
+    return None
+
+
+def treadle_changes() -> list[str]:
+    """Files of the treadle package that differ from the commit (the working tree is measured)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(
+            ["git", "status", "--porcelain", "--", "treadle"],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return [ln[3:] for ln in r.stdout.splitlines() if ln.strip()]
+    return []
+
+
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages, rounded."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
-import math
 import os
 import platform
 import queue
@@ -52,11 +50,18 @@ sys.path.append(str(BENCH_DIR.parent))  # the treadle package, if not installed
 from benchlib import (  # noqa: E402
     emit,
     ensure_dbos_venv,
+    fmt,
     forward_stderr,
+    git_commit,
     last_json,
+    load_average,
     log,
+    number,
+    part_errors,
     percentile,
+    ratio,
     run_json,
+    treadle_changes,
 )
 
 sys.path.append(str(BENCH_DIR.parent / "tests"))
@@ -346,7 +351,7 @@ def treadle_child(part: str, n: int, dsn: str) -> None:
         log(f"treadle {part}: n={n}")
         result = asyncio.run(TREADLE_PARTS[part](n, dsn))
         # The working tree is what gets measured: note its state when this figure ran.
-        result["treadle_git"] = {"commit": _git_commit(), "uncommitted": _treadle_changes()}
+        result["treadle_git"] = {"commit": git_commit(), "uncommitted": treadle_changes()}
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         result = {"error": f"{type(e).__name__}: {e}"}
@@ -472,24 +477,6 @@ def measure(
 # --------------------------------------------------------------------------- table
 
 
-def _get(d: Result, *path: str) -> float | None:
-    cur: Any = d
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur or cur.get("error"):
-            return None
-        cur = cur[p]
-    if isinstance(cur, bool) or not isinstance(cur, int | float):
-        return None
-    f = float(cur)
-    return None if math.isnan(f) else f
-
-
-def _div(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
 def build_table(dbos: Result, tread: Result) -> list[Result]:
     """Rows of figure | unit | treadle | DBOS | treadle/DBOS (pair by pair, same run)."""
     rows: list[Result] = []
@@ -497,11 +484,11 @@ def build_table(dbos: Result, tread: Result) -> list[Result]:
     def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
         rows.append(
             {"figure": figure, "unit": unit, "better": better, "treadle": t, "dbos": d,
-             "ratio": _div(t, d)}
+             "ratio": ratio(t, d)}
         )  # fmt: skip
 
     def both(*path: str) -> tuple[float | None, float | None]:
-        return _get(tread, *path), _get(dbos, *path)
+        return number(tread, *path), number(dbos, *path)
 
     row("sequential: workflows/s", "wf/s", "higher", *both("sequential", "workflows_per_s"))
     row("sequential: p50 latency", "ms", "lower", *both("sequential", "p50_ms"))
@@ -512,30 +499,14 @@ def build_table(dbos: Result, tread: Result) -> list[Result]:
     t2, d2 = both("workers_2", "runs_per_s")
     row("1 worker process: runs/s", "runs/s", "higher", t1, d1)
     row("2 worker processes: runs/s", "runs/s", "higher", t2, d2)
-    row("speed-up, 2 vs 1 process", "x", "higher", _div(t2, t1), _div(d2, d1))
+    row("speed-up, 2 vs 1 process", "x", "higher", ratio(t2, t1), ratio(d2, d1))
     return rows
-
-
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if 0 < a < 0.1:
-        return f"{v:.2g}"
-    return f"{v:.2f}"
 
 
 def format_table(rows: list[Result]) -> str:
     head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
     body = [
-        (r["figure"], r["unit"], _fmt(r["treadle"]), _fmt(r["dbos"]), _fmt(r["ratio"]))
-        for r in rows
+        (r["figure"], r["unit"], fmt(r["treadle"]), fmt(r["dbos"]), fmt(r["ratio"])) for r in rows
     ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
 
@@ -545,43 +516,6 @@ def format_table(rows: list[Result]) -> str:
         )
 
     return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)])
-
-
-def _errors(side: str, parts: Result) -> list[str]:
-    return [
-        f"{side} {name}: {r['error']}"
-        for name, r in parts.items()
-        if isinstance(r, dict) and r.get("error")
-    ]
-
-
-def _git_commit() -> str | None:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10
-        )
-        return r.stdout.strip() or None
-    return None
-
-
-def _treadle_changes() -> list[str]:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        r = subprocess.run(
-            ["git", "status", "--porcelain", "--", "treadle"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return [ln[3:] for ln in r.stdout.splitlines() if ln.strip()]
-    return []
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def _redact(dsn: str) -> str:
@@ -629,8 +563,8 @@ def main() -> None:
         ap.error(f"--parts: unknown {', '.join(unknown)}")
     timeout = args.part_timeout or (600.0 if args.quick else 1800.0)
     started = dt.datetime.now(dt.UTC)
-    load_before = _load()
-    commit_at_start = _git_commit()
+    load_before = load_average()
+    commit_at_start = git_commit()
     log(f"mode={'quick' if args.quick else 'full'} counts={counts}")
 
     dbos_py: Path | None = None
@@ -664,7 +598,7 @@ def main() -> None:
 
     rows = build_table(dbos, tread)
     table = format_table(rows)
-    problems = _errors("dbos", dbos) + _errors("treadle", tread)
+    problems = part_errors("dbos", dbos) + part_errors("treadle", tread)
     meta: Result = {
         "started_utc": started.isoformat(),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(),
@@ -681,10 +615,10 @@ def main() -> None:
             "python": sys.version.split()[0],
         },
         "git_commit_at_start": commit_at_start,
-        "git_commit_at_end": _git_commit(),
-        "treadle_uncommitted_changes": _treadle_changes(),
+        "git_commit_at_end": git_commit(),
+        "treadle_uncommitted_changes": treadle_changes(),
         "load_average_before": load_before,
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
         "ratio": "treadle / DBOS, figure by figure, both measured in this run",
     }
     result: Result = {
@@ -703,7 +637,7 @@ def main() -> None:
     print()
     print(
         f"raw PostgreSQL commit (one row per INSERT, autocommit), same server: "
-        f"{_fmt(_get(raw, 'mean_us'))} µs mean, {_fmt(_get(raw, 'p50_us'))} µs p50"
+        f"{fmt(number(raw, 'mean_us'))} µs mean, {fmt(number(raw, 'p50_us'))} µs p50"
     )
     print(
         "server: PostgreSQL "
@@ -734,4 +668,3 @@ def _run_part(cmd: list[str], timeout: float, label: str) -> Result:
 
 if __name__ == "__main__":
     main()
-

@@ -47,11 +47,9 @@ import asyncio
 import datetime as dt
 import importlib
 import json
-import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -67,8 +65,15 @@ from benchlib import (  # noqa: E402
     QUICK_COUNTS,
     emit,
     ensure_dbos_venv,
+    fmt,
+    git_commit,
+    load_average,
     log,
+    number,
+    part_errors,
+    ratio,
     run_json,
+    treadle_changes,
 )
 
 DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
@@ -192,7 +197,7 @@ def treadle_child(args: argparse.Namespace) -> None:
         else:
             result = asyncio.run(fn(n, db))
         out = dict(result)
-        out["treadle_git"] = {"commit": _git_commit(), "uncommitted": _treadle_changes()}
+        out["treadle_git"] = {"commit": git_commit(), "uncommitted": treadle_changes()}
         emit(out)
     except Exception as e:
         import traceback
@@ -208,27 +213,9 @@ def treadle_child(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- table
 
 
-def _get(d: Result, *path: str) -> float | None:
-    cur: Any = d
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return None
-        cur = cur[p]
-    if isinstance(cur, bool) or not isinstance(cur, int | float):
-        return None
-    f = float(cur)
-    return None if math.isnan(f) else f
-
-
-def _div(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
 def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     """Rows of figure | unit | treadle | DBOS | treadle/DBOS (pair by pair)."""
-    full_us = _get(raw, "one_row_full", "mean_us")
+    full_us = number(raw, "one_row_full", "mean_us")
     rows: list[Result] = []
 
     def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
@@ -239,7 +226,7 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
                 "better": better,
                 "treadle": t,
                 "dbos": d,
-                "ratio": _div(t, d),
+                "ratio": ratio(t, d),
             }
         )
 
@@ -247,105 +234,89 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
         "sequential: workflows/s",
         "wf/s",
         "higher",
-        _get(treadle, "sequential", "workflows_per_s"),
-        _get(dbos, "sequential", "workflows_per_s"),
+        number(treadle, "sequential", "workflows_per_s"),
+        number(dbos, "sequential", "workflows_per_s"),
     )
     row(
         "sequential: p50 latency",
         "ms",
         "lower",
-        _get(treadle, "sequential", "p50_ms"),
-        _get(dbos, "sequential", "p50_ms"),
+        number(treadle, "sequential", "p50_ms"),
+        number(dbos, "sequential", "p50_ms"),
     )
     row(
         "sequential: p99 latency",
         "ms",
         "lower",
-        _get(treadle, "sequential", "p99_ms"),
-        _get(dbos, "sequential", "p99_ms"),
+        number(treadle, "sequential", "p99_ms"),
+        number(dbos, "sequential", "p99_ms"),
     )
     row(
         "concurrent: wall time",
         "s",
         "lower",
-        _get(treadle, "concurrent", "wall_s"),
-        _get(dbos, "concurrent", "wall_s"),
+        number(treadle, "concurrent", "wall_s"),
+        number(dbos, "concurrent", "wall_s"),
     )
     row(
         "concurrent: workflows/s",
         "wf/s",
         "higher",
-        _get(treadle, "concurrent", "workflows_per_s"),
-        _get(dbos, "concurrent", "workflows_per_s"),
+        number(treadle, "concurrent", "workflows_per_s"),
+        number(dbos, "concurrent", "workflows_per_s"),
     )
-    t_step = _get(treadle, "step_cost", "per_step_us")
-    d_step = _get(dbos, "step_cost", "per_step_us")
+    t_step = number(treadle, "step_cost", "per_step_us")
+    d_step = number(dbos, "step_cost", "per_step_us")
     row("cost per step (marginal)", "µs", "lower", t_step, d_step)
     row(
         "cost per step / raw FULL commit",
         "x",
         "lower",
-        _div(t_step, full_us),
-        _div(d_step, full_us),
+        ratio(t_step, full_us),
+        ratio(d_step, full_us),
     )
     row(
         "waiting: RSS with N parked",
         "MB",
         "lower",
-        _get(treadle, "waiting", "rss_mb"),
-        _get(dbos, "waiting", "rss_mb"),
+        number(treadle, "waiting", "rss_mb"),
+        number(dbos, "waiting", "rss_mb"),
     )
     row(
         "waiting: RSS per parked run",
         "bytes",
         "lower",
-        _get(treadle, "waiting", "rss_per_parked_run_bytes"),
-        _get(dbos, "waiting", "rss_per_parked_run_bytes"),
+        number(treadle, "waiting", "rss_per_parked_run_bytes"),
+        number(dbos, "waiting", "rss_per_parked_run_bytes"),
     )
     row(
         "waiting: signal -> next step p50",
         "ms",
         "lower",
-        _get(treadle, "waiting", "signal_to_step_p50_ms"),
-        _get(dbos, "waiting", "signal_to_step_p50_ms"),
+        number(treadle, "waiting", "signal_to_step_p50_ms"),
+        number(dbos, "waiting", "signal_to_step_p50_ms"),
     )
     row(
         "waiting: signal -> next step p99",
         "ms",
         "lower",
-        _get(treadle, "waiting", "signal_to_step_p99_ms"),
-        _get(dbos, "waiting", "signal_to_step_p99_ms"),
+        number(treadle, "waiting", "signal_to_step_p99_ms"),
+        number(dbos, "waiting", "signal_to_step_p99_ms"),
     )
-    t_small = _get(treadle, "growth_small", "per_step_us")
-    d_small = _get(dbos, "growth_small", "per_step_us")
-    t_large = _get(treadle, "growth_large", "per_step_us")
-    d_large = _get(dbos, "growth_large", "per_step_us")
+    t_small = number(treadle, "growth_small", "per_step_us")
+    d_small = number(dbos, "growth_small", "per_step_us")
+    t_large = number(treadle, "growth_large", "per_step_us")
+    d_large = number(dbos, "growth_large", "per_step_us")
     row("growth: per step, small store", "µs", "lower", t_small, d_small)
     row("growth: per step, large store", "µs", "lower", t_large, d_large)
-    row("growth: large / small", "x", "lower", _div(t_large, t_small), _div(d_large, d_small))
+    row("growth: large / small", "x", "lower", ratio(t_large, t_small), ratio(d_large, d_small))
     return rows
-
-
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if 0 < a < 0.1:
-        return f"{v:.2g}"  # a ratio like 0.0013 must not print as 0.00
-    return f"{v:.2f}"
 
 
 def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str:
     head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
     body = [
-        (r["figure"], r["unit"], _fmt(r["treadle"]), _fmt(r["dbos"]), _fmt(r["ratio"]))
-        for r in rows
+        (r["figure"], r["unit"], fmt(r["treadle"]), fmt(r["dbos"]), fmt(r["ratio"])) for r in rows
     ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
 
@@ -358,64 +329,24 @@ def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str
     out.append("")
     out.append("raw SQLite commit, same run (WAL):")
     out.append(
-        f"  one small row, synchronous=FULL  : {_fmt(_get(raw, 'one_row_full', 'mean_us'))}"
-        f" µs mean, {_fmt(_get(raw, 'one_row_full', 'p50_us'))} µs p50"
+        f"  one small row, synchronous=FULL  : {fmt(number(raw, 'one_row_full', 'mean_us'))}"
+        f" µs mean, {fmt(number(raw, 'one_row_full', 'p50_us'))} µs p50"
     )
     out.append(
         f"  one small row, synchronous=NORMAL: "
-        f"{_fmt(_get(raw, 'one_row_normal', 'mean_us'))} µs mean, "
-        f"{_fmt(_get(raw, 'one_row_normal', 'p50_us'))} µs p50"
+        f"{fmt(number(raw, 'one_row_normal', 'mean_us'))} µs mean, "
+        f"{fmt(number(raw, 'one_row_normal', 'p50_us'))} µs p50"
     )
     out.append(
         f"  100-row batches, synchronous=FULL: "
-        f"{_fmt(_get(raw, 'batch100_full', 'rows_per_s'))} rows/s"
+        f"{fmt(number(raw, 'batch100_full', 'rows_per_s'))} rows/s"
     )
     out.append("")
     out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return "\n".join(out)
 
 
-def _errors(side: str, parts: Result) -> list[str]:
-    msgs = []
-    for name, r in parts.items():
-        if isinstance(r, dict) and (r.get("error") or r.get("missing")):
-            msgs.append(f"{side} {name}: {r.get('error') or r.get('missing')}")
-    return msgs
-
-
 # --------------------------------------------------------------------------- main
-
-
-def _git_commit() -> str | None:
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10
-        )
-        return r.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _treadle_changes() -> list[str]:
-    """Files of the treadle package that differ from the commit (the working tree is measured)."""
-    try:
-        r = subprocess.run(
-            ["git", "status", "--porcelain", "--", "treadle"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return [ln[3:] for ln in r.stdout.splitlines() if ln.strip()]
-    except (OSError, subprocess.SubprocessError):
-        return []
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def main() -> None:
@@ -471,9 +402,9 @@ def main() -> None:
     workdir = args.workdir or tempfile.mkdtemp(prefix="treadle-bench-")
     os.makedirs(workdir, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
-    load_before = _load()
-    commit = _git_commit()
-    treadle_changes = _treadle_changes()
+    load_before = load_average()
+    commit = git_commit()
+    changed = treadle_changes()
     log(f"mode={'quick' if args.quick else 'full'} workdir={workdir}")
 
     import raw_commit
@@ -502,7 +433,7 @@ def main() -> None:
 
     rows = build_table(raw, dbos, treadle)
     table = format_table(rows, raw, counts)
-    problems = _errors("dbos", dbos) + _errors("treadle", treadle)
+    problems = part_errors("dbos", dbos) + part_errors("treadle", treadle)
 
     result: Result = {
         "meta": {
@@ -518,9 +449,9 @@ def main() -> None:
                 "python": sys.version.split()[0],
             },
             "git_commit": commit,
-            "treadle_uncommitted_changes": treadle_changes,
+            "treadle_uncommitted_changes": changed,
             "load_average_before": load_before,
-            "load_average_after": _load(),
+            "load_average_after": load_average(),
             "ratio": "treadle / DBOS, figure by figure, both measured in this run",
         },
         "raw_commit": raw,
@@ -542,11 +473,7 @@ def main() -> None:
     )
     print(
         f"treadle: commit {meta['git_commit']}"
-        + (
-            f" + uncommitted changes in {', '.join(treadle_changes)}"
-            if treadle_changes
-            else " (clean)"
-        )
+        + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
     )
     if problems:
         print("\nnot measured / failed:")
