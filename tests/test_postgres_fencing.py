@@ -84,7 +84,11 @@ async def test_an_engine_that_lost_its_lease_does_not_overwrite_the_new_owner(
     def shape(fn: treadle.StepFunc) -> treadle.Workflow:
         return treadle.new("fenced").step("work", fn).step("after", lambda c, s: None).build()
 
-    a = treadle.Engine(PostgresPersistence(fresh_pg_dsn), lease=30, poll_interval=0.1)
+    # a has room for one run only, so that its own dispatcher cannot claim back the run whose
+    # lease it lost while its step still runs (b must be the one that takes it over).
+    a = treadle.Engine(
+        PostgresPersistence(fresh_pg_dsn), lease=30, poll_interval=0.1, max_concurrent_runs=1
+    )
     a.register(shape(slow_on_a))
     b = treadle.Engine(PostgresPersistence(fresh_pg_dsn), lease=30, poll_interval=0.1)
     b.register(shape(quick_on_b))
