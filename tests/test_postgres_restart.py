@@ -25,7 +25,7 @@ def _workflow() -> treadle.Workflow:
     builder = treadle.new("outage")
     for name in STEPS[:3]:
         builder = builder.step(name, work)
-    builder = builder.sleep("pause", "300ms")
+    builder = builder.sleep("pause", "1s")
     for name in STEPS[3:]:
         builder = builder.step(name, work)
     return builder.build()
@@ -45,8 +45,8 @@ async def test_runs_survive_a_restart_of_postgres(
         engines.append(engine)
     caplog.set_level(logging.WARNING, logger="treadle")
     async with engines[0], engines[1]:
-        ids = [await engines[n % 2].start("outage", {}) for n in range(40)]
-        await asyncio.sleep(0.3)  # runs are in their first steps
+        ids = await asyncio.gather(*(engines[n % 2].start("outage", {}) for n in range(40)))
+        await asyncio.sleep(0.3)  # runs are in their first steps or their pause
         states = [await engines[0].status(i) for i in ids]
         assert any(s.status is not treadle.Status.COMPLETED for s in states)
         stopped = time.monotonic()
