@@ -282,3 +282,25 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def table_row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> Any:
+    """One figure of the comparison: treadle's and DBOS's value and their ratio."""
+    return {"figure": figure, "unit": unit, "better": better, "treadle": t, "dbos": d,
+            "ratio": ratio(t, d)}  # fmt: skip
+
+
+def ratio_table(rows: list[Any]) -> str:
+    """figure | unit | treadle | DBOS | treadle/DBOS, aligned."""
+    head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
+    body = [
+        (r["figure"], r["unit"], fmt(r["treadle"]), fmt(r["dbos"]), fmt(r["ratio"])) for r in rows
+    ]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)])

@@ -45,23 +45,11 @@ from benchlib import (
     percentile,
     rss_kib,
 )
+from dbos_workflows import noop_step, three_steps
 
 APP_NAME = "treadle-bench"
 
 # --------------------------------------------------------------------------- workflows
-
-
-@DBOS.step()
-def noop_step(x: int) -> int:
-    return x
-
-
-@DBOS.workflow()
-def three_steps(x: int) -> int:
-    noop_step(x)
-    noop_step(x)
-    noop_step(x)
-    return x
 
 
 @DBOS.workflow()

@@ -60,7 +60,9 @@ from benchlib import (  # noqa: E402
     part_errors,
     percentile,
     ratio,
+    ratio_table,
     run_json,
+    table_row,
     treadle_changes,
 )
 
@@ -482,10 +484,7 @@ def build_table(dbos: Result, tread: Result) -> list[Result]:
     rows: list[Result] = []
 
     def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
-        rows.append(
-            {"figure": figure, "unit": unit, "better": better, "treadle": t, "dbos": d,
-             "ratio": ratio(t, d)}
-        )  # fmt: skip
+        rows.append(table_row(figure, unit, better, t, d))
 
     def both(*path: str) -> tuple[float | None, float | None]:
         return number(tread, *path), number(dbos, *path)
@@ -501,21 +500,6 @@ def build_table(dbos: Result, tread: Result) -> list[Result]:
     row("2 worker processes: runs/s", "runs/s", "higher", t2, d2)
     row("speed-up, 2 vs 1 process", "x", "higher", ratio(t2, t1), ratio(d2, d1))
     return rows
-
-
-def format_table(rows: list[Result]) -> str:
-    head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
-    body = [
-        (r["figure"], r["unit"], fmt(r["treadle"]), fmt(r["dbos"]), fmt(r["ratio"])) for r in rows
-    ]
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(
-            c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)
-        )
-
-    return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)])
 
 
 def _redact(dsn: str) -> str:
@@ -597,7 +581,7 @@ def main() -> None:
         dbos = {"error": dbos_error}
 
     rows = build_table(dbos, tread)
-    table = format_table(rows)
+    table = ratio_table(rows)
     problems = part_errors("dbos", dbos) + part_errors("treadle", tread)
     meta: Result = {
         "started_utc": started.isoformat(),

@@ -42,23 +42,11 @@ from dbos import DBOS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import emit, log, percentile
+from dbos_workflows import three_steps
 
 APP_NAME = "treadle-bench-pg"
 QUEUE = "bench"
 WARMUP = 20
-
-
-@DBOS.step()
-def noop_step(x: int) -> int:
-    return x
-
-
-@DBOS.workflow()
-def three_steps(x: int) -> int:
-    noop_step(x)
-    noop_step(x)
-    noop_step(x)
-    return x
 
 
 def _launch(dsn: str, *, executor_id: str | None = None, listen: list[str] | None = None) -> None:

@@ -72,7 +72,9 @@ from benchlib import (  # noqa: E402
     number,
     part_errors,
     ratio,
+    ratio_table,
     run_json,
+    table_row,
     treadle_changes,
 )
 
@@ -219,16 +221,7 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     rows: list[Result] = []
 
     def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
-        rows.append(
-            {
-                "figure": figure,
-                "unit": unit,
-                "better": better,
-                "treadle": t,
-                "dbos": d,
-                "ratio": ratio(t, d),
-            }
-        )
+        rows.append(table_row(figure, unit, better, t, d))
 
     row(
         "sequential: workflows/s",
@@ -314,18 +307,7 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
 
 
 def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str:
-    head = ("figure", "unit", "treadle", "DBOS", "treadle/DBOS")
-    body = [
-        (r["figure"], r["unit"], fmt(r["treadle"]), fmt(r["dbos"]), fmt(r["ratio"])) for r in rows
-    ]
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(
-            c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)
-        )
-
-    out = [line(head), "-+-".join("-" * w for w in widths), *(line(b) for b in body)]
+    out = [ratio_table(rows)]
     out.append("")
     out.append("raw SQLite commit, same run (WAL):")
     out.append(
