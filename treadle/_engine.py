@@ -128,6 +128,11 @@ class Engine:
         self._open = False
         self._closing = False
         self._starting = 0  # runs being started here that will execute here
+        self._chores: set[asyncio.Task[None]] = set()  # one-off background work (see settle)
+        self._stir = asyncio.Event()  # set when a run stops here or a claim round ends
+        self._rounds_begun = 0
+        self._rounds_done = 0
+        self._quiet_round = 0  # the last claim round that found nothing to claim
 
     # Definitions ---------------------------------------------------------------------------
 
@@ -148,7 +153,7 @@ class Engine:
         self._workflows[workflow.name] = workflow
         self._shapes[workflow.id] = workflow.describe()
         if self._open:
-            self._in_background(self._save_definition(workflow))
+            self._chore(self._save_definition(workflow))
             self._wake.set()
 
     @property
@@ -185,6 +190,7 @@ class Engine:
         self.persistence.now = self.clock.now
         # An engine can be opened again after close(), also under another event loop.
         self._wake = asyncio.Event()
+        self._stir = asyncio.Event()
         if self.threads.closed:
             self.threads = StepThreads(self.step_threads)
         await self.persistence.open()
@@ -207,10 +213,12 @@ class Engine:
             return
         self._closing = True
         self._wake.set()
-        for task in list(self._background):
+        background = [*self._background, *self._chores]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*list(self._background), return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         self._background.clear()
+        self._chores.clear()
         for driver in list(self._active.values()):
             driver.control = driver.control or "shutdown"
         tasks = [d.task for d in self._active.values() if d.task is not None]
@@ -224,6 +232,29 @@ class Engine:
         await self.persistence.close()
         self.threads.shutdown()
         self._open = False
+
+    async def settle(self) -> None:
+        """For tests: return once nothing more will happen here without an outside event.
+
+        That is: no run executes or is being started here, no background work of the engine is
+        left, and a claim round that began after all that found nothing to claim. Runs waiting
+        for a signal, an approval, a later time (move a :class:`FakeClock` and settle again) or
+        a run executed elsewhere stay as they are.
+        """
+        self._require_open()
+        while True:
+            while self._active or self._starting or self._chores:
+                await self._stirred()
+            target = self._rounds_begun + 1
+            self._wake.set()
+            while self._rounds_done < target:
+                await self._stirred()
+            if self._quiet_round >= target and not (self._active or self._starting or self._chores):
+                return
+
+    async def _stirred(self) -> None:
+        self._stir.clear()
+        await self._stir.wait()
 
     async def __aenter__(self) -> Engine:
         await self.open()
@@ -587,6 +618,7 @@ class Engine:
             full = len(self._active) >= self.max_concurrent_runs
             self._active.pop(run_id, None)
             self._wake_waiters(run_id)
+            self._stir.set()
             if full:
                 self._wake.set()
 
@@ -595,6 +627,16 @@ class Engine:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one-off ``work`` as a task that close() cancels and settle() waits for."""
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chore_done)
+
+    def _chore_done(self, task: asyncio.Task[None]) -> None:
+        self._chores.discard(task)
+        self._stir.set()
 
     async def _spawn_after(self, driver: RunDriver, record: RunRecord) -> None:
         """Execute a fresh claim of a run whose previous driver here is still finishing."""
@@ -626,39 +668,49 @@ class Engine:
 
     async def _dispatch(self) -> None:
         while not self._closing:
+            self._rounds_begun += 1
+            number = self._rounds_begun
             try:
-                await self._claim_some()
+                claimed = await self._claim_some()
                 timeout = self.poll_interval
                 due = await self.persistence.next_wake(list(self._workflows))
                 if due is not None:
                     timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
+                if not claimed:
+                    self._quiet_round = number
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("dispatcher: could not claim work; retrying")
                 timeout = self.poll_interval
+            self._rounds_done = number
+            self._stir.set()
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
 
-    async def _claim_some(self) -> None:
+    async def _claim_some(self) -> int:
+        """Claim and spawn runnable runs while there is room; how many were claimed."""
+        claimed = 0
         while not self._closing:
             room = self.max_concurrent_runs - len(self._active)
             names = list(self._workflows)
             if room <= 0 or not names:
-                return
+                return claimed
             limit = min(room, 200)
             records = await self.persistence.claim_runs(
                 self.owner, names, self.clock.now(), utcnow() + self.lease, limit
             )
+            claimed += len(records)
             for record in records:
                 if record.id not in self._active:
                     self._spawn(record)
                 else:  # its driver here is still finishing: go on once it has
-                    self._in_background(self._spawn_after(self._active[record.id], record))
+                    self._chore(self._spawn_after(self._active[record.id], record))
             if len(records) < limit:
-                return
+                return claimed
+        return claimed
 
     async def _heartbeat(self) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.05)
