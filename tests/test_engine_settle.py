@@ -67,12 +67,7 @@ async def test_settle_after_moving_a_fake_clock_fires_the_timers_and_retries_due
         return ctx.attempt
 
     retry = treadle.RetryPolicy().attempts(2).backoff("1m", "1m")
-    wf = (
-        treadle.new("settle-timers")
-        .sleep("nap", "1h")
-        .step("flaky", flaky, retry=retry)
-        .build()
-    )
+    wf = treadle.new("settle-timers").sleep("nap", "1h").step("flaky", flaky, retry=retry).build()
     run_id = await start(engine, wf)
     await engine.settle()
     assert (await engine.status(run_id)).waiting_for == ["timer:nap"]
