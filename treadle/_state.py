@@ -1,11 +1,15 @@
-"""What a run is: its status, its data, its history events, and the context a step sees."""
+"""What a run is: its status, its data, its history events, what it waits for, and the context
+a step sees."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
+
+from ._errors import DataError
 
 
 class Status(str, Enum):
@@ -35,6 +39,71 @@ class Status(str, Enum):
 
 
 FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+class EventKind(StrEnum):
+    """The kinds of history events; the values are what is stored (``Event.kind``)."""
+
+    CREATED = "created"
+    WAITING = "waiting"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    BRANCH_TAKEN = "branch_taken"
+    LOOP_ITERATION = "loop_iteration"
+    LOOP_ENDED = "loop_ended"
+    PARALLEL_COMPLETED = "parallel_completed"
+    SIGNAL_RECEIVED = "signal_received"
+    SIGNAL_CONSUMED = "signal_consumed"
+    APPROVAL_RECEIVED = "approval_received"
+    TIMER_FIRED = "timer_fired"
+    CHILD_STARTED = "child_started"
+    CHILD_COMPLETED = "child_completed"
+    PAUSE_REQUESTED = "pause_requested"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CANCEL_REQUESTED = "cancel_requested"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_RETRY = "compensation_retry"
+    COMPENSATION_FAILED = "compensation_failed"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+
+
+class WaitKind(StrEnum):
+    """What a waiting run waits for: the first part of each ``State.waiting_for`` key."""
+
+    SIGNAL = "signal"
+    APPROVAL = "approval"
+    TIMER = "timer"
+    RETRY = "retry"
+    RUN = "run"  # the end of a child run (the name is its id)
+
+
+def wait_key(kind: WaitKind, name: str) -> str:
+    """The key of one wait as stored in ``waiting_for``: ``"signal:payment"``."""
+    return f"{kind}:{name}"
+
+
+def parse_wait_key(key: str) -> tuple[WaitKind, str]:
+    """The kind and name of a wait key; :class:`ValueError` for a key that is not one."""
+    kind, sep, name = key.partition(":")
+    if not sep:
+        raise ValueError(f"not a wait key (kind:name): {key!r}")
+    return WaitKind(kind), name
+
+
+def encode_data(data: object, where: str) -> str:
+    """Serialise run data, or raise :class:`DataError` saying what is wrong and where."""
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{where}: run data must be a JSON object (dict), not {type(data).__name__}"
+        )
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: run data is not JSON-serialisable: {exc}") from None
 
 
 @dataclass

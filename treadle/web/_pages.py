@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .._engine import Engine, _waits_of
+from .._engine import Engine
 from .._errors import RunNotFound
+from .._shape import waits_of as _waits_of
 from .._state import Event, State, Status
 from ._auth import Authenticator, Identity
 from ._diagram import diagram, progress

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._errors import DefinitionMismatch
-from ._nodes import ActionStep, IfStep, LoopStep, Node, Workflow
+from .._errors import DefinitionMismatch
+from .._nodes import ActionStep, IfStep, LoopStep, Node, Workflow
+from . import cursor
 
 if TYPE_CHECKING:
-    from ._interpreter import RunDriver
+    from .driver import RunDriver
 
 
 def check_definition(driver: RunDriver) -> None:
     """Refuse to go on under a definition where the recorded position does not exist."""
     if driver.record.definition_id == driver.workflow.id:
         return
-    for key, entry in driver.nodes.items():
-        if key.endswith("@"):
-            owner = key[:-1].rstrip("/").split("/")[-1].split("#")[0]
-            body = body_of(driver, owner, key)
-            index, name = entry["i"], entry["n"]
+    for key in driver.nodes:
+        if cursor.is_position(key):
+            sequence = cursor.sequence_path(key)
+            owner = cursor.last_name(sequence)
+            body = body_of(driver, owner, sequence)
+            position = cursor.position_at(driver.nodes, key)
+            assert position is not None
+            index, name = position["i"], position["n"]
             if index > len(body) or body[index - 1].name != name:
                 raise DefinitionMismatch(
                     f"run {driver.run_id!r}: step {name!r} completed at position {index} of "
@@ -27,11 +31,12 @@ def check_definition(driver: RunDriver) -> None:
                     f"{driver.workflow.id} of {driver.workflow.name!r} does not have there"
                 )
             continue
-        name = key.split("/")[-1].split("#")[0]
+        name = cursor.last_name(key)
         node = driver.by_name.get(name)
-        if node is None or node.kind != entry.get("k"):
+        kind = driver.nodes[key].get("k")
+        if node is None or node.kind != kind:
             raise DefinitionMismatch(
-                f"run {driver.run_id!r} is at step {name!r} ({entry.get('k')}), which the new "
+                f"run {driver.run_id!r} is at step {name!r} ({kind}), which the new "
                 f"definition {driver.workflow.id} of {driver.workflow.name!r} does not have"
             )
     for path, name, *_ in driver.comp:
@@ -43,8 +48,8 @@ def check_definition(driver: RunDriver) -> None:
             )
 
 
-def body_of(driver: RunDriver, owner: str, key: str) -> tuple[Node, ...]:
-    """The steps of the sequence whose position is recorded under ``key``."""
+def body_of(driver: RunDriver, owner: str, sequence: str) -> tuple[Node, ...]:
+    """The steps of the sequence at path ``sequence`` (of the step named ``owner``)."""
     if not owner:
         return driver.workflow.steps
     node = driver.by_name.get(owner)
@@ -53,8 +58,8 @@ def body_of(driver: RunDriver, owner: str, key: str) -> tuple[Node, ...]:
     if isinstance(node, LoopStep):
         return node.body
     if isinstance(node, IfStep):
-        decision = driver.nodes.get(key[:-2] if key.endswith("/@") else key, {})
-        chosen = decision.get("b", -1) if isinstance(decision, dict) else -1
+        decision = cursor.if_at(driver.nodes, sequence)
+        chosen = decision["b"] if decision is not None else -1
         if 0 <= chosen < len(node.branches):
             return node.branches[chosen].steps
     return ()

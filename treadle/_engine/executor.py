@@ -1,0 +1,450 @@
+"""The executor: claims runs, executes them, and keeps their leases (heartbeat, reaper)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from .._clock import Clock
+from .._errors import InvalidTransition, LeaseLost, RunNotFound
+from .._interpreter import NEW_CURSOR, Control, RunDriver
+from .._metrics import Metrics
+from .._nodes import Workflow
+from .._state import EventKind, Status, WaitKind, encode_data
+from .._threads import StepThreads
+from .._tracing import run_span, tracer
+from ..persistence import Persistence
+from ..persistence._base import utcnow
+from ..persistence._records import NewEvent, RunRecord
+from .registry import Registry
+from .waiters import Waiters
+
+log = logging.getLogger("treadle")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who executes a run, and until when (wall time) unless it is renewed."""
+
+    owner: str
+    until: datetime
+
+
+class LeaseFields(TypedDict):
+    """A lease as the fields of a run (both None: the run is left for any engine)."""
+
+    owner: str | None
+    lease_until: datetime | None
+
+
+NO_LEASE = LeaseFields(owner=None, lease_until=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Executor:
+    """Executes the runs this engine holds the lease of; implements :class:`RunHost`."""
+
+    def __init__(
+        self,
+        persistence: Persistence,
+        clock: Clock,
+        registry: Registry,
+        *,
+        max_concurrent_runs: int,
+        lease: timedelta,
+        poll_interval: float,
+        step_threads: int,
+    ) -> None:
+        self.persistence = persistence
+        self.clock = clock
+        self.registry = registry
+        self.max_concurrent_runs = max_concurrent_runs
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.step_threads = step_threads
+        self.threads = StepThreads(step_threads)
+        self.metrics = Metrics()
+        self.active: dict[str, RunDriver] = {}
+        self.waiters = Waiters(persistence, self.active, self.runs_here)
+        self.running = False  # between start() and stop()
+        self.closing = False
+        self._starting = 0  # runs being started here that will execute here
+        self._background: set[asyncio.Task[None]] = set()
+        self._chores: set[asyncio.Task[None]] = set()  # one-off background work (see settle)
+        self._wake = asyncio.Event()
+        self._stir = asyncio.Event()  # set when a run stops here or a claim round ends
+        self._rounds_begun = 0
+        self._rounds_done = 0
+        self._quiet_round = 0  # the last claim round that found nothing to claim
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Fresh loop-bound state before the persistence opens (also after a close)."""
+        self._wake = asyncio.Event()
+        self._stir = asyncio.Event()
+        if self.threads.closed:
+            self.threads = StepThreads(self.step_threads)
+
+    async def start(self) -> None:
+        """Recover, then claim and execute runs in the background."""
+        self.running, self.closing = True, False
+        self.persistence.add_wake_listener(self._on_wake)
+        self.clock.on_change(self._wake.set)
+        await self._reap_dead_owners()
+        self._in_background(self._dispatch())
+        self._in_background(self._heartbeat())
+        self.waiters.reset()
+        self._in_background(self.waiters.watch())
+
+    async def stop(self, drain: float) -> None:
+        """Stop claiming; let drivers finish for up to ``drain`` seconds, then stop them and
+        release their runs."""
+        self.closing = True
+        self._wake.set()
+        background = [*self._background, *self._chores]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        self._background.clear()
+        self._chores.clear()
+        for driver in list(self.active.values()):
+            driver.request(Control.SHUTDOWN)
+        tasks = [d.task for d in self.active.values() if d.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=drain)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.persistence.release_runs(self.owner)
+        self.persistence.remove_wake_listener(self._on_wake)
+        self.threads.shutdown()
+        self.running = False
+
+    async def settle(self) -> None:
+        """See :meth:`Engine.settle`."""
+        while True:
+            while self.active or self._starting or self._chores:
+                await self._stirred()
+            target = self._rounds_begun + 1
+            self._wake.set()
+            while self._rounds_done < target:
+                await self._stirred()
+            if self._quiet_round >= target and not (self.active or self._starting or self._chores):
+                return
+
+    async def _stirred(self) -> None:
+        self._stir.clear()
+        await self._stir.wait()
+
+    def wake(self) -> None:
+        """Have the dispatcher look for work now."""
+        self._wake.set()
+
+    def _on_wake(self, run_id: str) -> None:
+        self._wake.set()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that stop() cancels; it forgets the task once it is done."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def chore(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one-off ``work`` as a task that stop() cancels and settle() waits for."""
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chore_done)
+
+    def _chore_done(self, task: asyncio.Task[None]) -> None:
+        self._chores.discard(task)
+        self._stir.set()
+
+    # Leases --------------------------------------------------------------------------------
+
+    def new_lease(self) -> Lease:
+        """A lease of this engine from now on (the one place a lease's end is computed)."""
+        return Lease(self.owner, utcnow() + self.lease)
+
+    def lease_if(self, claim: bool) -> LeaseFields:
+        """A new lease of this engine if it claims the run, else none."""
+        if not claim:
+            return NO_LEASE
+        lease = self.new_lease()
+        return LeaseFields(owner=lease.owner, lease_until=lease.until)
+
+    def has_room(self) -> bool:
+        """Whether one more run can execute here."""
+        busy = len(self.active) + self._starting
+        return self.running and not self.closing and busy < self.max_concurrent_runs
+
+    def can_run(self, workflow: str) -> bool:
+        """Whether a run of ``workflow`` can execute here now."""
+        return workflow in self.registry.workflows and self.has_room()
+
+    def runs_here(self, workflow: str | None) -> bool:
+        """Whether runs of ``workflow`` would execute here (it is registered, and there is room
+        for runs at all)."""
+        return workflow in self.registry.workflows and self.max_concurrent_runs > 0
+
+    # Starting and steering runs ------------------------------------------------------------
+
+    async def create(
+        self, workflow: Workflow, data_json: str, run_id: str, parent_id: str | None
+    ) -> str:
+        """Store a new run (idempotently by id) and execute it here if there is room."""
+        # Other processes validate signals against the stored definition: store it first.
+        await self.registry.save(self.persistence, workflow)
+        claim = self.has_room()
+        if claim:  # hold the room while the run is being stored
+            self._starting += 1
+        try:
+            now = self.clock.now()
+            record = RunRecord(
+                id=run_id,
+                workflow=workflow.name,
+                definition_id=workflow.id,
+                data=data_json,
+                cursor=NEW_CURSOR,
+                created_at=now,
+                updated_at=now,
+                parent_id=parent_id,
+                token=1,
+                status=Status.RUNNING if claim else Status.PENDING,
+                **self.lease_if(claim),
+            )
+            event = NewEvent(
+                EventKind.CREATED, None, {"workflow": workflow.name, "definition": workflow.id}
+            )
+            stored, created = await self.persistence.create_run(record, event)
+            if created:
+                self.metrics.started(workflow.name)
+                if claim:
+                    self._spawn(stored)
+            return stored.id
+        finally:
+            if claim:
+                self._starting -= 1
+
+    async def start_child(
+        self, child_id: str, workflow: str, data: dict[str, Any] | None, parent_id: str
+    ) -> None:
+        """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
+        found = self.registry.get(workflow)
+        data_json = encode_data({} if data is None else data, f"start of {found.name!r}")
+        await self.create(found, data_json, child_id, parent_id)
+
+    def pause(self, run_id: str) -> None:
+        """Ask the run's driver here, if any, to pause before its next step."""
+        driver = self.active.get(run_id)
+        if driver is not None:
+            driver.request(Control.PAUSE)
+
+    async def resume(self, record: RunRecord) -> None:
+        """Resume a paused run; execute it here if it is this engine's to run."""
+        after = await self.persistence.resume(
+            record.id, **self.lease_if(self.can_run(record.workflow))
+        )
+        driver = self.active.get(record.id)
+        if driver is not None:
+            driver.withdraw(Control.PAUSE)
+        elif after.owner == self.owner:
+            self._spawn(after)
+
+    async def cancel(self, record: RunRecord) -> None:
+        """Cancel a run: its driver here stops at once, or it is executed to compensate."""
+        run_id = record.id
+        claim = self.can_run(record.workflow) and run_id not in self.active
+        after = await self.persistence.request_cancel(run_id, **self.lease_if(claim))
+        driver = self.active.get(run_id)
+        if driver is not None:
+            driver.request(Control.CANCEL)
+        elif after.owner == self.owner:
+            self._spawn(after)
+        else:
+            await self.cancel_children(run_id)
+
+    async def cancel_children(self, run_id: str) -> None:
+        """Cancel every unfinished child run of ``run_id`` (for :class:`RunHost`)."""
+        for child in await self.persistence.list_runs(parent_id=run_id, limit=10_000):
+            if not child.status.finished:
+                with contextlib.suppress(InvalidTransition, RunNotFound):
+                    await self.cancel(child)
+
+    async def deliver(
+        self, record: RunRecord, kind: WaitKind, name: str, payload: Any, detail: dict[str, Any]
+    ) -> None:
+        """Put a signal or decision in the run's inbox; execute the run here if it woke it."""
+        claim = self.can_run(record.workflow) and record.id not in self.active
+        after = await self.persistence.deliver(
+            record.id,
+            kind,
+            name,
+            payload,
+            NewEvent(EventKind(f"{kind}_received"), name, detail),
+            **self.lease_if(claim),
+        )
+        if claim and after.owner == self.owner and after.id not in self.active:
+            self._spawn(after)
+
+    # Executing -----------------------------------------------------------------------------
+
+    def _spawn(self, record: RunRecord) -> None:
+        driver = RunDriver(self, record, self.registry.workflows[record.workflow])
+        self.active[record.id] = driver
+        driver.task = asyncio.create_task(self._execute(driver), name=f"treadle-run:{record.id}")
+        self.waiters.wake(record.id)  # they now follow the driver
+
+    async def _execute(self, driver: RunDriver) -> None:
+        run_id = driver.run_id
+        try:
+            driver.tracer = tracer()
+            with run_span(driver.tracer, run_id, driver.workflow.name):
+                status = await driver.drive()
+            if status.finished:
+                self.metrics.finished(driver.workflow.name, status.value)
+            elif status is Status.RUNNING:
+                await self._release(driver)
+        except LeaseLost:
+            log.warning(
+                "run %s: lease lost; another worker took it over", run_id, extra={"run_id": run_id}
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(driver))
+        except Exception:
+            log.exception(
+                "run %s: execution stopped by an unexpected error; released for retry",
+                run_id,
+                extra={"run_id": run_id},
+            )
+            await asyncio.shield(self._release(driver))
+        finally:
+            full = len(self.active) >= self.max_concurrent_runs
+            self.active.pop(run_id, None)
+            self.waiters.wake(run_id)
+            self._stir.set()
+            if full:
+                self._wake.set()
+
+    async def _spawn_after(self, driver: RunDriver, record: RunRecord) -> None:
+        """Execute a fresh claim of a run whose previous driver here is still finishing."""
+        if driver.task is not None:
+            await asyncio.gather(asyncio.shield(driver.task), return_exceptions=True)
+        if record.id in self.active or self.closing:
+            await self._release_lease(record.id, record.token)
+        else:
+            self._spawn(record)
+
+    async def _release(self, driver: RunDriver) -> None:
+        await self._release_lease(driver.run_id, driver.token)
+
+    async def _release_lease(self, run_id: str, token: int) -> None:
+        # The heartbeat renews every lease of this engine, so a lease that could not be released
+        # would never expire: keep trying (the database may be down) until the engine closes.
+        delay = 0.5
+        while True:
+            try:
+                await self.persistence.release_run(run_id, token)
+                return
+            except Exception:
+                if self.closing or not self.running:
+                    log.warning("run %s: could not release its lease", run_id)
+                    return
+                log.warning("run %s: could not release its lease; retrying", run_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _dispatch(self) -> None:
+        while not self.closing:
+            self._rounds_begun += 1
+            number = self._rounds_begun
+            try:
+                claimed = await self._claim_some()
+                timeout = self.poll_interval
+                due = await self.persistence.next_wake(list(self.registry.workflows))
+                if due is not None:
+                    timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
+                if not claimed:
+                    self._quiet_round = number
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher: could not claim work; retrying")
+                timeout = self.poll_interval
+            self._rounds_done = number
+            self._stir.set()
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    async def _claim_some(self) -> int:
+        """Claim and spawn runnable runs while there is room; how many were claimed."""
+        claimed = 0
+        while not self.closing:
+            room = self.max_concurrent_runs - len(self.active)
+            names = list(self.registry.workflows)
+            if room <= 0 or not names:
+                return claimed
+            limit = min(room, 200)
+            lease = self.new_lease()
+            records = await self.persistence.claim_runs(
+                lease.owner, names, self.clock.now(), lease.until, limit
+            )
+            claimed += len(records)
+            for record in records:
+                if record.id not in self.active:
+                    self._spawn(record)
+                else:  # its driver here is still finishing: go on once it has
+                    self.chore(self._spawn_after(self.active[record.id], record))
+            if len(records) < limit:
+                return claimed
+        return claimed
+
+    async def _heartbeat(self) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                lease = self.new_lease()
+                controls = await self.persistence.renew_leases(lease.owner, lease.until)
+                for run_id, control in controls.items():
+                    driver = self.active.get(run_id)
+                    if driver is not None and control is not None:
+                        driver.request(Control(control))
+                await self._reap_dead_owners()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+
+    async def _reap_dead_owners(self) -> None:
+        """Release the leases of engines on this host whose process is gone, without waiting
+        for the leases to expire."""
+        host = socket.gethostname()
+        for owner in await self.persistence.owners():
+            parts = owner.split(":")
+            if owner == self.owner or len(parts) != 3 or parts[0] != host:
+                continue
+            if parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                released = await self.persistence.release_runs(owner)
+                log.info("released %d runs of dead engine %s", released, owner)
+                self._wake.set()

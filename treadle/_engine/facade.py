@@ -1,0 +1,302 @@
+"""The engine: registers workflows, starts runs, and executes whatever runs it can claim."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from .._clock import Clock, RealClock
+from .._errors import (
+    DataError,
+    InvalidTransition,
+    NotAnApprover,
+    RunNotFound,
+    UnknownApproval,
+    UnknownSignal,
+)
+from .._metrics import Metrics
+from .._nodes import Workflow
+from .._state import Event, State, Status, WaitKind, encode_data
+from .._threads import StepThreads
+from ..persistence import MemoryPersistence, Persistence
+from ..persistence._records import RunRecord
+from .convert import new_run_id, to_state
+from .executor import Executor
+from .registry import Registry
+
+
+class Engine:
+    """Runs workflows durably on a persistence (in memory by default).
+
+    Use it as ``async with engine:`` (or :meth:`open`/:meth:`close`) so that it recovers
+    unfinished runs, fires timers and picks up runs started elsewhere.
+
+    Options: ``clock`` (a :class:`FakeClock` in tests), ``max_concurrent_runs`` executing at
+    once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
+    reads runs but executes none), ``lease`` (seconds another engine waits before it takes
+    over a run of a dead one), ``poll_interval`` (the safety-net poll for work),
+    ``step_threads`` (worker threads for plain step functions).
+    """
+
+    def __init__(
+        self,
+        persistence: Persistence | None = None,
+        *,
+        clock: Clock | None = None,
+        max_concurrent_runs: int = 1000,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        step_threads: int = 32,
+    ) -> None:
+        self._registry = Registry()
+        self._executor = Executor(
+            persistence or MemoryPersistence(),
+            clock or RealClock(),
+            self._registry,
+            max_concurrent_runs=max_concurrent_runs,
+            lease=timedelta(seconds=lease),
+            poll_interval=poll_interval,
+            step_threads=step_threads,
+        )
+        self._open = False
+
+    # What it was made with -----------------------------------------------------------------
+
+    @property
+    def persistence(self) -> Persistence:
+        """Where the runs are kept."""
+        return self._executor.persistence
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of durable times."""
+        return self._executor.clock
+
+    @property
+    def owner(self) -> str:
+        """This engine's id in the leases it holds (``host:pid:random``)."""
+        return self._executor.owner
+
+    @owner.setter
+    def owner(self, owner: str) -> None:
+        self._executor.owner = owner
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a lease of this engine lasts unless renewed."""
+        return self._executor.lease
+
+    @property
+    def max_concurrent_runs(self) -> int:
+        """How many runs execute here at once at most."""
+        return self._executor.max_concurrent_runs
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between safety-net polls for work."""
+        return self._executor.poll_interval
+
+    @property
+    def step_threads(self) -> int:
+        """How many worker threads plain step functions get."""
+        return self._executor.step_threads
+
+    @property
+    def threads(self) -> StepThreads:
+        """The worker threads of plain step functions."""
+        return self._executor.threads
+
+    @property
+    def metrics(self) -> Metrics:
+        """What this engine counted (runs started and finished, steps, retries)."""
+        return self._executor.metrics
+
+    # Definitions ---------------------------------------------------------------------------
+
+    def register(self, workflow: Workflow) -> None:
+        """Make a workflow known to this engine (before or after it is opened).
+
+        Registering another definition under a taken name raises :class:`DefinitionError`.
+        """
+        self._registry.add(workflow)
+        if self._open:
+            self._executor.chore(self._registry.save(self.persistence, workflow))
+            self._executor.wake()
+
+    @property
+    def workflows(self) -> dict[str, Workflow]:
+        """The workflows registered with this engine, by name."""
+        return dict(self._registry.workflows)
+
+    async def definition(self, run_id: str) -> dict[str, Any]:
+        """The shape of the definition a run follows (for checks, the CLI and the dashboard)."""
+        return await self._registry.shape(self.persistence, await self._get(run_id))
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the persistence, then recover and execute runs in the background."""
+        if self._open:
+            return
+        self.persistence.now = self.clock.now
+        # An engine can be opened again after close(), also under another event loop.
+        self._executor.prepare()
+        await self.persistence.open()
+        self._open = True
+        for workflow in self._registry.workflows.values():
+            await self._registry.save(self.persistence, workflow)
+        await self._executor.start()
+
+    async def close(self, drain: float = 5.0) -> None:
+        """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
+        and release their runs so that another engine can go on with them at once."""
+        if not self._open:
+            return
+        await self._executor.stop(drain)
+        await self.persistence.close()
+        self._open = False
+
+    async def settle(self) -> None:
+        """For tests: return once nothing more will happen here without an outside event.
+
+        That is: no run executes or is being started here, no background work of the engine is
+        left, and a claim round that began after all that found nothing to claim. Runs waiting
+        for a signal, an approval, a later time (move a :class:`FakeClock` and settle again) or
+        a run executed elsewhere stay as they are.
+        """
+        self._require_open()
+        await self._executor.settle()
+
+    async def __aenter__(self) -> Engine:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Starting and reading runs -------------------------------------------------------------
+
+    async def start(
+        self, name: str, data: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> str:
+        """Start a run of a registered workflow; return its id.
+
+        With a ``run_id`` that exists already, nothing is started and that id is returned.
+        """
+        workflow = self._registry.get(name)
+        self._require_open()
+        data_json = encode_data({} if data is None else data, f"start of {workflow.name!r}")
+        return await self._executor.create(workflow, data_json, run_id or new_run_id(), None)
+
+    async def _get(self, run_id: str) -> RunRecord:
+        self._require_open()
+        record = await self.persistence.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record
+
+    async def status(self, run_id: str) -> State:
+        """A snapshot of the run (changing it changes nothing stored)."""
+        return to_state(await self._get(run_id))
+
+    async def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 100,
+        parent_id: str | None = None,
+    ) -> list[State]:
+        """Runs, newest first, optionally of one workflow and/or status."""
+        self._require_open()
+        status_text = None if status is None else Status(status).value
+        records = await self.persistence.list_runs(
+            workflow=workflow, status=status_text, parent_id=parent_id, limit=limit
+        )
+        return [to_state(r) for r in records]
+
+    async def history(self, run_id: str) -> list[Event]:
+        """What happened to the run, in order."""
+        await self._get(run_id)
+        return await self.persistence.history(run_id)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> State:
+        """Wait until the run is COMPLETED, FAILED or CANCELLED; :class:`TimeoutError` if not
+        within ``timeout`` seconds."""
+        self._require_open()
+        return await self._executor.waiters.wait(run_id, timeout)
+
+    # Controlling runs ----------------------------------------------------------------------
+
+    async def pause(self, run_id: str) -> None:
+        """Pause a run: running steps finish, then it stops before its next step."""
+        self._require_open()
+        await self.persistence.request_pause(run_id)
+        self._executor.pause(run_id)
+
+    async def resume(self, run_id: str) -> None:
+        """Resume a paused run where it was."""
+        await self._executor.resume(await self._get(run_id))
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run: stop running steps, compensate, end CANCELLED (children too)."""
+        await self._executor.cancel(await self._get(run_id))
+
+    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send a signal; it is kept in order until the run reaches ``await_signal(name)``."""
+        record = await self._get(run_id)
+        waits = await self._registry.waits(self.persistence, record)
+        if record.status.finished:
+            raise InvalidTransition(run_id, record.status.value, f"signal {name!r}")
+        if name not in waits.signals:
+            raise UnknownSignal(run_id, record.workflow, name)
+        _check_json(data, f"data of signal {name!r}")
+        await self._executor.deliver(record, WaitKind.SIGNAL, name, data, {"data": data})
+
+    async def approve(
+        self, run_id: str, name: str, *, by: str | None = None, comment: str | None = None
+    ) -> None:
+        """Approve ``await_approval(name)`` as ``by`` (who must be one of its approvers)."""
+        payload = {"approved": True, "by": by, "comment": comment}
+        await self._decide(run_id, name, by, payload)
+
+    async def reject(
+        self, run_id: str, name: str, *, by: str | None = None, reason: str | None = None
+    ) -> None:
+        """Reject ``await_approval(name)``: the awaiting step fails with ApprovalRejected."""
+        payload = {"approved": False, "by": by, "reason": reason}
+        await self._decide(run_id, name, by, payload)
+
+    async def _decide(
+        self, run_id: str, name: str, by: str | None, payload: dict[str, Any]
+    ) -> None:
+        record = await self._get(run_id)
+        waits = await self._registry.waits(self.persistence, record)
+        if record.status.finished:
+            raise InvalidTransition(run_id, record.status.value, f"decide approval {name!r} of")
+        spec = waits.approvals.get(name)
+        if spec is None:
+            raise UnknownApproval(run_id, record.workflow, name)
+        approvers = list(spec.get("approvers") or [])
+        if approvers and by not in approvers:
+            raise NotAnApprover(run_id, name, by, approvers)
+        _check_json(payload, f"decision on approval {name!r}")
+        await self._executor.deliver(record, WaitKind.APPROVAL, name, payload, payload)
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} is not JSON-serialisable: {exc}") from None

@@ -1,0 +1,392 @@
+"""The interpreter: walks a workflow's step tree for one run, checkpointing as it goes.
+
+Where a run is lives in its cursor (see :mod:`.cursor`). Recovery is a fresh walk from the root:
+completed parts are skipped by their entries, recorded branch and loop decisions are reused, and
+the first step not completed runs (again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any, NoReturn
+
+from .._calls import call_step
+from .._errors import DefinitionMismatch, StepTimeout
+from .._logging import current_run, current_step
+from .._nodes import (
+    ActionStep,
+    ApprovalStep,
+    CustomStep,
+    IfStep,
+    LoopStep,
+    Node,
+    ParallelStep,
+    SignalStep,
+    SleepStep,
+    Workflow,
+)
+from .._state import Context, EventKind, State, Status, WaitKind, encode_data, wait_key
+from .._tracing import step_span
+from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
+from . import cursor
+from .composites import run_if, run_loop, run_parallel
+from .control import (
+    STOPS,
+    CancelRequested,
+    Control,
+    PauseRequested,
+    Scope,
+    ShutdownRequested,
+    StepFailure,
+    Suspend,
+)
+from .host import RunHost
+from .recovery import check_definition
+from .saga import unwind
+from .waits import run_approval, run_signal, run_sleep, run_subworkflow
+
+log = logging.getLogger("treadle")
+
+_MISSING = object()
+
+
+class RunDriver:
+    """Executes one run while its host holds the run's lease."""
+
+    def __init__(self, host: RunHost, record: RunRecord, workflow: Workflow) -> None:
+        self.host = host
+        self.record = record
+        self.workflow = workflow
+        self.run_id = record.id
+        self.token = record.token
+        #: What the run was asked to do from outside (see :meth:`request`).
+        self.control: Control | None = None if record.control is None else Control(record.control)
+        self.data_json = record.data
+        self.data: dict[str, Any] = json.loads(record.data)
+        #: Why the stored cursor cannot be read (then drive() raises it).
+        self.unreadable: cursor.CursorVersionError | None = None
+        try:
+            stored = cursor.load(record.cursor)
+        except cursor.CursorVersionError as exc:
+            self.unreadable, stored = exc, cursor.load(cursor.NEW)
+        self.nodes: cursor.Nodes = stored["n"]
+        #: The compensation stack (see :mod:`.cursor`).
+        self.comp: list[cursor.CompensationEntry] = stored["c"]
+        self.failure: cursor.Failure | None = stored.get("f")
+        self.events: list[NewEvent] = []
+        self.consumed: list[int] = []
+        self.dirty = False
+        #: Whether everything since the last checkpoint can be derived again from what is stored
+        #: (a consumed inbox message): then the next step need not wait for a checkpoint.
+        self.replayable = False
+        #: The OpenTelemetry tracer of this stretch of execution (None: not tracing).
+        self.tracer: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.status = record.status
+        self.error: str | None = record.error
+        self.by_name = {node.name: node for node in workflow.nodes()}
+
+    # Checkpoints ---------------------------------------------------------------------------
+
+    def note(self, kind: EventKind, step: str | None = None, **detail: Any) -> None:
+        """Record a history event with the next checkpoint."""
+        self.events.append(NewEvent(kind, step, detail, self.host.clock.now()))
+        self.touch()
+
+    def touch(self) -> None:
+        """Mark progress that must be checkpointed before the next step's side effects."""
+        self.dirty = True
+        self.replayable = False
+
+    async def checkpoint(
+        self,
+        status: Status = Status.RUNNING,
+        *,
+        error: str | None = None,
+        waiting_for: list[str] | None = None,
+        wake_at: datetime | None = None,
+    ) -> CheckpointAck:
+        """Write everything since the last checkpoint, atomically."""
+        events, self.events = self.events, []
+        consumed, self.consumed = self.consumed, []
+        self.dirty = self.replayable = False
+        checkpoint = Checkpoint(
+            run_id=self.run_id,
+            token=self.token,
+            status=status,
+            data=self.data_json,
+            cursor=cursor.dump(self.nodes, self.comp, self.failure),
+            now=self.host.clock.now(),
+            error=error,
+            waiting_for=waiting_for or [],
+            wake_at=wake_at,
+            events=events,
+            consumed=consumed,
+            parent_id=self.record.parent_id,
+        )
+        ack = await self.host.persistence.save_checkpoint(checkpoint)
+        self.error = error
+        if ack.control:
+            self.request(Control(ack.control))
+        self.status = status
+        return ack
+
+    def request(self, control: Control) -> None:
+        """Ask the run to cancel, pause or stop (the strongest request holds, see
+        :class:`Control`). A cancel asked from outside the run also stops the step under way."""
+        if not control.beats(self.control):
+            return
+        self.control = control
+        task = self.task
+        if (
+            control is Control.CANCEL
+            and task is not None
+            and self.failure is None
+            and task is not asyncio.current_task()
+        ):
+            task.cancel()
+
+    def withdraw(self, control: Control) -> None:
+        """Take back a request not yet acted on (a resume withdraws a pause)."""
+        if self.control is control:
+            self.control = None
+
+    async def flush(self) -> None:
+        """Make what happened so far durable before user code has side effects.
+
+        Progress that a recovery derives again the same way (see ``replayable``) is left for
+        the step's own checkpoint: a crash in between runs the step again, as it would anyway.
+        """
+        if (self.dirty and not self.replayable) or self.status is not Status.RUNNING:
+            await self.checkpoint()
+
+    def set_data(self, key: str, value: Any) -> None:
+        """Store a value in the run's data (a wait's result)."""
+        self.data[key] = value
+        self.data_json = encode_data(self.data, f"step {key!r}")
+        self.touch()
+
+    def merge(self, private: dict[str, Any], private_json: str, base_json: str) -> None:
+        """Take a step's data (``private``, started from ``base_json``) into the run's."""
+        if self.data_json is base_json:
+            self.data, self.data_json = private, private_json
+            return
+        # Another parallel branch changed the data meanwhile: apply this step's own changes.
+        base = json.loads(base_json)
+        for key in base.keys() | private.keys():
+            new = private.get(key, _MISSING)
+            if base.get(key, _MISSING) != new:
+                if new is _MISSING:
+                    self.data.pop(key, None)
+                else:
+                    self.data[key] = new
+        self.data_json = encode_data(self.data, "parallel merge")
+
+    def snapshot(self) -> State:
+        """The run as this driver last wrote it (a detached copy)."""
+        return State(
+            id=self.run_id,
+            workflow=self.workflow.name,
+            status=self.status,
+            data=json.loads(self.data_json),
+            created_at=self.record.created_at,
+            updated_at=self.host.clock.now(),
+            error=self.error,
+            parent_id=self.record.parent_id,
+        )
+
+    def view(self) -> State:
+        """The run as conditions see it."""
+        return State(
+            id=self.run_id,
+            workflow=self.workflow.name,
+            status=Status.RUNNING,
+            data=self.data,
+            created_at=self.record.created_at,
+            updated_at=self.record.updated_at,
+            parent_id=self.record.parent_id,
+        )
+
+    def drop(self, path: str) -> None:
+        """Forget the entries of the node at ``path`` and of everything below it."""
+        below = cursor.below(path)
+        for key in [k for k in self.nodes if k == path or k.startswith(below)]:
+            del self.nodes[key]
+        self.dirty = True
+
+    def check_control(self) -> None:
+        """Stop before the next step if a pause, cancel or shutdown was requested."""
+        if self.control is not None:
+            raise STOPS[self.control]()
+
+    # The walk ------------------------------------------------------------------------------
+
+    async def run_seq(self, steps: tuple[Node, ...], scope: Scope) -> None:
+        """Run a sequence from its recorded position."""
+        key = cursor.position_key(scope.prefix)
+        position = cursor.position_at(self.nodes, key)
+        start = position["i"] if position else 0
+        for index in range(start, len(steps)):
+            node = steps[index]
+            await self.run_node(node, scope)
+            self.nodes[key] = {"i": index + 1, "n": node.name}
+            self.dirty = True
+
+    async def run_node(self, node: Node, scope: Scope) -> None:
+        """Run one node to completion (or suspension), then drop its entries."""
+        if self.control is not None:
+            self.check_control()
+        path = cursor.join(scope.prefix, node.name)
+        if isinstance(node, ActionStep | CustomStep):
+            await self._action(node, path, scope)
+        elif isinstance(node, Workflow):
+            await self.run_seq(node.steps, scope.inside(path))
+        elif isinstance(node, IfStep):
+            await run_if(self, node, path, scope)
+        elif isinstance(node, LoopStep):
+            await run_loop(self, node, path, scope)
+        elif isinstance(node, ParallelStep):
+            await run_parallel(self, node, path, scope)
+        elif isinstance(node, SignalStep):
+            await run_signal(self, node, path)
+        elif isinstance(node, ApprovalStep):
+            await run_approval(self, node, path)
+        elif isinstance(node, SleepStep):
+            run_sleep(self, node, path)
+        else:
+            await run_subworkflow(self, node, path)
+        self.drop(path)
+
+    async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
+        host = self.host
+        entry = cursor.action_at(self.nodes, path)
+        attempt = 1 + (entry["a"] if entry else 0)
+        if entry and "r" in entry:
+            retry_at = datetime.fromtimestamp(entry["r"], host.clock.now().tzinfo)
+            if host.clock.now() < retry_at:
+                raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
+        await self.flush()
+        ctx = Context(
+            run_id=self.run_id,
+            workflow=self.workflow.name,
+            step=node.name,
+            attempt=attempt,
+            item=scope.item,
+            index=scope.index,
+            iteration=scope.iteration,
+            idempotency_key=f"{self.run_id}/{path}",
+        )
+        base_json = self.data_json
+        state = self.view()
+        state.data = json.loads(base_json)
+        started = time.perf_counter()
+        step_token = current_step.set(node.name)
+        try:
+            with step_span(self.tracer, self.run_id, self.workflow.name, node.name, attempt):
+                if isinstance(node, CustomStep):
+                    await node.target.execute(ctx, state)
+                else:
+                    result = await call_step(
+                        node.action, ctx, state, node.timeout_seconds, host.threads
+                    )
+                    if result is not None:
+                        state.data[node.name] = result
+            new_json = encode_data(state.data, f"step {node.name!r}")
+        except TimeoutError as exc:
+            timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
+            error: Exception = StepTimeout(node.name, timeout) if timeout else exc
+            self._failed(node, path, attempt, error)
+        except Exception as exc:
+            self._failed(node, path, attempt, exc)
+        finally:
+            current_step.reset(step_token)
+        took = round((time.perf_counter() - started) * 1000, 3)
+        self.merge(state.data, new_json, base_json)
+        if isinstance(node, ActionStep) and node.compensate is not None:
+            self.comp.append([path, node.name, scope.index, scope.item])
+        self.note(EventKind.STEP_COMPLETED, node.name, attempt=attempt, ms=took)
+        host.metrics.step_done(self.workflow.name, node.name, took / 1000)
+
+    def _failed(
+        self, node: ActionStep | CustomStep, path: str, attempt: int, error: Exception
+    ) -> NoReturn:
+        policy = node.retry if isinstance(node, ActionStep) else None
+        text = f"{type(error).__name__}: {error}"
+        if policy is not None and policy.should_retry(error, attempt):
+            wait = policy.wait_before(attempt, f"{self.run_id}/{path}")
+            retry_at = self.host.clock.now() + wait
+            retrying: cursor.ActionEntry = {"k": node.kind, "a": attempt, "r": retry_at.timestamp()}
+            self.nodes[path] = retrying
+            self.note(
+                EventKind.STEP_FAILED,
+                node.name,
+                attempt=attempt,
+                error=text,
+                retry_in=round(wait.total_seconds(), 3),
+            )
+            self.host.metrics.retried(self.workflow.name, node.name)
+            raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
+        self.note(EventKind.STEP_FAILED, node.name, attempt=attempt, error=text, final=True)
+        raise StepFailure(node.name, error) from error
+
+    # Whole runs ----------------------------------------------------------------------------
+
+    async def drive(self) -> Status:
+        """Run until the run completes, fails, is cancelled, pauses or waits."""
+        current_run.set(self.run_id)
+        if self.unreadable is not None:
+            raise self.unreadable
+        try:
+            check_definition(self)
+        except DefinitionMismatch as exc:
+            self.note(EventKind.RUN_FAILED, error=str(exc))
+            await self.checkpoint(Status.FAILED, error=str(exc))
+            return Status.FAILED
+        while True:
+            try:
+                if self.failure is not None:
+                    return await unwind(self)
+                self.check_control()
+                await self.run_seq(self.workflow.steps, Scope())
+            except Suspend as suspension:
+                waits = sorted(set(suspension.waits))
+                self.note(EventKind.WAITING, None, waits=waits, until=iso(suspension.wake_at))
+                ack = await self.checkpoint(
+                    Status.WAITING, waiting_for=waits, wake_at=suspension.wake_at
+                )
+                if ack.suspended:
+                    return Status.WAITING
+                continue
+            except ShutdownRequested:
+                await self.flush()
+                return Status.RUNNING
+            except PauseRequested:
+                self.note(EventKind.PAUSED)
+                await self.checkpoint(Status.PAUSED)
+                return Status.PAUSED
+            except CancelRequested:
+                self.failure = {"status": "cancelled", "error": "cancelled"}
+                continue
+            except StepFailure as failure:
+                self.failure = {"status": "failed", "error": str(failure)}
+                continue
+            except asyncio.CancelledError:
+                if self.control is not Control.CANCEL:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self.failure = {"status": "cancelled", "error": "cancelled"}
+                continue
+            self.note(EventKind.RUN_COMPLETED)
+            await self.checkpoint(Status.COMPLETED)
+            return Status.COMPLETED
+
+
+def iso(when: datetime | None) -> str | None:
+    """ISO text of a time, or None."""
+    return None if when is None else when.isoformat()
