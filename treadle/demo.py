@@ -27,7 +27,7 @@ from ._engine import Engine
 from ._errors import NonRetryableError, NotAnApprover
 from ._nodes import Workflow, step
 from ._retry import RetryPolicy
-from ._state import Context, Event, State, Status
+from ._state import Context, Event, EventKind, State, Status
 from .persistence import persistence_from_url
 
 __all__ = ["ORDERS", "order_workflow", "run_demo"]
@@ -179,7 +179,7 @@ def _describe(event: Event) -> str:
     return f"{event.kind}{where}{extra}"
 
 
-_QUIET = frozenset({"loop_iteration", "signal_consumed", "run_started"})
+_QUIET = frozenset({EventKind.LOOP_ITERATION, EventKind.SIGNAL_CONSUMED})
 """History events the timeline leaves out (``treadle history`` shows every one)."""
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
-from .._state import FINISHED, Event, Status
+from .._state import FINISHED, Event, EventKind, Status
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -312,11 +312,11 @@ def request_pause(tx: Tx, run_id: str, now: datetime) -> RunRecord:
         return run
     if _is_free(run):
         tx.execute("park", id=run_id, now=now)
-        _event(tx, run_id, NewEvent("paused"), now)
+        _event(tx, run_id, NewEvent(EventKind.PAUSED), now)
         run.status = Status.PAUSED
     else:
         tx.execute("set_control", id=run_id, control="pause")
-        _event(tx, run_id, NewEvent("pause_requested"), now)
+        _event(tx, run_id, NewEvent(EventKind.PAUSE_REQUESTED), now)
         run.control = "pause"
     return run
 
@@ -327,11 +327,11 @@ def resume(
     """Resume a paused run (or withdraw a pause not yet taken); else :class:`InvalidTransition`."""
     run = _unfinished(tx, run_id, "resume")
     if run.status is Status.PAUSED:
-        _event(tx, run_id, NewEvent("resumed"), now)
+        _event(tx, run_id, NewEvent(EventKind.RESUMED), now)
         return _make_runnable(tx, run_id, now, owner, lease_until)
     if run.control == "pause":
         tx.execute("set_control", id=run_id, control=None)
-        _event(tx, run_id, NewEvent("resumed"), now)
+        _event(tx, run_id, NewEvent(EventKind.RESUMED), now)
         run.control = None
         return run
     raise InvalidTransition(run_id, run.status.value, "resume")
@@ -343,7 +343,7 @@ def request_cancel(
     """Mark a run for cancellation; a run no engine executes becomes runnable to compensate."""
     run = _unfinished(tx, run_id, "cancel")
     tx.execute("set_control", id=run_id, control="cancel")
-    _event(tx, run_id, NewEvent("cancel_requested"), now)
+    _event(tx, run_id, NewEvent(EventKind.CANCEL_REQUESTED), now)
     if _is_free(run):
         run = _make_runnable(tx, run_id, now, owner, lease_until)
     run.control = "cancel"
