@@ -10,7 +10,8 @@ kinds, the cron policies), never from a copy.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
@@ -21,6 +22,7 @@ from ._state import Event as _Event
 from ._state import State, Status
 from .cron._cron import CATCH_UP, OVERLAP
 from .cron import Schedule as _Schedule
+from .cron import next_fires
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
@@ -42,6 +44,19 @@ Timestamp = Annotated[
 
 def _one_of(values: tuple[str, ...], description: str) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", "enum": list(values), "description": description})
+
+
+def upcoming(schedule: _Schedule, count: int) -> list[datetime]:
+    """The next ``count`` due times of an enabled schedule, from its stored next run."""
+    if not schedule.enabled or count < 1:
+        return []
+    start = schedule.next_run
+    try:
+        if start is None:
+            return next_fires(schedule.expression, datetime.now(UTC), count, schedule.timezone)
+        return [start, *next_fires(schedule.expression, start, count - 1, schedule.timezone)]
+    except ValueError:
+        return []
 
 
 def seconds(value: timedelta | None) -> float | None:
@@ -244,8 +259,8 @@ class Schedule(BaseModel):
     catch_up_window: float | None = Field(description="seconds")
 
     @classmethod
-    def of(cls, schedule: _Schedule, next_fires: list[datetime]) -> Schedule:
-        """The shape of a schedule with its next due times."""
+    def of(cls, schedule: _Schedule, previews: int = 3) -> Schedule:
+        """The shape of a schedule with its next ``previews`` due times."""
         return cls(
             id=schedule.id,
             workflow=schedule.workflow,
@@ -255,7 +270,7 @@ class Schedule(BaseModel):
             enabled=schedule.enabled,
             next_run=schedule.next_run,
             last_run=schedule.last_run,
-            next_fires=next_fires,
+            next_fires=upcoming(schedule, previews),
             last_run_id=schedule.last_run_id,
             last_run_status=schedule.last_run_status,
             catch_up=schedule.catch_up,
@@ -284,8 +299,10 @@ RESPONSES: tuple[type[BaseModel], ...] = (
 )
 
 
-def to_json(value: BaseModel | list[BaseModel], *, indent: int | None = None) -> str:
-    """A model (or a list of them) as JSON text."""
+def to_json(value: BaseModel | Sequence[BaseModel], *, indent: int | None = None) -> str:
+    """A model (or a list of them) as JSON text; fields left unset (a leaf step's ``steps``)
+    stay out."""
     if isinstance(value, BaseModel):
-        return value.model_dump_json(indent=indent)
-    return json.dumps([v.model_dump(mode="json") for v in value], indent=indent, ensure_ascii=False)
+        return value.model_dump_json(indent=indent, exclude_unset=True)
+    items = [v.model_dump(mode="json", exclude_unset=True) for v in value]
+    return json.dumps(items, indent=indent, ensure_ascii=False)

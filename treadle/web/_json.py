@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from .._state import Status
 from .._wire import Request as Body
+from .._wire import to_json
 from ._errors import ApiError
 
 MAX_BODY = 1_000_000
@@ -73,8 +74,7 @@ def _message(exc: ValidationError, model: type[BaseModel]) -> str:
 def json_response(model: BaseModel, status: int = 200) -> Response:
     """``model`` as the JSON response (fields left unset, such as a leaf step's ``steps``,
     stay out)."""
-    body = model.model_dump_json(exclude_unset=True)
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(to_json(model), status_code=status, media_type="application/json")
 
 
 def query_limit(request: Request, default: int = 100, maximum: int = 1000) -> int:

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from .._engine import Engine
 from .._wire import NewSchedule
 from .._wire import Schedule as ScheduleShape
-from ..cron import Cron, Schedule, next_fires
-
-
-def _previews(schedule: Schedule, count: int) -> list[datetime]:
-    """The next ``count`` due times of an enabled schedule, from its stored next run."""
-    if not schedule.enabled:
-        return []
-    start = schedule.next_run
-    try:
-        if start is None:
-            return next_fires(schedule.expression, datetime.now(UTC), count, schedule.timezone)
-        return [start, *next_fires(schedule.expression, start, count - 1, schedule.timezone)]
-    except ValueError:
-        return []
+from ..cron import Cron
 
 
 class Schedules:
@@ -39,12 +24,12 @@ class Schedules:
     async def all(self, previews: int = 3) -> list[ScheduleShape]:
         """Every schedule, by id, with its next fire times."""
         items = sorted(await self.cron().list(), key=lambda s: s.id)
-        return [ScheduleShape.of(s, _previews(s, previews)) for s in items]
+        return [ScheduleShape.of(s, previews) for s in items]
 
     async def one(self, schedule_id: str, previews: int = 5) -> ScheduleShape:
         """One schedule; :class:`treadle.ScheduleNotFound` when there is none."""
         schedule = await self.cron().get(schedule_id)
-        return ScheduleShape.of(schedule, _previews(schedule, previews))
+        return ScheduleShape.of(schedule, previews)
 
     async def add(self, new: NewSchedule) -> ScheduleShape:
         """Add a schedule; the Cron's errors say what is wrong (CronError and ValueError: 400,
