@@ -10,8 +10,8 @@ kinds, the cron policies), never from a copy.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
@@ -20,9 +20,9 @@ from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
 from ._state import Event as _Event
 from ._state import State, Status
-from .cron._cron import CATCH_UP, OVERLAP
 from .cron import Schedule as _Schedule
 from .cron import next_fires
+from .cron._cron import CATCH_UP, OVERLAP
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
@@ -44,6 +44,10 @@ Timestamp = Annotated[
 
 def _one_of(values: tuple[str, ...], description: str) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", "enum": list(values), "description": description})
+
+
+CatchUp = Annotated[str, _one_of(CATCH_UP, "missed due times: one run for them, none, or all")]
+Overlap = Annotated[str, _one_of(OVERLAP, "while the last run is unfinished")]
 
 
 def upcoming(schedule: _Schedule, count: int) -> list[datetime]:
@@ -118,11 +122,9 @@ class NewSchedule(Request):
     )
     input: dict[str, Any] | None = None
     timezone: str | None = Field(None, max_length=100, description="IANA zone; UTC if absent")
-    catch_up: Annotated[str, _one_of(CATCH_UP, "missed due times: one run, none, or all")] | None = (
-        None
-    )
+    catch_up: CatchUp | None = None
     catch_up_window: str | float | None = _DURATION
-    overlap: Annotated[str, _one_of(OVERLAP, "while the last run is unfinished")] | None = None
+    overlap: Overlap | None = None
     jitter: str | float | None = _DURATION
 
     def options(self) -> dict[str, Any]:
@@ -253,8 +255,8 @@ class Schedule(BaseModel):
     next_fires: list[Timestamp] = Field(description="the next due times (none while disabled)")
     last_run_id: str | None
     last_run_status: Status | None
-    catch_up: Annotated[str, _one_of(CATCH_UP, "missed due times: one run, none, or all")]
-    overlap: Annotated[str, _one_of(OVERLAP, "while the last run is unfinished")]
+    catch_up: CatchUp
+    overlap: Overlap
     jitter: float | None = Field(description="seconds")
     catch_up_window: float | None = Field(description="seconds")
 

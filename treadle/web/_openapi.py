@@ -7,7 +7,8 @@ import copy
 from functools import cache
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import _wire as wire
 
@@ -123,7 +124,9 @@ def _operation(row: _Row) -> dict[str, Any]:
 
 @cache
 def _document() -> dict[str, Any]:
-    models = [(m, "serialization") for m in wire.RESPONSES]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "serialization") for m in wire.RESPONSES
+    ]
     models += [(m, "validation") for m in wire.REQUESTS]
     _, schemas = models_json_schema(models, ref_template=wire.REF + "{model}")
     paths: dict[str, Any] = {}
