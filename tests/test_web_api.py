@@ -773,3 +773,26 @@ async def test_timeline_durations_carry_units(web_engine: treadle.Engine) -> Non
         html = (await c.get("/ui/runs/flaky-1")).text
     assert re.search(r"retry_in: \d+ms", html), html
     assert "retry_in: 0." not in html
+
+
+def test_run_view_is_plain_data_without_http() -> None:
+    from datetime import UTC, datetime
+
+    from treadle.web import ANONYMOUS
+    from treadle.web._views import run_view
+
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    state = treadle.State(
+        "r1", "expense", treadle.Status.WAITING, {}, at, at, waiting_for=["approval:manager"]
+    )
+    events = [
+        treadle.Event("r1", at, "created"),
+        treadle.Event("r1", at, "step_completed", "prepare", {"attempt": 1, "ms": 1500}),
+        treadle.Event("r1", at, "waiting"),
+    ]
+    view = run_view(state, events, EXPENSE.describe(), identity=ANONYMOUS, open_mode=True)
+    assert view.why is not None and view.why.reasons[0].who == "alice, bob"
+    assert view.actions is not None
+    assert "without API tokens" in view.actions.approvals[0].why_not
+    assert [box.state for box in view.boxes] == ["done", "current", "pending"]
+    assert view.timeline[1].took == "1.5s" and view.timeline[1].info == "attempt: 1"
