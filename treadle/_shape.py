@@ -6,9 +6,10 @@ from typing import Any, NamedTuple
 
 
 class Waits(NamedTuple):
-    """The signals and the approvals (by name, with their specs) a definition awaits."""
+    """The signals and the approvals (by name, with their specs) a definition awaits (shared
+    by every caller: read them, do not change them)."""
 
-    signals: frozenset[str]
+    signals: set[str]
     approvals: dict[str, dict[str, Any]]
 
 
@@ -26,4 +27,4 @@ def waits_of(shape: dict[str, Any]) -> Waits:
             approvals[node["name"]] = node
         stack.extend(node.get("steps", []))
         stack.extend(node.get("branches", []))
-    return Waits(frozenset(signals), approvals)
+    return Waits(signals, approvals)

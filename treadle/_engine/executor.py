@@ -400,15 +400,19 @@ class Executor:
         """Claim and spawn runnable runs while there is room; how many were claimed."""
         claimed = 0
         while not self.closing:
-            room = self.max_concurrent_runs - len(self.active)
+            room = self.max_concurrent_runs - len(self.active) - self._starting
             names = list(self.registry.workflows)
             if room <= 0 or not names:
                 return claimed
             limit = min(room, 200)
             lease = self.new_lease()
-            records = await self.persistence.claim_runs(
-                lease.owner, names, self.clock.now(), lease.until, limit
-            )
+            self._starting += limit  # hold the room while claiming, as create() does
+            try:
+                records = await self.persistence.claim_runs(
+                    lease.owner, names, self.clock.now(), lease.until, limit
+                )
+            finally:
+                self._starting -= limit
             claimed += len(records)
             for record in records:
                 if record.id not in self.active:
