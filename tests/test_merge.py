@@ -198,10 +198,10 @@ def _fits(base: dict[str, Any], op: Op) -> bool:
     target = value_at(base, path if kind == "append" else path[:-1])
     if kind == "append":
         return type(target) is list
+    key = path[-1]
     if type(target) is dict:
-        return kind == "set" or path[-1] in target
-    index = path[-1]
-    return type(target) is list and kind == "set" and type(index) is int and index < len(target)
+        return type(key) is str and (kind == "set" or key in target)
+    return type(target) is list and kind == "set" and type(key) is int and key < len(target)
 
 
 @settings(max_examples=200, deadline=None)

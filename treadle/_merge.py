@@ -31,7 +31,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 #: One step of a key path: an object's key or a list's index.
 PathPart = str | int
@@ -109,11 +109,12 @@ class Conflict:
         }
 
 
-@dataclass(frozen=True)
-class MergeResult:
+class MergeResult(NamedTuple):
     """What :func:`merge` made: the merged value, and every conflict it settled."""
 
+    #: The merged data.
     value: Any
+    #: Every value that both sides changed, in the order of the walk (``now``'s keys first).
     conflicts: tuple[Conflict, ...] = ()
 
 
@@ -157,27 +158,49 @@ def _same(a: Any, b: Any) -> bool:
     """Whether two JSON values are equal as JSON sees them (``1``, ``1.0``, ``true`` differ)."""
     if a is b:
         return True
-    kind = type(a)
-    if kind is not type(b):
+    if type(a) is not type(b) or a != b:
         return False
+    return _alike(a, b)
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Whether two values of one type that are ``==`` are also equal as JSON.
+
+    ``==`` runs at C speed but equates ``1``, ``1.0`` and ``True``, and ``0.0`` with ``-0.0``:
+    this walks only what can hide such a difference, containers and floats (loops written out:
+    this is the cost of every merge that is not the fast path).
+    """
+    kind = type(a)
     if kind is dict:
-        return len(a) == len(b) and all(_same(v, b.get(k, ABSENT)) for k, v in a.items())
+        for key, one in a.items():
+            other = b[key]
+            inner = type(one)
+            if inner is not type(other):
+                return False
+            if (inner is dict or inner is list or inner is float) and not _alike(one, other):
+                return False
+        return True
     if kind is list:
-        return len(a) == len(b) and all(map(_same, a, b))
-    if kind is float and a == 0.0:
-        # 0.0 == -0.0, but JSON keeps the sign: a step that wrote -0.0 changed the value.
-        return bool(b == 0.0 and math.copysign(1.0, a) == math.copysign(1.0, b))
-    return bool(a == b)
+        for one, other in zip(a, b, strict=True):
+            inner = type(one)
+            if inner is not type(other):
+                return False
+            if (inner is dict or inner is list or inner is float) and not _alike(one, other):
+                return False
+        return True
+    if kind is float:
+        return a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+    return True
 
 
 def _pick(base: Any, theirs: Any, now: Any, path: KeyPath, out: list[Conflict]) -> Any:
-    kind = type(theirs)
-    if kind is dict and type(now) is dict:
-        return _merge_dicts(base if type(base) is dict else _EMPTY, theirs, now, path, out)
     if _same(theirs, base):
         return now
     if _same(now, base):
         return theirs
+    kind = type(theirs)
+    if kind is dict and type(now) is dict:
+        return _merge_dicts(base if type(base) is dict else _EMPTY, theirs, now, path, out)
     if kind is list and type(now) is list:
         shared = base if type(base) is list else []
         if len(shared) <= len(theirs) and len(shared) <= len(now):
