@@ -167,29 +167,24 @@ def _alike(a: Any, b: Any) -> bool:
     """Whether two values of one type that are ``==`` are also equal as JSON.
 
     ``==`` runs at C speed but equates ``1``, ``1.0`` and ``True``, and ``0.0`` with ``-0.0``:
-    this walks only what can hide such a difference, containers and floats (loops written out:
-    this is the cost of every merge that is not the fast path).
+    this walks only what can hide such a difference, containers and floats.
     """
     kind = type(a)
     if kind is dict:
-        for key, one in a.items():
-            other = b[key]
-            inner = type(one)
-            if inner is not type(other):
-                return False
-            if (inner is dict or inner is list or inner is float) and not _alike(one, other):
-                return False
-        return True
-    if kind is list:
-        for one, other in zip(a, b, strict=True):
-            inner = type(one)
-            if inner is not type(other):
-                return False
-            if (inner is dict or inner is list or inner is float) and not _alike(one, other):
-                return False
-        return True
-    if kind is float:
+        entries: Any = a.items()
+    elif kind is list:
+        entries = enumerate(a)
+    elif kind is float:
         return a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+    else:
+        return True
+    for key, one in entries:
+        other = b[key]  # there: a == b has the same keys, or the same length
+        inner = type(one)
+        if inner is not type(other):
+            return False
+        if (inner is dict or inner is list or inner is float) and not _alike(one, other):
+            return False
     return True
 
 
