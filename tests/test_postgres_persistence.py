@@ -48,16 +48,10 @@ async def test_an_empty_database_gets_the_schema_at_start_up(pg_dsn: str) -> Non
     backend = PostgresPersistence(dsn)
     await backend.open()
     try:
-        assert await backend._run(_version) == scripts.SCHEMA_VERSION
+        assert await backend._run(scripts.schema_version) == scripts.SCHEMA_VERSION
         assert await backend.get_run("nope") is None
     finally:
         await backend.close()
-
-
-def _version(tx: object) -> int:
-    from treadle.persistence._postgres import schema_version
-
-    return schema_version(tx)  # type: ignore[arg-type]
 
 
 async def test_without_auto_migrate_an_empty_database_needs_an_upgrade(pg_dsn: str) -> None:
@@ -72,12 +66,17 @@ async def test_without_auto_migrate_an_empty_database_needs_an_upgrade(pg_dsn: s
 
 
 async def test_concurrent_start_ups_on_an_empty_database_create_the_schema_once(
-    pg_dsn: str,
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     dsn = fresh_database(pg_dsn, migrated=False)
     backends = [PostgresPersistence(dsn, pool_size=1) for _ in range(4)]
-    await asyncio.gather(*(b.open() for b in backends))
-    await asyncio.gather(*(b.close() for b in backends))
+    with caplog.at_level(logging.DEBUG, logger="treadle"):
+        await asyncio.gather(*(b.open() for b in backends))
+        await asyncio.gather(*(b.close() for b in backends))
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT key, value FROM treadle_meta").fetchall()
+    assert rows == [("schema_version", str(scripts.SCHEMA_VERSION))]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_newer_database_is_refused(fresh_pg_dsn: str) -> None:  # noqa: F811
@@ -129,8 +128,9 @@ async def test_a_failing_statement_fails_alone_with_its_cause(
     results = await asyncio.gather(
         persistence._run(bad), persistence.get_run("x"), return_exceptions=True
     )
-    assert isinstance(results[0], treadle.PersistenceError)
-    assert isinstance(results[0].__cause__, psycopg.Error)
+    # Malformed JSON for a jsonb column can never be stored: a DataError, not a transient one.
+    assert isinstance(results[0], treadle.DataError)
+    assert isinstance(results[0].__cause__, psycopg.DataError)
     assert results[1] is None
 
 
