@@ -1,7 +1,7 @@
 """Shared fixtures: every engine test runs against every persistence.
 
-- ``backend``: "memory", "sqlite" or "postgres" (the last one skips when there is no server;
-  its tests share one database, emptied before each test).
+- ``backend``: "memory", "sqlite" or "postgres" (the last one on the throwaway server of
+  tests/pgserver.py; its tests share one database, emptied before each test).
 - ``make_persistence()``: a new persistence object over the *same* storage each call, so that a
   test can close an engine and open another one as a restarted process would. For "memory" this
   is one shared object whose ``close`` is deferred to the end of the test (an in-memory database
@@ -15,29 +15,19 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pgserver
+import psycopg
 import pytest
 from enginekit import EngineFactory
+from pgserver import pg_dsn  # noqa: F401  (registers the session fixture)
 
 import treadle
-
-# tests/pgserver.py (the PostgreSQL engineer's) provides the server; without it postgres skips.
-pgserver: types.ModuleType | None
-try:
-    pgserver = importlib.import_module("pgserver")
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    pgserver = None
-    _PG_MISSING = f"tests/pgserver.py cannot be imported ({exc})"
-else:
-    _PG_MISSING = ""
-    if hasattr(pgserver, "pg_dsn"):
-        pg_dsn = pgserver.pg_dsn  # re-exported so that pytest registers the session fixture
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 
@@ -52,16 +42,6 @@ def _pg_shared(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
     A fresh database per test (``CREATE DATABASE ... TEMPLATE``) costs ~0.4 s each; emptying
     the tables of one database costs a few milliseconds, and isolates tests just as well.
     """
-    if pgserver is None:
-        pytest.skip(_PG_MISSING)
-    try:
-        from treadle.persistence._postgres import PostgresPersistence  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"treadle.persistence._postgres is not available yet ({exc})")
-    if not hasattr(pgserver, "fresh_database") or not hasattr(pgserver, "pg_dsn"):
-        pytest.skip("tests/pgserver.py has no pg_dsn fixture and fresh_database() helper yet")
-    import psycopg
-
     dsn: str = pgserver.fresh_database(request.getfixturevalue("pg_dsn"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield dsn, conn

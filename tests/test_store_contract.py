@@ -1,0 +1,363 @@
+"""The persistence contract (treadle/persistence/_base.py), checked operation by operation on
+every backend: memory, SQLite and PostgreSQL, through the ``backend`` fixture of conftest.py.
+
+``stores()`` opens another persistence object on the same storage, as another engine process
+would (for memory it is the same object: an in-memory database has one connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+import treadle
+from treadle import Persistence, Status
+from treadle._text import storable, storable_json
+from treadle.persistence import SQLPersistence
+from treadle.persistence._base import utcnow
+from treadle.persistence._records import Checkpoint, NewEvent, RunRecord, ScheduleRecord
+
+Stores = Callable[[], Awaitable[Persistence]]
+
+
+@pytest.fixture
+async def stores(make_persistence: Callable[[], Persistence]) -> AsyncIterator[Stores]:
+    opened: list[Persistence] = []
+
+    async def open_one() -> Persistence:
+        store = make_persistence()
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in reversed(opened):
+        await store.close()
+
+
+@pytest.fixture
+async def store(stores: Stores) -> Persistence:
+    return await stores()
+
+
+def _run(
+    run_id: str,
+    *,
+    status: Status = Status.PENDING,
+    owner: str | None = None,
+    lease_until: datetime | None = None,
+    parent_id: str | None = None,
+) -> RunRecord:
+    now = utcnow()
+    return RunRecord(
+        id=run_id,
+        workflow="w",
+        definition_id="d",
+        status=status,
+        data='{"n":0}',
+        cursor="{}",
+        created_at=now,
+        updated_at=now,
+        parent_id=parent_id,
+        owner=owner,
+        lease_until=lease_until,
+    )
+
+
+def _checkpoint(
+    run_id: str, token: int, status: Status = Status.RUNNING, **fields: object
+) -> Checkpoint:
+    return Checkpoint(
+        run_id=run_id,
+        token=token,
+        status=status,
+        data=str(fields.pop("data", '{"n":1}')),
+        cursor="{}",
+        now=utcnow(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _soon(seconds: float = 30) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _expired() -> datetime:
+    return utcnow() - timedelta(seconds=1)
+
+
+async def _claim(store: Persistence, owner: str, limit: int = 10) -> list[RunRecord]:
+    return await store.claim_runs(owner, ["w"], utcnow(), _soon(), limit)
+
+
+async def test_every_backend_is_a_persistence(store: Persistence) -> None:
+    assert isinstance(store, Persistence)
+    assert isinstance(store, SQLPersistence)
+
+
+# Fencing -------------------------------------------------------------------------------------
+
+
+async def test_a_write_with_a_stale_token_raises_lease_lost_and_changes_nothing(
+    stores: Stores,
+) -> None:
+    a, b = await stores(), await stores()
+    await a.create_run(_run("r1", owner="a", lease_until=_expired()), NewEvent("created"))
+    [claimed] = await _claim(b, "b")
+    assert (claimed.owner, claimed.token) == ("b", 2)
+    before = await a.get_run("r1")
+    history = await a.history("r1")
+
+    for status in (Status.RUNNING, Status.WAITING, Status.COMPLETED):
+        stale = _checkpoint(
+            "r1", 1, status, data='{"n":99}', events=[NewEvent("step_completed", "stale")]
+        )
+        with pytest.raises(treadle.LeaseLost):
+            await a.save_checkpoint(stale)
+    await a.release_run("r1", 1)  # a stale release is ignored too
+
+    assert await a.get_run("r1") == before
+    assert await a.history("r1") == history
+    await b.save_checkpoint(_checkpoint("r1", 2, data='{"n":1}'))
+    stored = await a.get_run("r1")
+    assert stored is not None and stored.data == '{"n":1}' and stored.owner == "b"
+
+
+# Claims --------------------------------------------------------------------------------------
+
+
+async def test_claims_take_the_oldest_runnable_runs_and_bump_the_token(store: Persistence) -> None:
+    for n in range(3):
+        await store.create_run(_run(f"r{n}"), NewEvent("created"))
+    await store.create_run(_run("leased", owner="x", lease_until=_soon()), NewEvent("created"))
+    claimed = await _claim(store, "a", limit=2)
+    assert [r.id for r in claimed] == ["r0", "r1"]
+    assert all(r.status is Status.RUNNING and r.owner == "a" and r.token == 2 for r in claimed)
+    assert [r.id for r in await _claim(store, "b")] == ["r2"]  # a live lease is not runnable
+    assert await store.claim_runs("c", [], utcnow(), _soon(), 10) == []
+    assert await store.claim_runs("c", ["w"], utcnow(), _soon(), 0) == []
+
+
+async def test_two_claimers_never_get_the_same_run(stores: Stores) -> None:
+    a, b = await stores(), await stores()
+    ids = {f"r{n}" for n in range(40)}
+    for run_id in sorted(ids):
+        await a.create_run(_run(run_id), NewEvent("created"))
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    async def claimer(store: Persistence, owner: str) -> None:
+        while claimed := await _claim(store, owner, limit=3):
+            got[owner].extend(r.id for r in claimed)
+
+    await asyncio.gather(claimer(a, "a"), claimer(b, "b"), claimer(a, "a"), claimer(b, "b"))
+    assert not set(got["a"]) & set(got["b"])
+    assert sorted(got["a"] + got["b"]) == sorted(ids)  # each run once, none lost
+
+
+async def test_a_waiting_run_is_claimed_once_its_timer_is_due(store: Persistence) -> None:
+    await store.create_run(_run("r1"), NewEvent("created"))
+    [run] = await _claim(store, "a")
+    wake = utcnow() + timedelta(hours=1)
+    ack = await store.save_checkpoint(
+        _checkpoint("r1", run.token, Status.WAITING, waiting_for=["timer:t"], wake_at=wake)
+    )
+    assert ack.suspended
+    assert await store.next_wake(["w"]) == wake
+    assert await store.claim_runs("b", ["w"], wake - timedelta(seconds=1), _soon(), 10) == []
+    [woken] = await store.claim_runs("b", ["w"], wake, _soon(), 10)
+    assert (woken.status, woken.waiting_for, woken.wake_at) == (Status.RUNNING, [], None)
+
+
+# Leases --------------------------------------------------------------------------------------
+
+
+async def test_leases_are_renewed_until_another_owner_claims_the_expired_run(
+    stores: Stores,
+) -> None:
+    a, b = await stores(), await stores()
+    await a.create_run(_run("r1", owner="a", lease_until=_expired()), NewEvent("created"))
+    await a.create_run(_run("r2", owner="a", lease_until=_soon()), NewEvent("created"))
+    assert await a.owners() == ["a"]  # an expired lease still names its owner
+    later = _soon(60)
+    assert await a.renew_leases("a", later) == {"r1": None, "r2": None}
+    assert await _claim(b, "b") == []  # renewed: r1 is no longer expired
+    renewed = await a.get_run("r1")
+    assert renewed is not None and renewed.lease_until == later
+
+    await a.renew_leases("a", _expired())
+    assert {r.id for r in await _claim(b, "b")} == {"r1", "r2"}
+    assert await a.renew_leases("a", _soon()) == {}
+    assert await b.owners() == ["b"]
+    assert await b.release_runs("b") == 2
+    assert await b.owners() == []
+    assert len(await _claim(a, "a")) == 2  # released runs are claimable at once
+
+
+async def test_a_pause_waits_for_a_live_owner_but_not_for_an_expired_one(
+    store: Persistence,
+) -> None:
+    await store.create_run(_run("live", owner="a", lease_until=_soon()), NewEvent("created"))
+    await store.create_run(_run("gone", owner="a", lease_until=_expired()), NewEvent("created"))
+    live = await store.request_pause("live")
+    assert (live.status, live.control) == (Status.PENDING, "pause")
+    gone = await store.request_pause("gone")
+    assert gone.status is Status.PAUSED
+    assert (await store.renew_leases("a", _soon())) == {"live": "pause"}
+    with pytest.raises(treadle.RunNotFound):
+        await store.request_pause("nope")
+    resumed = await store.resume("live")  # withdraws the pause its owner has not taken yet
+    assert resumed.control is None
+    with pytest.raises(treadle.InvalidTransition):
+        await store.resume("live")
+
+
+# Checkpoints and the inbox -------------------------------------------------------------------
+
+
+async def test_a_waiting_checkpoint_with_its_message_in_the_inbox_is_written_running(
+    store: Persistence,
+) -> None:
+    await store.create_run(_run("r1"), NewEvent("created"))
+    [run] = await _claim(store, "a")
+    await store.deliver("r1", "signal", "go", {"x": 1}, NewEvent("signal_received"))
+    ack = await store.save_checkpoint(
+        _checkpoint("r1", run.token, Status.WAITING, waiting_for=["signal:go"])
+    )
+    assert not ack.suspended
+    stored = await store.get_run("r1")
+    assert stored is not None
+    assert (stored.status, stored.owner, stored.waiting_for) == (Status.RUNNING, "a", [])
+    [message] = await store.read_inbox("r1", "signal", "go")
+    assert message.payload == {"x": 1}
+
+    # Once consumed (by this very checkpoint), the message no longer keeps the run awake.
+    ack = await store.save_checkpoint(
+        _checkpoint(
+            "r1", run.token, Status.WAITING, waiting_for=["signal:go"], consumed=[message.seq]
+        )
+    )
+    assert ack.suspended
+    stored = await store.get_run("r1")
+    assert stored is not None
+    assert (stored.status, stored.owner, stored.waiting_for) == (
+        Status.WAITING,
+        None,
+        ["signal:go"],
+    )
+    assert await store.read_inbox("r1", "signal", "go") == []
+
+
+async def test_a_message_for_a_waiting_run_makes_it_runnable(store: Persistence) -> None:
+    await store.create_run(_run("r1"), NewEvent("created"))
+    [run] = await _claim(store, "a")
+    await store.save_checkpoint(
+        _checkpoint("r1", run.token, Status.WAITING, waiting_for=["signal:go"])
+    )
+    other = await store.deliver("r1", "signal", "other", None, NewEvent("signal_received"))
+    assert other.status is Status.WAITING
+    woken = await store.deliver("r1", "signal", "go", None, NewEvent("signal_received"))
+    assert woken.status is Status.PENDING and woken.token == run.token + 1
+    await store.save_checkpoint(_checkpoint("r1", woken.token, Status.COMPLETED))
+    with pytest.raises(treadle.InvalidTransition):
+        await store.deliver("r1", "signal", "go", None, NewEvent("signal_received"))
+    with pytest.raises(treadle.RunNotFound):
+        await store.deliver("nope", "signal", "go", None, NewEvent("signal_received"))
+
+
+async def test_a_finished_child_wakes_its_waiting_parent(store: Persistence) -> None:
+    await store.create_run(_run("parent"), NewEvent("created"))
+    await store.create_run(_run("child", parent_id="parent"), NewEvent("created"))
+    claimed = {r.id: r for r in await _claim(store, "a")}
+    await store.save_checkpoint(
+        _checkpoint("parent", claimed["parent"].token, Status.WAITING, waiting_for=["run:child"])
+    )
+    await store.save_checkpoint(
+        _checkpoint(
+            "child", claimed["child"].token, Status.FAILED, error="boom", parent_id="parent"
+        )
+    )
+    parent = await store.get_run("parent")
+    assert parent is not None and parent.status is Status.PENDING
+    [message] = await store.read_inbox("parent", "run", "child")
+    assert message.payload == {"status": "failed"}
+    assert await store.finished_among(["parent", "child", "nope"]) == ["child"]
+
+
+# Schedules -----------------------------------------------------------------------------------
+
+
+async def test_of_two_advancers_of_one_due_time_exactly_one_wins(stores: Stores) -> None:
+    a, b = await stores(), await stores()
+    due = datetime.fromisoformat("2030-01-01T02:00:00+00:00")
+    now = utcnow()
+    record = ScheduleRecord(
+        id="nightly",
+        workflow="w",
+        expression="0 2 * * *",
+        timezone="UTC",
+        input="null",
+        enabled=True,
+        options="{}",
+        next_run=due,
+        last_run=None,
+        last_run_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+    assert await a.add_schedule(record)
+    assert not await b.add_schedule(record)
+    following = due + timedelta(days=1)
+    results = await asyncio.gather(
+        *(
+            store.advance_schedule("nightly", due, following, due, f"cron:{n}")
+            for n, store in enumerate([a, b] * 4)
+        )
+    )
+    assert sorted(results) == [False] * 7 + [True]
+    stored = await b.get_schedule("nightly")
+    assert stored is not None and stored.next_run == following and stored.last_run == due
+    assert stored.last_run_id == f"cron:{results.index(True)}"
+    assert not await a.advance_schedule("nightly", due, following)  # that due time is gone
+    assert await a.set_schedule_enabled("nightly", False, None)
+    assert not await a.advance_schedule("nightly", following, following)  # disabled
+
+
+# Text that code produces, and values that cannot be stored ------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["cannot open \udcff.csv", "nul \x00 inside"])
+async def test_an_error_and_event_details_with_unstorable_text_are_stored_escaped(
+    store: Persistence, bad: str
+) -> None:
+    await store.create_run(_run("r1"), NewEvent("created"))
+    [run] = await _claim(store, "a")
+    detail = {"error": bad, bad: [bad, 1], "traceback": f"line 1\n{bad}"}
+    await store.save_checkpoint(
+        _checkpoint(
+            "r1",
+            run.token,
+            Status.FAILED,
+            error=bad,
+            events=[NewEvent("step_failed", "s", detail), NewEvent("failed", None, {"e": bad})],
+        )
+    )
+    stored = await store.get_run("r1")
+    assert stored is not None and stored.status is Status.FAILED
+    assert stored.error == storable(bad) != bad
+    events = await store.history("r1")
+    assert events[-2].detail == storable_json(detail)
+    assert events[-2].detail["error"] == storable(bad)
+    assert events[-1].detail == {"e": storable(bad)}
+
+
+async def test_a_run_id_that_cannot_be_stored_is_a_data_error_and_writes_nothing(
+    store: Persistence,
+) -> None:
+    with pytest.raises(treadle.DataError) as raised:
+        await store.create_run(_run("bad-\udcff"), NewEvent("created"))
+    assert raised.value.__cause__ is not None
+    assert not isinstance(raised.value, treadle.PersistenceError)  # not transient
+    assert await store.list_runs() == []
