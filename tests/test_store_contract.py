@@ -8,17 +8,28 @@ would (for memory it is the same object: an in-memory database has one connectio
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import shlex
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
+from click.testing import CliRunner
+from pgserver import fresh_database
 
 import treadle
 from treadle import Persistence, Status
 from treadle._text import storable, storable_json
-from treadle.persistence import SQLPersistence
+from treadle.cli import cli
+from treadle.persistence import SQLPersistence, persistence_from_url
+from treadle.persistence import _scripts as scripts
 from treadle.persistence._base import utcnow
 from treadle.persistence._records import Checkpoint, NewEvent, RunRecord, ScheduleRecord
+from treadle.persistence._sql import queries
 
 Stores = Callable[[], Awaitable[Persistence]]
 
@@ -361,3 +372,139 @@ async def test_a_run_id_that_cannot_be_stored_is_a_data_error_and_writes_nothing
     assert raised.value.__cause__ is not None
     assert not isinstance(raised.value, treadle.PersistenceError)  # not transient
     assert await store.list_runs() == []
+
+
+# Schema versions -----------------------------------------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def _sqlite_schema(path: Path) -> dict[str, object]:
+    """Every table's columns and every index of an SQLite file, and its meta rows."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {
+            "columns": {
+                # Sorted by name: ALTER TABLE ADD COLUMN can only append.
+                t: sorted(tuple(c)[1:] for c in conn.execute(f"PRAGMA table_info({t})"))
+                for t in tables
+            },
+            "indexes": sorted(
+                (name, table, " ".join((sql or "").split()))
+                for name, table, sql in conn.execute(
+                    "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index'"
+                )
+            ),
+            "meta": sorted(conn.execute("SELECT key, value FROM treadle_meta")),
+        }
+
+
+def _postgres_schema(dsn: str) -> dict[str, object]:
+    """Every column, index and constraint of a PostgreSQL database, and its meta rows."""
+    with psycopg.connect(dsn) as conn:
+        return {
+            "columns": sorted(
+                conn.execute(
+                    "SELECT table_name, column_name, data_type, is_nullable, column_default "
+                    "FROM information_schema.columns WHERE table_schema = current_schema()"
+                )
+            ),
+            "indexes": sorted(
+                conn.execute(
+                    "SELECT tablename, indexname, indexdef FROM pg_indexes "
+                    "WHERE schemaname = current_schema()"
+                )
+            ),
+            "constraints": sorted(
+                conn.execute(
+                    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                    "FROM pg_constraint WHERE connamespace = current_schema()::regnamespace"
+                )
+            ),
+            "meta": sorted(conn.execute("SELECT key, value FROM treadle_meta")),
+        }
+
+
+async def _cli(*args: str) -> str:
+    """Run a treadle command in this process (in a thread: it runs an event loop of its own)."""
+    result = await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_migrating_the_oldest_sqlite_snapshot_gives_exactly_a_new_schema(
+    tmp_path: Path,
+) -> None:
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        conn.executescript((DATA / "schema_v1_sqlite.sql").read_text())
+    await _cli("db", "upgrade", "--db", f"sqlite:///{old}")
+    fresh = treadle.SQLitePersistence(str(new))
+    await fresh.open()
+    await fresh.close()
+    migrated = _sqlite_schema(old)
+    assert migrated == _sqlite_schema(new)
+    assert migrated["meta"] == [("schema_version", str(scripts.SCHEMA_VERSION))]
+    assert len(migrated["indexes"]) >= 7  # type: ignore[arg-type]  (the comparison saw them)
+
+
+async def test_migrating_the_oldest_postgres_snapshot_gives_exactly_a_new_schema(
+    pg_dsn: str,
+) -> None:
+    old, new = fresh_database(pg_dsn, migrated=False), fresh_database(pg_dsn, migrated=False)
+    with psycopg.connect(old, autocommit=True) as conn:
+        conn.execute((DATA / "schema_v1_postgres.sql").read_text())  # type: ignore[arg-type]
+    await _cli("db", "upgrade", "--db", old)
+    fresh = treadle.PostgresPersistence(new)
+    await fresh.open()
+    await fresh.close()
+    migrated = _postgres_schema(old)
+    assert migrated == _postgres_schema(new)
+    assert migrated["meta"] == [("schema_version", str(scripts.SCHEMA_VERSION))]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_an_older_database_names_the_command_that_upgrades_it(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        migration = "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
+    else:
+        url = fresh_database(request.getfixturevalue("pg_dsn"), migrated=False)
+        migration = "ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0"
+    first = persistence_from_url(url)
+    await first.open()  # version 1
+    await first.close()
+    # This treadle is one schema version ahead, with a migration to get there.
+    monkeypatch.setattr(scripts, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(queries(dialect), "migrate_2", migration)  # type: ignore[index]
+    with pytest.raises(treadle.SchemaVersionError, match="older") as refused:
+        await persistence_from_url(url).open()
+    command = re.search(r"run '(treadle [^']+)'", str(refused.value))
+    assert command is not None, refused.value
+    assert command.group(1) == f"treadle db upgrade --db {url}"
+    out = await _cli(*shlex.split(command.group(1))[1:])
+    assert "upgraded the treadle schema from version 1 to 2" in out
+    assert "nothing to do" in await _cli(*shlex.split(command.group(1))[1:])
+    again = persistence_from_url(url)
+    await again.open()
+    await again.close()
+
+
+async def test_a_newer_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    first = treadle.SQLitePersistence(str(path))
+    await first.open()
+    await first.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE treadle_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(treadle.SchemaVersionError, match="newer"):
+        await treadle.SQLitePersistence(str(path)).open()
+    with pytest.raises(treadle.SchemaVersionError, match="newer"):
+        await treadle.SQLitePersistence(str(path)).upgrade()

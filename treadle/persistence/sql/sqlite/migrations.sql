@@ -3,7 +3,7 @@
 -- the same transaction as the new version number. Statements are separated by ";" at the end
 -- of a line. Version 1 is the schema block itself; there is no migration yet. Add one per
 -- dialect with every new schema version, change the schema blocks to match, and keep a
--- snapshot of the old version's schema in tests/data/ (test_schema_migrations.py checks that
+-- snapshot of the old version's schema in tests/data/ (test_store_contract.py checks that
 -- migrating it gives exactly what the schema block creates). Example for the next version:
 --
 --   -- name: migrate_2
