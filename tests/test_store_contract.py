@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shlex
 import sqlite3
@@ -23,7 +24,7 @@ from pgserver import fresh_database
 
 import treadle
 from treadle import Persistence, Status
-from treadle._text import storable, storable_json
+from treadle._text import require_storable, storable, storable_json
 from treadle.cli import cli
 from treadle.persistence import SQLPersistence, persistence_from_url
 from treadle.persistence import _scripts as scripts
@@ -508,3 +509,65 @@ async def test_a_newer_sqlite_database_is_refused(tmp_path: Path) -> None:
         await treadle.SQLitePersistence(str(path)).open()
     with pytest.raises(treadle.SchemaVersionError, match="newer"):
         await treadle.SQLitePersistence(str(path)).upgrade()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("a\x00b", "a NUL character"),
+        ("x\udcff.csv", "a lone surrogate"),
+        ({"k": ["fine", {"deep": "\ud83d"}]}, "a lone surrogate"),
+        ({"bad\x00key": 1}, "a NUL character"),
+    ],
+)
+def test_caller_text_that_cannot_be_stored_is_refused_naming_the_field(
+    value: object, problem: str
+) -> None:
+    with pytest.raises(treadle.DataError, match=f"^signal 'go' payload holds {problem}"):
+        require_storable(value, "signal 'go' payload")
+
+
+def test_caller_data_nested_too_deep_is_a_data_error_not_a_recursion_error() -> None:
+    deep: object = "leaf"
+    for _ in range(10_000):
+        deep = [deep]
+    with pytest.raises(treadle.DataError, match=r"^data is nested more than 256 levels deep"):
+        require_storable({"x": deep}, "data")
+    require_storable({"fine": ["é", "😀", 1, None, {"ok": True}]}, "data")  # no error
+
+
+def test_storable_escapes_only_what_no_backend_stores() -> None:
+    assert storable("cannot open \udcff.csv") == "cannot open \\udcff.csv"
+    assert storable("a\x00b") == "a\\x00b"
+    same = "é 😀 \\x00 plain"
+    assert storable(same) is same
+
+
+# The SQLite file -----------------------------------------------------------------------------
+
+
+async def test_a_deleted_sqlite_file_stops_the_persistence_instead_of_losing_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "treadle.db"
+    store = treadle.SQLitePersistence(str(path))
+    await store.open()
+    try:
+        await store.create_run(_run("before"), NewEvent("created"))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        # A burst of writes is committed as a batch, whose outcomes wait for the identity check.
+        outcomes = await asyncio.gather(
+            *(store.create_run(_run(f"r{n}"), NewEvent("created")) for n in range(20)),
+            return_exceptions=True,
+        )
+        lost = [o for o in outcomes if isinstance(o, treadle.PersistenceError)]
+        assert lost, outcomes
+        assert "was deleted or replaced" in str(lost[0])
+        for operation in (store.get_run("before"), store.create_run(_run("x"), NewEvent("c"))):
+            with pytest.raises(treadle.PersistenceError, match="deleted or replaced"):
+                await operation
+        assert "deleted or replaced" in caplog.text
+    finally:
+        await store.close()
