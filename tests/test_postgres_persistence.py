@@ -4,9 +4,11 @@ lost connections retried."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC
 
 import psycopg
@@ -211,3 +213,53 @@ async def test_killed_connections_are_retried_and_logged(
     assert "retrying" in messages
     assert "reachable again" in messages
     assert "LISTEN connection to PostgreSQL restored" in messages
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """Exceptions that escape any thread during the test."""
+    caught: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
+    return caught
+
+
+async def test_closing_during_an_outage_fails_the_retried_operation_cleanly(
+    fresh_pg_dsn: str,  # noqa: F811
+    thread_errors: list[BaseException | None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = PostgresPersistence(fresh_pg_dsn, pool_size=1, retry_for=60)
+    await backend.open()
+    pool = backend._pool
+    assert pool is not None
+    attempts = threading.Event()
+
+    @contextlib.contextmanager
+    def unreachable(*args: object, **kwargs: object) -> Iterator[object]:
+        attempts.set()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pool, "connection", unreachable)
+    pending = asyncio.ensure_future(backend.get_run("r1"))
+    assert await asyncio.to_thread(attempts.wait, 5)  # the writer is retrying now
+    await backend.close()  # does not wait out retry_for
+    with pytest.raises(treadle.PersistenceError, match="unreachable"):
+        await pending
+    assert thread_errors == []
+
+
+async def test_a_closed_pool_fails_operations_with_a_persistence_error(
+    fresh_pg_dsn: str,  # noqa: F811
+    thread_errors: list[BaseException | None],
+) -> None:
+    backend = PostgresPersistence(fresh_pg_dsn, pool_size=1)
+    await backend.open()
+    try:
+        assert backend._pool is not None
+        await asyncio.to_thread(backend._pool.close)  # closed under the writers
+        with pytest.raises(treadle.PersistenceError, match="pool is closed"):
+            await backend.get_run("r1")
+        assert thread_errors == []
+    finally:
+        await backend.close()
