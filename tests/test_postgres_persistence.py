@@ -16,7 +16,7 @@ import pytest
 from pgserver import fresh_database, fresh_pg_dsn  # noqa: F401  (fixture)
 
 import treadle
-from treadle.persistence import _scripts as scripts
+from treadle.persistence import _schema as schema
 from treadle.persistence import persistence_from_url
 from treadle.persistence._postgres import PostgresPersistence, upgrade
 from treadle.persistence._sql import queries
@@ -50,7 +50,7 @@ async def test_an_empty_database_gets_the_schema_at_start_up(pg_dsn: str) -> Non
     backend = PostgresPersistence(dsn)
     await backend.open()
     try:
-        assert await backend._run(scripts.schema_version) == scripts.SCHEMA_VERSION
+        assert await backend._run(schema.schema_version) == schema.SCHEMA_VERSION
         assert await backend.get_run("nope") is None
     finally:
         await backend.close()
@@ -77,7 +77,7 @@ async def test_concurrent_start_ups_on_an_empty_database_create_the_schema_once(
         await asyncio.gather(*(b.close() for b in backends))
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT key, value FROM treadle_meta").fetchall()
-    assert rows == [("schema_version", str(scripts.SCHEMA_VERSION))]
+    assert rows == [("schema_version", str(schema.SCHEMA_VERSION))]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
@@ -94,7 +94,7 @@ async def test_an_older_database_is_refused_until_upgraded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Pretend this treadle is one schema version ahead, with a migration to get there.
-    monkeypatch.setattr(scripts, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     sql = queries("postgres")
     monkeypatch.setitem(sql, "migrate_2", "ALTER TABLE runs ADD COLUMN priority integer")  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older"):

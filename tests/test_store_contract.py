@@ -27,7 +27,7 @@ from treadle import Persistence, Status
 from treadle._text import require_storable, storable, storable_json
 from treadle.cli import cli
 from treadle.persistence import SQLPersistence, persistence_from_url
-from treadle.persistence import _scripts as scripts
+from treadle.persistence import _schema as schema
 from treadle.persistence._base import utcnow
 from treadle.persistence._records import Checkpoint, NewEvent, RunRecord, ScheduleRecord
 from treadle.persistence._sql import queries
@@ -450,7 +450,7 @@ async def test_migrating_the_oldest_sqlite_snapshot_gives_exactly_a_new_schema(
     await fresh.close()
     migrated = _sqlite_schema(old)
     assert migrated == _sqlite_schema(new)
-    assert migrated["meta"] == [("schema_version", str(scripts.SCHEMA_VERSION))]
+    assert migrated["meta"] == [("schema_version", str(schema.SCHEMA_VERSION))]
     assert len(migrated["indexes"]) >= 7  # type: ignore[arg-type]  (the comparison saw them)
 
 
@@ -466,7 +466,7 @@ async def test_migrating_the_oldest_postgres_snapshot_gives_exactly_a_new_schema
     await fresh.close()
     migrated = _postgres_schema(old)
     assert migrated == _postgres_schema(new)
-    assert migrated["meta"] == [("schema_version", str(scripts.SCHEMA_VERSION))]
+    assert migrated["meta"] == [("schema_version", str(schema.SCHEMA_VERSION))]
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
@@ -483,7 +483,7 @@ async def test_an_older_database_names_the_command_that_upgrades_it(
     await first.open()  # version 1
     await first.close()
     # This treadle is one schema version ahead, with a migration to get there.
-    monkeypatch.setattr(scripts, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(queries(dialect), "migrate_2", migration)  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older") as refused:
         await persistence_from_url(url).open()

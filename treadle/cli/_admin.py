@@ -80,7 +80,7 @@ def db() -> None:
 def upgrade(db_url: str, as_json: bool) -> None:
     """Create the schema, or bring an older one up to this version of treadle (SQLite and
     PostgreSQL alike; safe to run again, and while engines run)."""
-    from ..persistence._scripts import SCHEMA_VERSION
+    from ..persistence._schema import SCHEMA_VERSION
 
     persistence = make_persistence(db_url)
     done = run(persistence.upgrade)

@@ -17,7 +17,7 @@ SQLite). What PostgreSQL adds:
 - The schema is versioned (``treadle_meta.schema_version``): an empty database gets the schema
   at start-up (``auto_migrate``); an older or newer one is refused with
   :class:`SchemaVersionError` until :meth:`PostgresPersistence.upgrade` (``treadle db
-  upgrade``) migrates it (the migrations are :func:`._scripts.migrate`, shared with SQLite).
+  upgrade``) migrates it (the migrations are :func:`._schema.migrate`, shared with SQLite).
 - The writer threads never die of an error: a closed pool fails the batch with a
   :class:`PersistenceError`, and :meth:`~PostgresPersistence.close` during an outage stops the
   retries (the operations still queued fail with a :class:`PersistenceError`).
@@ -40,7 +40,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from .._errors import PersistenceError, SchemaVersionError
-from . import _scripts as scripts
+from . import _schema as schema
 from ._batch import DriverErrors, Job, JobQueue, Outcome, failed, run_in_savepoints, settle
 from ._scripted import SQLPersistence
 from ._sql import Row, queries
@@ -174,7 +174,7 @@ class PostgresPersistence(SQLPersistence):
             thread.start()
             self._writers.append(thread)
         try:
-            if not self.auto_migrate and await self._run(scripts.schema_version) == 0:
+            if not self.auto_migrate and await self._run(schema.schema_version) == 0:
                 raise SchemaVersionError(
                     f"the database has no treadle schema: run '{self._upgrade_command()}' "
                     "(or PostgresPersistence.upgrade()), or open it with auto_migrate=True"
@@ -217,7 +217,7 @@ class PostgresPersistence(SQLPersistence):
             _ERRORS.wrap(f"cannot upgrade the schema of {self!r}"),
             psycopg.connect(self.dsn, row_factory=dict_row) as conn,
         ):
-            result = scripts.migrate(_PostgresTx(conn))
+            result = schema.migrate(_PostgresTx(conn))
             conn.commit()
             return result
 

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .._state import Event
+from . import _schema as schema
 from . import _scripts as scripts
 from ._base import Persistence, WakeListener, utcnow
 from ._records import (
@@ -85,8 +86,8 @@ class SQLPersistence(Persistence):
 
     async def _check_schema(self) -> None:
         """Create the schema in an empty database; refuse one of another version."""
-        found = await self._run(scripts.ensure_schema)
-        scripts.check_version(found, self._upgrade_command())
+        found = await self._run(schema.ensure_schema)
+        schema.check_version(found, self._upgrade_command())
 
     # Definitions ----------------------------------------------------------------------------
 

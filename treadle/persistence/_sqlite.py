@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .._errors import PersistenceError
-from . import _scripts as scripts
+from . import _schema as schema
 from ._batch import DriverErrors, Job, Outcome, failed, run_in_savepoints, settle
 from ._scripted import SQLPersistence
 from ._sql import Row, queries
@@ -222,7 +222,7 @@ class SQLitePersistence(SQLPersistence):
             try:
                 _begin_waiting(conn, 30.0)
                 try:
-                    done = scripts.migrate(_SQLiteTx(conn))
+                    done = schema.migrate(_SQLiteTx(conn))
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -448,5 +448,5 @@ class MemoryPersistence(SQLitePersistence):
     async def upgrade(self) -> str:
         """An in-memory database is always created at the newest schema version."""
         if self._conn is None:
-            return f"an in-memory database gets schema version {scripts.SCHEMA_VERSION} when opened"
-        return await self._run(scripts.migrate)
+            return f"an in-memory database gets schema version {schema.SCHEMA_VERSION} when opened"
+        return await self._run(schema.migrate)
