@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +36,30 @@ ENGINE_OPTIONS: dict[str, Any] = {"poll_interval": 0.2}
 
 
 @pytest.fixture(scope="session")
-def _pg_shared(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
-    """One migrated database for the whole session, and a connection to empty it.
+def _pg_shared(pg_dsn: str) -> str:  # noqa: F811  (the fixture imported above)
+    """One migrated database for the whole session.
 
     A fresh database per test (``CREATE DATABASE ... TEMPLATE``) costs ~0.4 s each; emptying
     the tables of one database costs a few milliseconds, and isolates tests just as well.
     """
-    dsn: str = pgserver.fresh_database(request.getfixturevalue("pg_dsn"))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        yield dsn, conn
+    return pgserver.fresh_database(pg_dsn)
 
 
 def _postgres_dsn(request: pytest.FixtureRequest) -> str:
     """The shared test database, emptied of everything but its schema version."""
-    dsn, conn = request.getfixturevalue("_pg_shared")
-    tables = [
-        row[0]
-        for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename <> 'treadle_meta'"
-        )
-    ]
-    if tables:
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    return str(dsn)
+    dsn: str = request.getfixturevalue("_pg_shared")
+    # A connection per test: the restart tests end every connection the server had.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename <> 'treadle_meta'"
+            )
+        ]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return dsn
 
 
 @pytest.fixture(params=BACKENDS)
