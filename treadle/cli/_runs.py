@@ -13,6 +13,7 @@ import click
 
 from .._engine import Engine
 from .._state import State, Status
+from .._wire import Event, Run
 from . import _output
 from ._app import (
     app_option,
@@ -32,7 +33,7 @@ RUN_ID = click.argument("run_id", metavar="RUN")
 def _report(state: State, done: str, as_json: bool) -> None:
     """Say what a control command did, and where the run is now."""
     if as_json:
-        _output.emit_json(_output.state_dict(state))
+        _output.emit_json(Run.of(state))
         return
     line = f"{done}; run {state.id} is {state.status.value}"
     if state.waiting_for:
@@ -80,15 +81,15 @@ def start(
         )
     workflows = resolve_app(app)
 
-    async def work() -> str:
+    async def work() -> State:
         async with open_engine(db_url, workflows=workflows, create=True) as engine:
-            return await engine.start(workflow, data, run_id=run_id)
+            return await engine.status(await engine.start(workflow, data, run_id=run_id))
 
     started = run(work, app=app)
     if as_json:
-        _output.emit_json({"run_id": started, "workflow": workflow})
+        _output.emit_json(Run.of(started))  # the shape of `status --json`: the id is "id"
     else:
-        click.echo(started)
+        click.echo(started.id)
 
 
 @cli.command()
@@ -113,7 +114,7 @@ def runs(workflow: str | None, status: str | None, limit: int, db_url: str, as_j
 
     states = run(work)
     if as_json:
-        _output.emit_json([_output.state_dict(s) for s in states])
+        _output.emit_json([Run.of(s) for s in states])
     else:
         click.echo(_output.runs_table(states))
 
@@ -131,7 +132,7 @@ def status(run_id: str, db_url: str, as_json: bool) -> None:
 
     state = run(work)
     if as_json:
-        _output.emit_json(_output.state_dict(state))
+        _output.emit_json(Run.of(state))
     else:
         click.echo(_output.state_text(state))
 
@@ -149,7 +150,7 @@ def history(run_id: str, db_url: str, as_json: bool) -> None:
 
     events = run(work)
     if as_json:
-        _output.emit_json([_output.event_dict(e) for e in events])
+        _output.emit_json([Event.of(e) for e in events])
     else:
         click.echo(_output.history_table(events))
 
