@@ -1,7 +1,7 @@
 """Shared fixtures: every engine test runs against every persistence.
 
-- ``backend``: "memory", "sqlite" or "postgres" (the last one skips when there is no server;
-  its tests share one database, emptied before each test).
+- ``backend``: "memory", "sqlite" or "postgres" (the last one on the throwaway server of
+  tests/pgserver.py; its tests share one database, emptied before each test).
 - ``make_persistence()``: a new persistence object over the *same* storage each call, so that a
   test can close an engine and open another one as a restarted process would. For "memory" this
   is one shared object whose ``close`` is deferred to the end of the test (an in-memory database
@@ -15,29 +15,19 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pgserver
+import psycopg
 import pytest
 from enginekit import EngineFactory
+from pgserver import pg_dsn  # noqa: F401  (registers the session fixture)
 
 import treadle
-
-# tests/pgserver.py (the PostgreSQL engineer's) provides the server; without it postgres skips.
-pgserver: types.ModuleType | None
-try:
-    pgserver = importlib.import_module("pgserver")
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    pgserver = None
-    _PG_MISSING = f"tests/pgserver.py cannot be imported ({exc})"
-else:
-    _PG_MISSING = ""
-    if hasattr(pgserver, "pg_dsn"):
-        pg_dsn = pgserver.pg_dsn  # re-exported so that pytest registers the session fixture
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 
@@ -46,40 +36,30 @@ ENGINE_OPTIONS: dict[str, Any] = {"poll_interval": 0.2}
 
 
 @pytest.fixture(scope="session")
-def _pg_shared(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
-    """One migrated database for the whole session, and a connection to empty it.
+def _pg_shared(pg_dsn: str) -> str:  # noqa: F811  (the fixture imported above)
+    """One migrated database for the whole session.
 
     A fresh database per test (``CREATE DATABASE ... TEMPLATE``) costs ~0.4 s each; emptying
     the tables of one database costs a few milliseconds, and isolates tests just as well.
     """
-    if pgserver is None:
-        pytest.skip(_PG_MISSING)
-    try:
-        from treadle.persistence._postgres import PostgresPersistence  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"treadle.persistence._postgres is not available yet ({exc})")
-    if not hasattr(pgserver, "fresh_database") or not hasattr(pgserver, "pg_dsn"):
-        pytest.skip("tests/pgserver.py has no pg_dsn fixture and fresh_database() helper yet")
-    import psycopg
-
-    dsn: str = pgserver.fresh_database(request.getfixturevalue("pg_dsn"))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        yield dsn, conn
+    return pgserver.fresh_database(pg_dsn)
 
 
 def _postgres_dsn(request: pytest.FixtureRequest) -> str:
     """The shared test database, emptied of everything but its schema version."""
-    dsn, conn = request.getfixturevalue("_pg_shared")
-    tables = [
-        row[0]
-        for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename <> 'treadle_meta'"
-        )
-    ]
-    if tables:
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    return str(dsn)
+    dsn: str = request.getfixturevalue("_pg_shared")
+    # A connection per test: the restart tests end every connection the server had.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename <> 'treadle_meta'"
+            )
+        ]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return dsn
 
 
 @pytest.fixture(params=BACKENDS)

@@ -37,11 +37,16 @@ async def test_a_stale_token_cannot_checkpoint(fresh_pg_dsn: str) -> None:  # no
             token=1,
         )
         await first.create_run(run, NewEvent("created"))
-        claimed = await second.claim_runs("b:2:y", ["w"], utcnow(), utcnow() + timedelta(10), 10)
+        claimed = await second.claim_runs(
+            "b:2:y", ["w"], utcnow(), utcnow() + timedelta(seconds=10), 10
+        )
         assert [r.id for r in claimed] == ["r1"]
         assert claimed[0].token == 2
         # While b holds it, nobody else can claim it.
-        assert await first.claim_runs("a:1:x", ["w"], utcnow(), utcnow() + timedelta(10), 10) == []
+        assert (
+            await first.claim_runs("a:1:x", ["w"], utcnow(), utcnow() + timedelta(seconds=10), 10)
+            == []
+        )
 
         def checkpoint(token: int, n: int) -> Checkpoint:
             return Checkpoint(

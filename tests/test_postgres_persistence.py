@@ -4,9 +4,11 @@ lost connections retried."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC
 
 import psycopg
@@ -14,7 +16,7 @@ import pytest
 from pgserver import fresh_database, fresh_pg_dsn  # noqa: F401  (fixture)
 
 import treadle
-from treadle.persistence import _scripts as scripts
+from treadle.persistence import _schema as schema
 from treadle.persistence import persistence_from_url
 from treadle.persistence._postgres import PostgresPersistence, upgrade
 from treadle.persistence._sql import queries
@@ -48,16 +50,10 @@ async def test_an_empty_database_gets_the_schema_at_start_up(pg_dsn: str) -> Non
     backend = PostgresPersistence(dsn)
     await backend.open()
     try:
-        assert await backend._run(_version) == scripts.SCHEMA_VERSION
+        assert await backend._run(schema.schema_version) == schema.SCHEMA_VERSION
         assert await backend.get_run("nope") is None
     finally:
         await backend.close()
-
-
-def _version(tx: object) -> int:
-    from treadle.persistence._postgres import schema_version
-
-    return schema_version(tx)  # type: ignore[arg-type]
 
 
 async def test_without_auto_migrate_an_empty_database_needs_an_upgrade(pg_dsn: str) -> None:
@@ -72,12 +68,17 @@ async def test_without_auto_migrate_an_empty_database_needs_an_upgrade(pg_dsn: s
 
 
 async def test_concurrent_start_ups_on_an_empty_database_create_the_schema_once(
-    pg_dsn: str,
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     dsn = fresh_database(pg_dsn, migrated=False)
     backends = [PostgresPersistence(dsn, pool_size=1) for _ in range(4)]
-    await asyncio.gather(*(b.open() for b in backends))
-    await asyncio.gather(*(b.close() for b in backends))
+    with caplog.at_level(logging.DEBUG, logger="treadle"):
+        await asyncio.gather(*(b.open() for b in backends))
+        await asyncio.gather(*(b.close() for b in backends))
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT key, value FROM treadle_meta").fetchall()
+    assert rows == [("schema_version", str(schema.SCHEMA_VERSION))]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_newer_database_is_refused(fresh_pg_dsn: str) -> None:  # noqa: F811
@@ -93,7 +94,7 @@ async def test_an_older_database_is_refused_until_upgraded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Pretend this treadle is one schema version ahead, with a migration to get there.
-    monkeypatch.setattr(scripts, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     sql = queries("postgres")
     monkeypatch.setitem(sql, "migrate_2", "ALTER TABLE runs ADD COLUMN priority integer")  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older"):
@@ -129,8 +130,9 @@ async def test_a_failing_statement_fails_alone_with_its_cause(
     results = await asyncio.gather(
         persistence._run(bad), persistence.get_run("x"), return_exceptions=True
     )
-    assert isinstance(results[0], treadle.PersistenceError)
-    assert isinstance(results[0].__cause__, psycopg.Error)
+    # Malformed JSON for a jsonb column can never be stored: a DataError, not a transient one.
+    assert isinstance(results[0], treadle.DataError)
+    assert isinstance(results[0].__cause__, psycopg.DataError)
     assert results[1] is None
 
 
@@ -211,3 +213,53 @@ async def test_killed_connections_are_retried_and_logged(
     assert "retrying" in messages
     assert "reachable again" in messages
     assert "LISTEN connection to PostgreSQL restored" in messages
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """Exceptions that escape any thread during the test."""
+    caught: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
+    return caught
+
+
+async def test_closing_during_an_outage_fails_the_retried_operation_cleanly(
+    fresh_pg_dsn: str,  # noqa: F811
+    thread_errors: list[BaseException | None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = PostgresPersistence(fresh_pg_dsn, pool_size=1, retry_for=60)
+    await backend.open()
+    pool = backend._pool
+    assert pool is not None
+    attempts = threading.Event()
+
+    @contextlib.contextmanager
+    def unreachable(*args: object, **kwargs: object) -> Iterator[object]:
+        attempts.set()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pool, "connection", unreachable)
+    pending = asyncio.ensure_future(backend.get_run("r1"))
+    assert await asyncio.to_thread(attempts.wait, 5)  # the writer is retrying now
+    await backend.close()  # does not wait out retry_for
+    with pytest.raises(treadle.PersistenceError, match="unreachable"):
+        await pending
+    assert thread_errors == []
+
+
+async def test_a_closed_pool_fails_operations_with_a_persistence_error(
+    fresh_pg_dsn: str,  # noqa: F811
+    thread_errors: list[BaseException | None],
+) -> None:
+    backend = PostgresPersistence(fresh_pg_dsn, pool_size=1)
+    await backend.open()
+    try:
+        assert backend._pool is not None
+        await asyncio.to_thread(backend._pool.close)  # closed under the writers
+        with pytest.raises(treadle.PersistenceError, match="pool is closed"):
+            await backend.get_run("r1")
+        assert thread_errors == []
+    finally:
+        await backend.close()

@@ -69,21 +69,12 @@ def db() -> None:
 @db_option
 @json_option
 def upgrade(db_url: str, as_json: bool) -> None:
-    """Create the schema, or bring an older one up to this version of treadle."""
-    from ..persistence._scripts import SCHEMA_VERSION
+    """Create the schema, or bring an older one up to this version of treadle (SQLite and
+    PostgreSQL alike; safe to run again, and while engines run)."""
+    from ..persistence._schema import SCHEMA_VERSION
 
     persistence = make_persistence(db_url)
-
-    async def work() -> str | None:
-        upgrade_schema = getattr(persistence, "upgrade", None)
-        if upgrade_schema is not None:  # PostgreSQL: migrations run on request only
-            done = await upgrade_schema()
-            return done if isinstance(done, str) else None
-        await persistence.open()  # SQLite creates and upgrades its schema when it opens
-        await persistence.close()
-        return None
-
-    done = run(work)
+    done = run(persistence.upgrade)
     if as_json:
         from ._output import emit_json
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ._base import SQLPersistence
+from ._base import Persistence
+from ._scripted import SQLPersistence
 from ._sqlite import MemoryPersistence, SQLitePersistence
-
-Persistence = SQLPersistence
-"""The contract every backend fulfils (see :class:`SQLPersistence` for each guarantee)."""
 
 
 def persistence_from_url(url: str) -> SQLPersistence:

@@ -1,20 +1,36 @@
-"""The persistence contract, implemented once over transaction scripts for every SQL backend.
+"""The persistence contract: what the engine and cron may rely on, operation by operation.
 
-A backend only says how a script gets a transaction (:meth:`SQLPersistence._run`) and how it
-opens and closes; every operation's logic lives in :mod:`._scripts`.
+:class:`Persistence` is a :class:`typing.Protocol`. Its one family of implementations is
+:class:`~treadle.persistence.SQLPersistence` (``MemoryPersistence``, ``SQLitePersistence``,
+``PostgresPersistence``), whose logic is written once as transaction scripts; a test double only
+needs the methods below to type-check where a ``Persistence`` is expected.
+
+Rules that hold for every operation:
+
+- **One transaction each.** An operation happens whole or not at all; when it raises, it has
+  written nothing.
+- **Fencing.** Every write to a run that an engine has leased names the lease's token; a token
+  that no longer holds the run (another engine claimed it since) makes the write raise
+  :class:`LeaseLost` and change nothing.
+- **Two clocks.** Times stamped on rows (``created_at``, event times, inbox times, timers) come
+  from :attr:`Persistence.now`, which the engine points at its clock (possibly a ``FakeClock``).
+  Leases are judged by the wall clock (UTC) only, since engines in other processes share them.
+- **Errors.** Besides the errors each operation names, a database failure raises
+  :class:`PersistenceError` (the driver's error kept as ``__cause__``), which may be transient
+  (the next attempt may succeed); a value that the database can never store raises
+  :class:`DataError` instead (also with the cause), which is not transient. Text produced by code
+  (a checkpoint's error, event details) is made storable first (:func:`treadle._text.storable`),
+  so a failure message never makes its own checkpoint fail. An operation on a persistence that is
+  not open raises :class:`PersistenceError`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, runtime_checkable
 
-from .._errors import SchemaVersionError
 from .._state import Event
-from . import _scripts as scripts
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -23,9 +39,7 @@ from ._records import (
     RunRecord,
     ScheduleRecord,
 )
-from ._sql import Tx
 
-T = TypeVar("T")
 WakeListener = Callable[[str], None]
 
 
@@ -34,106 +48,76 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SQLPersistence:
-    """Where runs, their history, inboxes and schedules are kept.
+@runtime_checkable
+class Persistence(Protocol):
+    """Where runs, their history, inboxes and schedules are kept (see the module's rules)."""
 
-    Every method is one transaction: it happens whole or not at all. Methods that change a run
-    that an engine has leased are fenced by the lease token, so a worker that lost its lease
-    cannot overwrite the progress of the worker that took the run over.
-    """
+    #: The time source for timestamps (the engine puts its clock here); leases always use the
+    #: wall clock.
+    now: Callable[[], datetime]
 
-    dialect = "sql"
-    #: Whether engines in other processes can share this storage.
-    shared = True
-
-    def __init__(self) -> None:
-        self._listeners: list[WakeListener] = []
-        #: The time source for timestamps (the engine puts its clock here); leases always use
-        #: the wall clock.
-        self.now: Callable[[], datetime] = utcnow
-
-    # What a backend provides --------------------------------------------------------------
-
-    async def _run(self, script: Callable[[Tx], T]) -> T:
-        """Run ``script`` in a transaction of its own (possibly committed with others)."""
-        raise NotImplementedError
-
-    async def _read(self, script: Callable[[Tx], T]) -> T:
-        """Run ``script``, which only reads, on a snapshot of what has been committed.
-
-        A backend may serve reads without queueing them behind the writes being committed; by
-        default they take the same path as writes.
-        """
-        return await self._run(script)
+    # Life cycle and wake-ups ------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and check (or create) the schema."""
-        raise NotImplementedError
+        """Connect, and create the schema in an empty database. Opening an open persistence
+        does nothing.
+
+        Raises :class:`PersistenceError` when the database cannot be reached, and
+        :class:`SchemaVersionError` when its schema is older than this treadle (the message
+        names the ``treadle db upgrade --db ...`` command that migrates it) or newer.
+        """
+        ...
 
     async def close(self) -> None:
-        """Finish pending writes and disconnect."""
-        raise NotImplementedError
+        """Finish the writes already asked for, then disconnect. Closing a closed persistence
+        does nothing; after it, operations raise :class:`PersistenceError` until ``open``."""
+        ...
 
-    # Wake-ups -----------------------------------------------------------------------------
+    async def upgrade(self) -> str:
+        """Create the schema, or migrate an older one to the version this treadle needs, in one
+        transaction; safe to run more than once and while engines run. Needs no ``open``.
+
+        Returns what was done, in a sentence. Raises :class:`SchemaVersionError` for a database
+        newer than this treadle, and :class:`PersistenceError` when it cannot be reached.
+        """
+        ...
 
     def add_wake_listener(self, listener: WakeListener) -> None:
-        """Call ``listener(run_id)`` on the event loop whenever a run may have become runnable."""
-        self._listeners.append(listener)
+        """Call ``listener(run_id)`` on the event loop, after the commit, whenever a run may have
+        become runnable: created unleased, released, woken by a message, or suspended with a
+        timer (in this process or, on PostgreSQL, any other). A listener must not raise."""
+        ...
 
     def remove_wake_listener(self, listener: WakeListener) -> None:
-        """Stop calling ``listener``."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _wake(self, run_ids: Sequence[str]) -> None:
-        for run_id in run_ids:
-            for listener in list(self._listeners):
-                listener(run_id)
-
-    async def _check_schema(self, upgrade: bool = True) -> None:
-        found = await self._run(partial(scripts.ensure_schema, now=self.now()))
-        if found > scripts.SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"the database has schema version {found}, newer than this treadle supports "
-                f"({scripts.SCHEMA_VERSION}): upgrade treadle on this machine"
-            )
-        if found < scripts.SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"the database has schema version {found}, older than this treadle needs "
-                f"({scripts.SCHEMA_VERSION}): run 'treadle db upgrade --db ...'"
-            )
+        """Stop calling ``listener`` (nothing happens if it was not added)."""
+        ...
 
     # Definitions ----------------------------------------------------------------------------
 
     async def save_definition(self, definition_id: str, name: str, shape: dict[str, Any]) -> None:
-        """Keep a workflow definition's shape, so any process can check signals and approvals."""
-        await self._run(
-            partial(
-                scripts.save_definition,
-                definition_id=definition_id,
-                name=name,
-                shape=json.dumps(shape),
-                now=self.now(),
-            )
-        )
+        """Keep a workflow definition's shape under its fingerprint ``definition_id``, so that any
+        process can check signals and approvals. The first writer wins: saving an id again
+        changes nothing."""
+        ...
 
     async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
-        """A stored definition's shape, or None."""
-        found = await self._read(partial(scripts.load_definition, definition_id=definition_id))
-        return None if found is None else dict(json.loads(found[1]))
+        """The shape saved under ``definition_id``, or ``None``."""
+        ...
 
     # Runs -----------------------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord, event: NewEvent) -> tuple[RunRecord, bool]:
-        """Insert a run unless one with its id exists (idempotent start).
+        """Insert ``run`` with token 1 and append ``event`` to its history, unless a run with its
+        id exists (an idempotent start): then nothing is written.
 
-        Returns the stored run and whether it was created now.
+        Returns the stored run and whether it was created now. A run created without an owner
+        wakes the listeners; one created with ``owner``/``lease_until`` is leased to that owner.
         """
-        return await self._run(partial(scripts.create_run, run=run, event=event, now=self.now()))
+        ...
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run with that id, or None."""
-        return await self._read(partial(scripts.get_run, run_id=run_id))
+        """The run with that id as last committed, or ``None``."""
+        ...
 
     async def list_runs(
         self,
@@ -143,20 +127,15 @@ class SQLPersistence:
         parent_id: str | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs matching the filters, newest first."""
-        return await self._read(
-            partial(
-                scripts.list_runs,
-                workflow=workflow,
-                status=status,
-                parent_id=parent_id,
-                limit=limit,
-            )
-        )
+        """At most ``limit`` runs matching every filter given, newest ``created_at`` first (ties
+        by id, descending)."""
+        ...
 
     async def history(self, run_id: str) -> list[Event]:
-        """The run's history, oldest first."""
-        return await self._read(partial(scripts.history, run_id=run_id))
+        """The run's events in the order they were written (empty for an unknown run)."""
+        ...
+
+    # Leases ---------------------------------------------------------------------------------
 
     async def claim_runs(
         self,
@@ -166,43 +145,74 @@ class SQLPersistence:
         lease_until: datetime,
         limit: int,
     ) -> list[RunRecord]:
-        """Lease runnable runs to ``owner``: pending ones, running ones whose lease has expired,
-        and waiting ones whose timer is due by ``due``. Each claim bumps the fencing token."""
-        return await self._run(
-            partial(
-                scripts.claim_runs,
-                owner=owner,
-                workflows=list(workflows),
-                now=utcnow(),
-                due=due,
-                lease_until=lease_until,
-                limit=limit,
-            )
-        )
+        """Lease up to ``limit`` runnable runs of ``workflows`` to ``owner`` until
+        ``lease_until``, oldest ``created_at`` first, and return them as claimed.
+
+        Runnable: PENDING or RUNNING runs that no lease holds (no owner, or a lease that has
+        expired by the wall clock), and WAITING runs whose timer is due by ``due`` (the engine's
+        clock). A claimed run is RUNNING with its wait cleared, and its token is bumped, so the
+        previous owner's writes are fenced from now on. Concurrent claimers never get the same
+        run (on PostgreSQL, rows another claimer holds are skipped, not waited for). Nothing
+        for an empty ``workflows`` or a ``limit`` below 1.
+        """
+        ...
 
     async def renew_leases(self, owner: str, lease_until: datetime) -> dict[str, str | None]:
-        """Extend all of ``owner``'s leases; return each leased run's pending control."""
-        return await self._run(partial(scripts.renew_leases, owner=owner, lease_until=lease_until))
+        """Extend every lease that ``owner`` holds to ``lease_until``, expired ones included
+        (a run nobody claimed meanwhile is still the owner's), and return each of its runs'
+        pending control (``"pause"``, ``"cancel"`` or ``None``), by run id.
+
+        On PostgreSQL a run whose row another transaction holds at that moment is skipped (left
+        out of the result, its lease unchanged) rather than waited for: the heartbeat never
+        queues behind a checkpoint, and a lease is long enough to survive one skipped renewal.
+        """
+        ...
 
     async def release_runs(self, owner: str) -> int:
-        """Give up all of ``owner``'s leases (a draining or dead engine)."""
-        return await self._run(partial(scripts.release_runs, owner=owner))
+        """Give up every lease of ``owner`` (an engine that drains, or one found dead): its runs
+        become claimable at once, with their status kept. Returns how many runs it held. Not
+        fenced by token: it is meant for the owner itself or its reaper."""
+        ...
 
     async def release_run(self, run_id: str, token: int) -> None:
-        """Give up one lease, if ``token`` still holds it."""
-        await self._run(partial(scripts.release_run, run_id=run_id, token=token))
+        """Give up one lease, if ``token`` still holds it (else nothing happens: the run has a
+        new owner), and wake the listeners so another engine may pick it up."""
+        ...
 
     async def owners(self) -> list[str]:
-        """Every engine that holds a lease."""
-        return await self._read(scripts.owners)
+        """Every owner named on a run, **whether or not its lease has expired** (the reaper
+        uses this to find engines that died holding runs). Each owner once, in no order."""
+        ...
+
+    # Progress -------------------------------------------------------------------------------
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
-        """Write a checkpoint atomically: data, cursor, status, events, consumed messages.
+        """Write one durable step of progress, atomically and fenced by ``checkpoint.token``:
+        data, cursor, status, error, wait, the consumed inbox messages and the new events.
 
-        Raises :class:`LeaseLost` if the token no longer holds the run. See
-        :func:`._scripts.save_checkpoint` for suspension and parent wake-up.
+        Raises :class:`LeaseLost` (and writes nothing) when the token no longer holds the run.
+        In order, within the one transaction:
+
+        1. A WAITING checkpoint first locks the run, then looks at its inbox: if a message it
+           waits for (``waiting_for`` holds ``"<kind>:<name>"``) is there and not among
+           ``consumed``, the checkpoint is **written as RUNNING** instead, the lease kept, and
+           the answer says ``suspended=False``: the driver goes on and consumes the message. A
+           signal that raced with the suspension is therefore never lost.
+        2. The run row is updated. WAITING (timer ``wake_at``, if any), PAUSED and the finished
+           statuses release the lease; PAUSED and finished ones clear the pending control.
+        3. The ``consumed`` messages are marked consumed, and the events appended in order.
+        4. A suspension with a timer wakes the listeners.
+        5. A run that **finishes with a parent** (COMPLETED, FAILED or CANCELLED) puts a
+           ``run:<child id>`` message with ``{"status": ...}`` in the parent's inbox, and wakes
+           the parent (makes it PENDING) if it waits for that child, unless the parent has ended.
+
+        Returns whether the suspension took effect and the control pending for the run.
+        ``checkpoint.error`` and event details are stored through :func:`storable`; a value
+        that still cannot be stored raises :class:`DataError`.
         """
-        return await self._run(partial(scripts.save_checkpoint, cp=checkpoint))
+        ...
+
+    # Inbox and control ----------------------------------------------------------------------
 
     async def deliver(
         self,
@@ -215,99 +225,91 @@ class SQLPersistence:
         owner: str | None = None,
         lease_until: datetime | None = None,
     ) -> RunRecord:
-        """Append a signal or approval decision to the run's inbox; wake the run if it waits.
+        """Append a message (``kind`` ``"signal"`` or ``"approval"``) to the run's inbox after
+        every earlier one, and ``event`` to its history; if the run is WAITING for
+        ``"<kind>:<name>"``, make it runnable (PENDING, listeners woken; or RUNNING leased to
+        ``owner`` until ``lease_until`` when given, token bumped).
 
-        Raises :class:`RunNotFound` / :class:`InvalidTransition` (finished) and writes nothing.
+        Returns the run as it is after the delivery. Raises :class:`RunNotFound`, or
+        :class:`InvalidTransition` for a finished run, and writes nothing then.
         """
-        return await self._run(
-            partial(
-                scripts.deliver,
-                run_id=run_id,
-                kind=kind,
-                name=name,
-                payload=json.dumps(payload),
-                event=event,
-                now=self.now(),
-                owner=owner,
-                lease_until=lease_until,
-            )
-        )
+        ...
 
     async def read_inbox(self, run_id: str, kind: str, name: str) -> list[InboxMessage]:
-        """Unconsumed messages of a run for one wait, oldest first."""
-        return await self._read(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
+        """The run's unconsumed messages of that kind and name, oldest first (in delivery
+        order)."""
+        ...
 
     async def request_pause(self, run_id: str) -> RunRecord:
-        """Pause now if no engine executes the run, else ask the owner to pause."""
-        return await self._run(partial(scripts.request_pause, run_id=run_id, now=self.now()))
+        """Pause the run at once if no live lease holds it (PAUSED, lease dropped, ``paused``
+        event); else set its control to ``"pause"`` for the owner to act on
+        (``pause_requested`` event). A PAUSED run is returned unchanged.
+
+        Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished run.
+        """
+        ...
 
     async def resume(
         self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
     ) -> RunRecord:
-        """Make a paused run runnable again (leased to ``owner`` if given)."""
-        return await self._run(
-            partial(
-                scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
-            )
-        )
+        """Make a PAUSED run runnable again (PENDING, or RUNNING leased to ``owner`` when given),
+        or withdraw a pause that its owner has not acted on yet; a ``resumed`` event either way.
+
+        Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished run or one
+        that is neither paused nor asked to pause.
+        """
+        ...
 
     async def request_cancel(
         self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
     ) -> RunRecord:
-        """Mark a run for cancellation; make it runnable if no engine executes it."""
-        return await self._run(
-            partial(
-                scripts.request_cancel,
-                run_id=run_id,
-                now=self.now(),
-                owner=owner,
-                lease_until=lease_until,
-            )
-        )
+        """Set the run's control to ``"cancel"`` (``cancel_requested`` event); if no live lease
+        holds it, also make it runnable (PENDING, or RUNNING leased to ``owner``) so that an
+        engine compensates and ends it.
+
+        Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished run.
+        """
+        ...
+
+    # Dispatch and metrics -------------------------------------------------------------------
 
     async def count_runs(self) -> dict[str, int]:
-        """The number of unfinished runs by status (for queue-depth metrics)."""
-        return await self._read(scripts.count_unfinished)
+        """The number of unfinished runs by status value (statuses with none are left out)."""
+        ...
 
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
-        """Those of these runs that have ended (one query for many waiters)."""
-        return await self._read(partial(scripts.finished_among, run_ids=list(run_ids)))
+        """Those of ``run_ids`` whose run has ended (COMPLETED, FAILED or CANCELLED), in no
+        order; unknown ids are left out."""
+        ...
 
     async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
-        """The earliest due timer among waiting runs of these workflows."""
-        return await self._read(partial(scripts.next_wake, workflows=list(workflows)))
+        """The earliest timer among WAITING runs of ``workflows`` (due or not), or ``None``."""
+        ...
 
     # Schedules ------------------------------------------------------------------------------
 
     async def add_schedule(self, record: ScheduleRecord) -> bool:
-        """Store a new schedule; False when its id is taken (nothing written)."""
-        return await self._run(partial(scripts.add_schedule, record=record, now=self.now()))
+        """Store a new schedule; ``False`` (and nothing written) when its id is taken."""
+        ...
 
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        """One schedule, or None."""
-        return await self._read(partial(scripts.get_schedule, schedule_id=schedule_id))
+        """One schedule, or ``None``."""
+        ...
 
     async def list_schedules(self) -> list[ScheduleRecord]:
-        """Every schedule."""
-        return await self._read(scripts.list_schedules)
+        """Every schedule, by id."""
+        ...
 
     async def remove_schedule(self, schedule_id: str) -> bool:
-        """Delete a schedule; False when there is none."""
-        return await self._run(partial(scripts.remove_schedule, schedule_id=schedule_id))
+        """Delete a schedule; ``False`` when there is none."""
+        ...
 
     async def set_schedule_enabled(
         self, schedule_id: str, enabled: bool, next_run: datetime | None
     ) -> bool:
-        """Enable or disable a schedule; False when there is none."""
-        return await self._run(
-            partial(
-                scripts.set_schedule_enabled,
-                schedule_id=schedule_id,
-                enabled=enabled,
-                next_run=next_run,
-                now=self.now(),
-            )
-        )
+        """Enable or disable a schedule and set its next due time; ``False`` when there is
+        none."""
+        ...
 
     async def advance_schedule(
         self,
@@ -317,15 +319,12 @@ class SQLPersistence:
         last_run: datetime | None = None,
         last_run_id: str | None = None,
     ) -> bool:
-        """Compare-and-set a schedule's next due time; exactly one of concurrent tickers wins."""
-        return await self._run(
-            partial(
-                scripts.advance_schedule,
-                schedule_id=schedule_id,
-                expected_next=expected_next,
-                new_next=new_next,
-                last_run=last_run,
-                last_run_id=last_run_id,
-                now=self.now(),
-            )
-        )
+        """Compare-and-set: move an enabled schedule's next due time from ``expected_next`` to
+        ``new_next`` (recording ``last_run``/``last_run_id`` when given), only if it still is
+        ``expected_next``.
+
+        Of any number of concurrent advancers of one due time, in any processes, exactly one
+        gets ``True``; the others get ``False`` and write nothing. ``False`` too for a missing or
+        disabled schedule.
+        """
+        ...

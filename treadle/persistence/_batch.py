@@ -8,11 +8,12 @@ back alone), commit once, and hand the outcomes back to the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from .._errors import PersistenceError, TreadleError
+from .._errors import DataError, PersistenceError, TreadleError
 
 T = TypeVar("T")
 Job = tuple[Callable[[Any], Any], asyncio.Future[Any]]
@@ -65,19 +66,60 @@ class JobQueue:
         return batch, False
 
 
+class DriverErrors:
+    """How one backend's errors become treadle's, in one place (one instance per backend).
+
+    A :class:`TreadleError` stays as it is. An error of the ``data`` types (a value the database
+    can never store: NUL in PostgreSQL text, a lone surrogate, malformed JSON for ``jsonb``)
+    becomes a :class:`DataError`, which is not transient; any other becomes a
+    :class:`PersistenceError`, which may be. The driver's error is kept as ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        driver: tuple[type[Exception], ...],
+        data: tuple[type[Exception], ...],
+    ) -> None:
+        self.backend = backend
+        self.driver = driver
+        self.data = data
+
+    def translate(self, exc: Exception, doing: str | None = None) -> Exception:
+        """The error to raise for ``exc``, which happened while ``doing`` (a phrase such as
+        ``"cannot open SQLite database 'x.db'"``; by default, "<backend> operation failed")."""
+        if isinstance(exc, TreadleError):
+            return exc
+        error: TreadleError
+        if isinstance(exc, self.data):
+            error = DataError(f"{self.backend} cannot store a value: {exc}")
+        else:
+            error = PersistenceError(f"{doing or f'{self.backend} operation failed'}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    @contextlib.contextmanager
+    def wrap(self, doing: str) -> Iterator[None]:
+        """Raise the driver's errors inside the block as :meth:`translate` says."""
+        try:
+            yield
+        except self.driver + self.data as exc:
+            raise self.translate(exc, doing) from exc
+
+
 def run_in_savepoints(
     tx: NotifyingTx,
     execute: Callable[[str], object],
     batch: Sequence[Job],
-    backend: str,
+    errors: DriverErrors,
     passthrough: tuple[type[BaseException], ...] = (),
 ) -> list[Outcome]:
     """Run every script of ``batch`` on ``tx`` as if each had a savepoint of its own, inside a
     transaction that the caller has begun and will commit.
 
-    A script that raises rolls back alone: a :class:`TreadleError` is its outcome as it is, any
-    other error becomes a :class:`PersistenceError` (with the cause kept), except errors of the
-    ``passthrough`` types, which abort the whole batch (the caller rolls back and decides).
+    A script that raises rolls back alone, with ``errors.translate`` of its error as its
+    outcome, except errors of the ``passthrough`` types, which abort the whole batch (the caller
+    rolls back and decides).
     Notifications of a rolled-back script are dropped.
 
     Scripts rarely raise, so the batch first runs under one savepoint; only when a script raises
@@ -111,21 +153,11 @@ def run_in_savepoints(
         except Exception as exc:
             execute("ROLLBACK TO op")
             del tx.notified[mark:]
-            outcomes.append((future, None, script_error(exc, backend)))
+            outcomes.append((future, None, errors.translate(exc)))
         else:
             outcomes.append((future, result, None))
         execute("RELEASE op")
     return outcomes
-
-
-def script_error(exc: Exception, backend: str) -> Exception:
-    """What the caller of a script that raised ``exc`` gets: a :class:`TreadleError` as it is,
-    anything else as a :class:`PersistenceError` (with the cause kept)."""
-    if isinstance(exc, TreadleError):
-        return exc
-    error = PersistenceError(f"{backend} operation failed: {exc}")
-    error.__cause__ = exc
-    return error
 
 
 def failed(batch: Sequence[Job], error: BaseException) -> list[Outcome]:

@@ -17,7 +17,10 @@ SQLite). What PostgreSQL adds:
 - The schema is versioned (``treadle_meta.schema_version``): an empty database gets the schema
   at start-up (``auto_migrate``); an older or newer one is refused with
   :class:`SchemaVersionError` until :meth:`PostgresPersistence.upgrade` (``treadle db
-  upgrade``) migrates it.
+  upgrade``) migrates it (the migrations are :func:`._schema.migrate`, shared with SQLite).
+- The writer threads never die of an error: a closed pool fails the batch with a
+  :class:`PersistenceError`, and :meth:`~PostgresPersistence.close` during an outage stops the
+  retries (the operations still queued fail with a :class:`PersistenceError`).
 """
 
 from __future__ import annotations
@@ -29,18 +32,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
 from .._errors import PersistenceError, SchemaVersionError
-from . import _scripts as scripts
-from ._base import SQLPersistence, utcnow
-from ._batch import Job, JobQueue, Outcome, failed, run_in_savepoints, settle
-from ._sql import Row, Tx, queries
+from . import _schema as schema
+from ._batch import DriverErrors, Job, JobQueue, Outcome, failed, run_in_savepoints, settle
+from ._scripted import SQLPersistence
+from ._sql import Row, queries
 
 T = TypeVar("T")
 log = logging.getLogger("treadle.postgres")
@@ -50,6 +53,10 @@ CHANNEL = "treadle"
 
 _Retryable = psycopg.OperationalError  # lost connection, server shutting down, deadlock victim
 
+_ERRORS = DriverErrors(
+    "PostgreSQL", driver=(psycopg.Error,), data=(psycopg.DataError, UnicodeError)
+)
+
 
 class _Ambiguous(Exception):
     """The connection died during COMMIT and the outcome could not be looked up."""
@@ -57,8 +64,6 @@ class _Ambiguous(Exception):
 
 class _PostgresTx:
     """A :class:`Tx` over one psycopg connection inside an open transaction."""
-
-    dialect = "postgres"
 
     def __init__(self, conn: psycopg.Connection[DictRow]) -> None:
         self._conn = conn
@@ -82,38 +87,6 @@ class _PostgresTx:
         self.notified.append(run_id)
 
 
-def schema_version(tx: Tx) -> int:
-    """The schema version of the database (0 when it has no treadle schema)."""
-    if tx.one("has_meta_table") is None:
-        return 0
-    row = tx.one("get_meta", key="schema_version")
-    return 0 if row is None else int(row["value"])
-
-
-def migrate(tx: Tx, now: datetime) -> str:
-    """Bring the schema to :data:`SCHEMA_VERSION` (create it, or apply ``migrate_<n>`` blocks).
-
-    Returns what was done, in a sentence. Refuses a database newer than this treadle.
-    """
-    tx.execute("schema_lock")
-    found = schema_version(tx)
-    target = scripts.SCHEMA_VERSION
-    if found > target:
-        raise SchemaVersionError(
-            f"the database has schema version {found}, newer than this treadle supports "
-            f"({target}): upgrade treadle"
-        )
-    if found == target:
-        return f"the schema is at version {target}: nothing to do"
-    if found == 0:
-        scripts.ensure_schema(tx, now)
-        return f"created the treadle schema, version {target}"
-    for version in range(found + 1, target + 1):
-        tx.execute(f"migrate_{version}")
-    tx.execute("set_meta", key="schema_version", value=str(target))
-    return f"upgraded the treadle schema from version {found} to {target}"
-
-
 _Connection = psycopg.Connection[DictRow]
 
 
@@ -131,8 +104,6 @@ class PostgresPersistence(SQLPersistence):
     ``retry_for`` seconds to keep retrying an operation while PostgreSQL is unreachable,
     ``connect_timeout`` seconds for the first connection at :meth:`open`.
     """
-
-    dialect = "postgres"
 
     def __init__(
         self,
@@ -163,6 +134,9 @@ class PostgresPersistence(SQLPersistence):
     def __repr__(self) -> str:
         return f"PostgresPersistence({_redacted(self.dsn)!r})"
 
+    def _upgrade_command(self) -> str:
+        return f"treadle db upgrade --db {_redacted_url(self.dsn)}"
+
     # Life cycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -187,21 +161,22 @@ class PostgresPersistence(SQLPersistence):
             reconnect_timeout=0.5,
         )
         try:
-            await asyncio.to_thread(pool.open, wait=True, timeout=self.connect_timeout)
-        except psycopg.Error as exc:
+            with _ERRORS.wrap(f"cannot connect to PostgreSQL {self!r}"):
+                await asyncio.to_thread(pool.open, wait=True, timeout=self.connect_timeout)
+        except PersistenceError:
             await asyncio.to_thread(pool.close)
-            raise PersistenceError(f"cannot connect to PostgreSQL {self!r}: {exc}") from exc
+            raise
         self._pool = pool
         for number in range(self.pool_size):
             thread = threading.Thread(
-                target=self._writer, name=f"treadle-postgres-{number}", daemon=True
+                target=self._writer, args=(pool,), name=f"treadle-postgres-{number}", daemon=True
             )
             thread.start()
             self._writers.append(thread)
         try:
-            if not self.auto_migrate and await self._run(schema_version) == 0:
+            if not self.auto_migrate and await self._run(schema.schema_version) == 0:
                 raise SchemaVersionError(
-                    "the database has no treadle schema: run 'treadle db upgrade --db ...' "
+                    f"the database has no treadle schema: run '{self._upgrade_command()}' "
                     "(or PostgresPersistence.upgrade()), or open it with auto_migrate=True"
                 )
             await self._check_schema()
@@ -218,6 +193,8 @@ class PostgresPersistence(SQLPersistence):
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        # Operations already queued still run; a batch being retried in an outage gives up.
+        self._closing.set()
         self._jobs.stop(len(self._writers))
         writers, self._writers = self._writers, []
         listener, self._listener = self._listener, None
@@ -225,7 +202,6 @@ class PostgresPersistence(SQLPersistence):
         def join() -> None:
             for thread in writers:
                 thread.join()
-            self._closing.set()
             if listener is not None:
                 listener.join()
             pool.close()
@@ -233,22 +209,17 @@ class PostgresPersistence(SQLPersistence):
         await asyncio.to_thread(join)
 
     async def upgrade(self) -> str:
-        """Create or migrate the schema to the version this treadle needs (``treadle db
-        upgrade``); safe to run while engines are running, and more than once.
-
-        Returns what was done, in a sentence. Raises :class:`SchemaVersionError` for a database
-        newer than this treadle.
-        """
+        """Migrate on a connection of its own (the pool need not be open)."""
         return await asyncio.to_thread(self._upgrade)
 
     def _upgrade(self) -> str:
-        try:
-            with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
-                result = migrate(_PostgresTx(conn), utcnow())
-                conn.commit()
-                return result
-        except psycopg.Error as exc:
-            raise PersistenceError(f"cannot upgrade the schema of {self!r}: {exc}") from exc
+        with (
+            _ERRORS.wrap(f"cannot upgrade the schema of {self!r}"),
+            psycopg.connect(self.dsn, row_factory=dict_row) as conn,
+        ):
+            result = schema.migrate(_PostgresTx(conn))
+            conn.commit()
+            return result
 
     # Running scripts -------------------------------------------------------------------------
 
@@ -257,27 +228,37 @@ class PostgresPersistence(SQLPersistence):
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
         return await self._jobs.submit(self._loop, script)
 
-    def _writer(self) -> None:
+    def _writer(self, pool: ConnectionPool[_Connection]) -> None:
+        loop = self._loop
+        assert loop is not None  # set by open() before the writers start
         stop = False
         while not stop:
             batch, stop = self._jobs.take()
             if not batch:
                 break
-            outcomes, notified = self._commit(batch)
-            assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
+                outcomes, notified = self._commit(batch, pool)
+            except Exception as exc:  # a bug must not kill the writer and strand the batch
+                log.exception("PostgreSQL writer failed")
+                outcomes, notified = failed(batch, _ERRORS.translate(exc)), []
+            try:
+                loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 break
 
-    def _commit(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
+    def _commit(
+        self, batch: list[Job], pool: ConnectionPool[_Connection]
+    ) -> tuple[list[Outcome], list[str]]:
         """Commit ``batch``, retrying the whole transaction while PostgreSQL is unreachable."""
         started = time.monotonic()
         delay = 0.05
         attempts = 0
         while True:
             try:
-                result = self._commit_once(batch)
+                result = self._commit_once(batch, pool)
+            except PoolClosed as exc:
+                error = _ERRORS.translate(exc, "the PostgreSQL connection pool is closed")
+                return failed(batch, error), []
             except _Retryable as exc:
                 attempts += 1
                 waited = time.monotonic() - started
@@ -288,8 +269,7 @@ class PostgresPersistence(SQLPersistence):
                         _first_line(exc),
                         len(batch),
                     )
-                    error = PersistenceError(f"PostgreSQL unreachable for {waited:.1f}s: {exc}")
-                    error.__cause__ = exc
+                    error = _ERRORS.translate(exc, f"PostgreSQL unreachable for {waited:.1f}s")
                     return failed(batch, error), []
                 if attempts == 1:
                     log.warning(
@@ -297,9 +277,9 @@ class PostgresPersistence(SQLPersistence):
                         _first_line(exc),
                         len(batch),
                     )
-                time.sleep(delay * random.uniform(0.8, 1.2))
+                self._closing.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 1.0)
-                self._drop_dead_connections()
+                self._drop_dead_connections(pool)
                 continue
             except _Ambiguous as exc:
                 error = PersistenceError(str(exc))
@@ -314,21 +294,21 @@ class PostgresPersistence(SQLPersistence):
                 )
             return result
 
-    def _drop_dead_connections(self) -> None:
+    @staticmethod
+    def _drop_dead_connections(pool: ConnectionPool[_Connection]) -> None:
         """After a failure, test the idle pooled connections so that the retry gets a live one."""
-        pool = self._pool
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.check()
+        with contextlib.suppress(Exception):
+            pool.check()
 
-    def _commit_once(self, batch: list[Job]) -> tuple[list[Outcome], list[str]]:
-        assert self._pool is not None
-        with self._pool.connection() as conn:
+    def _commit_once(
+        self, batch: list[Job], pool: ConnectionPool[_Connection]
+    ) -> tuple[list[Outcome], list[str]]:
+        with pool.connection() as conn:
             tx = _PostgresTx(conn)
             try:
                 conn.execute("BEGIN")
                 outcomes = run_in_savepoints(
-                    tx, conn.execute, batch, "PostgreSQL", passthrough=(_Retryable,)
+                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,)
                 )
                 notified = list(dict.fromkeys(tx.notified))
                 row = tx.one("pre_commit", run_ids=notified)
@@ -338,27 +318,24 @@ class PostgresPersistence(SQLPersistence):
                 raise
             except psycopg.Error as exc:
                 _rollback(conn)
-                error = PersistenceError(f"PostgreSQL transaction failed: {exc}")
-                error.__cause__ = exc
-                return failed(batch, error), []
+                return failed(batch, _ERRORS.translate(exc, "PostgreSQL transaction failed")), []
             try:
                 conn.execute("COMMIT")
             except _Retryable as exc:
                 if xid is None:  # nothing was written: simply run it again
                     raise
-                if not self._committed(xid, exc):
+                if not self._committed(xid, exc, pool):
                     raise
                 log.warning("PostgreSQL connection lost during COMMIT; it had committed")
             return outcomes, notified
 
-    def _committed(self, xid: str, cause: BaseException) -> bool:
+    def _committed(self, xid: str, cause: BaseException, pool: ConnectionPool[_Connection]) -> bool:
         """Whether transaction ``xid``, whose COMMIT lost its connection, did commit."""
-        assert self._pool is not None
         started = time.monotonic()
         delay = 0.05
         while True:
             try:
-                with self._pool.connection() as conn:
+                with pool.connection() as conn:
                     row = _PostgresTx(conn).one("xact_status", xid=xid)
                 status = None if row is None else row["status"]
                 if status == "committed":
@@ -370,7 +347,7 @@ class PostgresPersistence(SQLPersistence):
                     f"transaction {xid} is unknown ({status})"
                 ) from cause
             except _Retryable:
-                if time.monotonic() - started >= self.retry_for:
+                if time.monotonic() - started >= self.retry_for or self._closing.is_set():
                     raise _Ambiguous(
                         f"the connection to PostgreSQL died during COMMIT of transaction {xid} "
                         f"and it could not be reached again to learn the outcome"
@@ -430,6 +407,18 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _redacted_url(dsn: str) -> str:
+    """The DSN as a URL for ``--db``, without its password (a key=value DSN is shown as such)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return _redacted(dsn)
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[1]}"))
 
 
 def _redacted(dsn: str) -> str:

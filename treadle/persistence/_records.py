@@ -21,9 +21,11 @@ def to_datetime(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC)
 
 
-def _required_datetime(value: Any) -> datetime:
+def required_datetime(value: Any) -> datetime:
+    """Read a ``NOT NULL`` time column."""
     result = to_datetime(value)
-    assert result is not None
+    if result is None:
+        raise ValueError("a NOT NULL time column held NULL")
     return result
 
 
@@ -59,8 +61,8 @@ class RunRecord:
             status=Status(row["status"]),
             data=row["data"],
             cursor=row["cursor"],
-            created_at=_required_datetime(row["created_at"]),
-            updated_at=_required_datetime(row["updated_at"]),
+            created_at=required_datetime(row["created_at"]),
+            updated_at=required_datetime(row["updated_at"]),
             error=row["error"],
             waiting_for=json.loads(waiting) if isinstance(waiting, str) else list(waiting),
             wake_at=to_datetime(row["wake_at"]),
@@ -87,7 +89,7 @@ def event_from_row(row: Mapping[str, Any]) -> Event:
     detail = row["detail"]
     return Event(
         run_id=row["run_id"],
-        at=_required_datetime(row["at"]),
+        at=required_datetime(row["at"]),
         kind=row["kind"],
         step=row["step"],
         detail=json.loads(detail) if isinstance(detail, str) else dict(detail),
@@ -167,6 +169,6 @@ class ScheduleRecord:
             next_run=to_datetime(row["next_run"]),
             last_run=to_datetime(row["last_run"]),
             last_run_id=row["last_run_id"],
-            created_at=_required_datetime(row["created_at"]),
-            updated_at=_required_datetime(row["updated_at"]),
+            created_at=required_datetime(row["created_at"]),
+            updated_at=required_datetime(row["updated_at"]),
         )

@@ -2,17 +2,25 @@
 
 Each function runs inside one transaction (``tx``) and either completes or raises, in which case
 its writes are rolled back. The backends decide how transactions are batched and committed.
+What each operation guarantees is written once, on :class:`~treadle.persistence.Persistence`;
+the docstrings here are implementation notes.
+
+Scripts are pure functions of the database and their arguments: every time they need (the
+engine's clock for stamps, the wall clock for leases) is a parameter, because a batch that a
+backend replays under per-script savepoints runs a script twice and must get the same outcome.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._state import FINISHED, Event, EventKind, Status
+from .._text import storable, storable_json
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -21,12 +29,23 @@ from ._records import (
     RunRecord,
     ScheduleRecord,
     event_from_row,
+    required_datetime,
     to_datetime,
 )
 from ._sql import Tx
 
-SCHEMA_VERSION = 1
-_encode_detail = json.JSONEncoder(default=str).encode
+_encode = json.JSONEncoder(default=str).encode
+# In the ASCII JSON that json writes, what PostgreSQL's jsonb refuses can only appear as one of
+# these escapes (a false positive, an escaped backslash before "u0000", only costs the slow path).
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def encode_detail(detail: dict[str, Any]) -> str:
+    """An event's detail as JSON that every backend stores (see :func:`storable`)."""
+    text = _encode(detail)
+    if _UNSTORABLE_ESCAPE.search(text) is None:
+        return text
+    return _encode(storable_json(json.loads(text)))
 
 
 def _event(tx: Tx, run_id: str, event: NewEvent, now: datetime) -> None:
@@ -36,7 +55,7 @@ def _event(tx: Tx, run_id: str, event: NewEvent, now: datetime) -> None:
         at=event.at or now,
         kind=event.kind,
         step=event.step,
-        detail=_encode_detail(event.detail),
+        detail=encode_detail(event.detail),
     )
 
 
@@ -54,22 +73,24 @@ def _unfinished(tx: Tx, run_id: str, action: str) -> RunRecord:
     return run
 
 
-def _is_free(run: RunRecord) -> bool:
-    return run.owner is None or run.lease_until is None or run.lease_until < datetime.now(UTC)
+def _is_free(run: RunRecord, wall: datetime) -> bool:
+    """Whether no live lease holds ``run`` at wall time ``wall``."""
+    return run.owner is None or run.lease_until is None or run.lease_until < wall
 
 
 def _make_runnable(
     tx: Tx, run_id: str, now: datetime, owner: str | None, lease_until: datetime | None
 ) -> RunRecord:
     row = tx.one("make_runnable", id=run_id, now=now, owner=owner, lease_until=lease_until)
-    assert row is not None
+    if row is None:  # callers have locked the run in this transaction: it cannot be gone
+        raise RunNotFound(run_id)
     if owner is None:
         tx.notify(run_id)
     return RunRecord.from_row(row)
 
 
 def save_definition(tx: Tx, definition_id: str, name: str, shape: str, now: datetime) -> None:
-    """Store a workflow definition's shape under its fingerprint (first writer wins)."""
+    """``ON CONFLICT DO NOTHING``: the first writer wins."""
     tx.execute("save_definition", id=definition_id, name=name, shape=shape, now=now)
 
 
@@ -80,7 +101,7 @@ def load_definition(tx: Tx, definition_id: str) -> tuple[str, str] | None:
 
 
 def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[RunRecord, bool]:
-    """Insert a run unless its id exists; return the stored run and whether it was created."""
+    """``insert_run`` changes no row when the id exists; the stored run is then read back."""
     created = tx.execute(
         "insert_run",
         id=run.id,
@@ -130,10 +151,8 @@ def claim_runs(
     lease_until: datetime,
     limit: int,
 ) -> list[RunRecord]:
-    """Lease up to ``limit`` runnable runs of these workflows to ``owner`` (token bumped).
-
-    ``now`` (wall time) judges leases; ``due`` (the engine's clock) judges timers.
-    """
+    """One ``UPDATE ... WHERE id IN (SELECT ... LIMIT)``: ``now`` (wall time) judges leases,
+    ``due`` (the engine's clock) judges timers."""
     if not workflows or limit <= 0:
         return []
     rows = tx.all(
@@ -149,34 +168,31 @@ def claim_runs(
 
 
 def renew_leases(tx: Tx, owner: str, lease_until: datetime) -> dict[str, str | None]:
-    """Extend every lease of ``owner``; return each owned run's pending control."""
+    """``UPDATE ... RETURNING id, control`` (PostgreSQL skips locked rows)."""
     rows = tx.all("renew_leases", owner=owner, lease_until=lease_until)
     return {r["id"]: r["control"] for r in rows}
 
 
 def release_runs(tx: Tx, owner: str) -> int:
-    """Give up every lease of ``owner``: its runs become claimable at once."""
+    """Unfenced: clears owner and lease of every run of ``owner``."""
     return tx.execute("release_runs", owner=owner)
 
 
 def release_run(tx: Tx, run_id: str, token: int) -> None:
-    """Give up one lease (only while ``token`` still holds it)."""
+    """Fenced by ``token``; notifies only when a row changed."""
     if tx.execute("release_run", id=run_id, token=token):
         tx.notify(run_id)
 
 
 def owners(tx: Tx) -> list[str]:
-    """Every engine that holds a lease now."""
+    """``SELECT DISTINCT owner``: expired leases included."""
     return [r["owner"] for r in tx.all("owners")]
 
 
 def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
-    """Write one checkpoint, fenced by the lease token.
-
-    Raises :class:`LeaseLost` when another engine has claimed the run since. A WAITING
-    checkpoint is written as RUNNING (not suspended) when a message it waits for is already in
-    the inbox, so a signal that raced with the suspension is never lost.
-    """
+    """A RUNNING checkpoint (the common one) updates only data and cursor (``save_progress``,
+    no indexed column changes); others go through ``save_checkpoint``. Either is fenced by the
+    token in its ``WHERE``: no row returned means the lease was lost."""
     status = cp.status
     suspended = False
     if status is Status.WAITING:
@@ -228,7 +244,7 @@ def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished:
         status=status.value,
         data=cp.data,
         cursor=cp.cursor,
-        error=cp.error,
+        error=None if cp.error is None else storable(cp.error),
         waiting_for=json.dumps(cp.waiting_for if status is Status.WAITING else []),
         wake_at=cp.wake_at if status is Status.WAITING else None,
         now=cp.now,
@@ -279,11 +295,8 @@ def deliver(
     owner: str | None,
     lease_until: datetime | None,
 ) -> RunRecord:
-    """Append a message to a run's inbox, in order; wake the run if it waits for it.
-
-    When ``owner`` is given and the run wakes, it is leased to ``owner`` in the same transaction.
-    Raises :class:`RunNotFound` or :class:`InvalidTransition` (finished run) and writes nothing.
-    """
+    """Locks the run first (``_unfinished``), so a concurrent WAITING checkpoint either sees
+    this message or is seen WAITING here."""
     run = _unfinished(tx, run_id, f"send {kind} {name!r} to")
     tx.execute("insert_inbox", run_id=run_id, kind=kind, name=name, payload=payload, now=now)
     _event(tx, run_id, event, now)
@@ -291,7 +304,7 @@ def deliver(
 
 
 def read_inbox(tx: Tx, run_id: str, kind: str, name: str) -> list[InboxMessage]:
-    """The run's unconsumed messages of one kind and name, oldest first."""
+    """Ordered by ``seq``, which increases with every insert."""
     return [
         InboxMessage(
             seq=int(r["seq"]),
@@ -299,18 +312,18 @@ def read_inbox(tx: Tx, run_id: str, kind: str, name: str) -> list[InboxMessage]:
             kind=r["kind"],
             name=r["name"],
             payload=json.loads(r["payload"]),
-            created_at=to_datetime(r["created_at"]) or datetime.min,
+            created_at=required_datetime(r["created_at"]),
         )
         for r in tx.all("read_inbox", run_id=run_id, kind=kind, name=name)
     ]
 
 
-def request_pause(tx: Tx, run_id: str, now: datetime) -> RunRecord:
-    """Pause a run: at once when no engine executes it, else ask its owner (control)."""
+def request_pause(tx: Tx, run_id: str, now: datetime, wall: datetime) -> RunRecord:
+    """``wall`` (wall time) judges whether a lease still holds the run."""
     run = _unfinished(tx, run_id, "pause")
     if run.status is Status.PAUSED:
         return run
-    if _is_free(run):
+    if _is_free(run, wall):
         tx.execute("park", id=run_id, now=now)
         _event(tx, run_id, NewEvent(EventKind.PAUSED), now)
         run.status = Status.PAUSED
@@ -324,7 +337,7 @@ def request_pause(tx: Tx, run_id: str, now: datetime) -> RunRecord:
 def resume(
     tx: Tx, run_id: str, now: datetime, owner: str | None, lease_until: datetime | None
 ) -> RunRecord:
-    """Resume a paused run (or withdraw a pause not yet taken); else :class:`InvalidTransition`."""
+    """A PAUSED run is made runnable; a pending ``pause`` control is withdrawn."""
     run = _unfinished(tx, run_id, "resume")
     if run.status is Status.PAUSED:
         _event(tx, run_id, NewEvent(EventKind.RESUMED), now)
@@ -338,51 +351,46 @@ def resume(
 
 
 def request_cancel(
-    tx: Tx, run_id: str, now: datetime, owner: str | None, lease_until: datetime | None
+    tx: Tx,
+    run_id: str,
+    now: datetime,
+    wall: datetime,
+    owner: str | None,
+    lease_until: datetime | None,
 ) -> RunRecord:
-    """Mark a run for cancellation; a run no engine executes becomes runnable to compensate."""
+    """``wall`` (wall time) judges whether a lease still holds the run."""
     run = _unfinished(tx, run_id, "cancel")
     tx.execute("set_control", id=run_id, control="cancel")
     _event(tx, run_id, NewEvent(EventKind.CANCEL_REQUESTED), now)
-    if _is_free(run):
+    if _is_free(run, wall):
         run = _make_runnable(tx, run_id, now, owner, lease_until)
     run.control = "cancel"
     return run
 
 
 def count_unfinished(tx: Tx) -> dict[str, int]:
-    """How many runs are pending, running, waiting and paused."""
+    """``GROUP BY status`` over the unfinished statuses."""
     return {r["status"]: int(r["n"]) for r in tx.all("count_unfinished")}
 
 
 def finished_among(tx: Tx, run_ids: Sequence[str]) -> list[str]:
-    """Those of these runs that have ended."""
+    """One query for all ids."""
     return [r["id"] for r in tx.all("finished_among", ids=list(run_ids))]
 
 
 def next_wake(tx: Tx, workflows: Sequence[str]) -> datetime | None:
-    """The earliest timer among waiting runs of these workflows."""
+    """``MIN(wake_at)``: ``None`` when no run waits on a timer."""
     if not workflows:
         return None
     row = tx.one("next_wake", workflows=list(workflows))
     return None if row is None else to_datetime(row["wake_at"])
 
 
-def ensure_schema(tx: Tx, now: datetime) -> int:
-    """Create the schema on an empty database; return the version found or made."""
-    if tx.one("has_meta_table") is None:
-        tx.execute("schema")
-        tx.execute("set_meta", key="schema_version", value=str(SCHEMA_VERSION))
-        return SCHEMA_VERSION
-    row = tx.one("get_meta", key="schema_version")
-    return 0 if row is None else int(row["value"])
-
-
 # Schedules -----------------------------------------------------------------------------------
 
 
 def add_schedule(tx: Tx, record: ScheduleRecord, now: datetime) -> bool:
-    """Insert a schedule; False (and nothing written) when the id exists."""
+    """``ON CONFLICT DO NOTHING``: the row count says whether it was inserted."""
     return bool(
         tx.execute(
             "insert_schedule",
@@ -400,25 +408,25 @@ def add_schedule(tx: Tx, record: ScheduleRecord, now: datetime) -> bool:
 
 
 def get_schedule(tx: Tx, schedule_id: str) -> ScheduleRecord | None:
-    """One schedule, or None."""
+    """By primary key."""
     row = tx.one("get_schedule", id=schedule_id)
     return None if row is None else ScheduleRecord.from_row(row)
 
 
 def list_schedules(tx: Tx) -> list[ScheduleRecord]:
-    """Every schedule, by id."""
+    """``ORDER BY id``."""
     return [ScheduleRecord.from_row(r) for r in tx.all("list_schedules")]
 
 
 def remove_schedule(tx: Tx, schedule_id: str) -> bool:
-    """Delete a schedule; False when there was none."""
+    """The row count says whether there was one."""
     return bool(tx.execute("delete_schedule", id=schedule_id))
 
 
 def set_schedule_enabled(
     tx: Tx, schedule_id: str, enabled: bool, next_run: datetime | None, now: datetime
 ) -> bool:
-    """Enable or disable a schedule (with its new next due time); False when there is none."""
+    """The row count says whether there was one."""
     return bool(
         tx.execute(
             "set_schedule_enabled", id=schedule_id, enabled=enabled, next_run=next_run, now=now
@@ -435,10 +443,8 @@ def advance_schedule(
     last_run_id: str | None,
     now: datetime,
 ) -> bool:
-    """Move a schedule's next due time on, only if it still is ``expected_next`` (compare and set).
-
-    Of several engines ticking the same due time, exactly one gets True.
-    """
+    """The compare-and-set is the ``WHERE next_run = :expected_next`` of one ``UPDATE``: the
+    row lock makes concurrent advancers queue, and the later ones match no row."""
     return bool(
         tx.execute(
             "advance_schedule",

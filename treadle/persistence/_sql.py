@@ -37,8 +37,6 @@ class Tx(Protocol):
     Lists are passed as Python lists and times as aware datetimes; each dialect adapts them.
     """
 
-    dialect: str
-
     def execute(self, statement: str, /, **params: Any) -> int:
         """Run a statement; return the number of rows it changed."""
 

@@ -16,6 +16,13 @@ Reads (a run's status, its inbox, history, the dispatcher's next wake-up) do not
 the commit under way: they run at once on a second connection, on a snapshot of what has been
 committed (WAL readers never wait for the writer).
 
+The database file is the one at ``path`` only while its identity (device and inode) is the one
+it had at :meth:`~SQLitePersistence.open`: deleting or replacing it (and its ``-wal``) while an
+engine writes would let commits go into an unlinked file. So before the outcomes of a batch are
+handed back, the identity is compared (for a transaction committed alone on the loop, at most
+every :data:`_IDENTITY_EVERY` seconds, to keep a system call off every step); a mismatch fails
+that batch and every later operation with a :class:`PersistenceError` that says so.
+
 Durability: with ``synchronous="FULL"`` (the default) a checkpoint that was acknowledged survives
 a crash of the process and a loss of power. ``"NORMAL"`` is several times faster per commit and
 still survives a crash of the process, but the last commits may be lost on a power cut.
@@ -27,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -35,8 +43,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .._errors import PersistenceError
-from ._base import SQLPersistence
-from ._batch import Job, Outcome, failed, run_in_savepoints, script_error, settle
+from . import _schema as schema
+from ._batch import DriverErrors, Job, Outcome, failed, run_in_savepoints, settle
+from ._scripted import SQLPersistence
 from ._sql import Row, queries
 
 T = TypeVar("T")
@@ -49,6 +58,16 @@ _INLINE_COMMIT = 4
 #: at 250, 8.7 ms at 500) but the fsyncs of a large database file more frequent (cost per step
 #: with 1,000,000 stored runs / with 1,000: 1.15-1.30x at 250, 0.99x at 500, 0.8x at 1,000).
 _CHECKPOINT_FRAMES = 500
+#: Seconds between two checks of the database file's identity by commits made on the loop.
+_IDENTITY_EVERY = 0.05
+
+_ERRORS = DriverErrors("SQLite", driver=(sqlite3.Error,), data=(UnicodeError, sqlite3.DataError))
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says that another connection holds a lock (SQLITE_BUSY/LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 _PLAIN = frozenset((str, int, float, type(None)))
@@ -63,8 +82,6 @@ def _adapt(value: Any) -> Any:
 
 
 class _SQLiteTx:
-    dialect = "sqlite"
-
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._sql = queries("sqlite")
@@ -79,10 +96,11 @@ class _SQLiteTx:
 
     def execute(self, statement: str, /, **params: Any) -> int:
         sql = self._sql[statement]
-        if statement == "schema":
-            for statement in sql.split(";\n"):
-                if statement.strip():
-                    self._conn.execute(statement)
+        if statement == "schema" or statement.startswith("migrate_"):
+            # Several statements, run one by one (executescript would commit the transaction).
+            for part in sql.split(";\n"):
+                if part.strip():
+                    self._conn.execute(part)
             return 0
         return self._conn.execute(sql, self._params(params)).rowcount
 
@@ -112,8 +130,6 @@ class _SQLiteTx:
 class SQLitePersistence(SQLPersistence):
     """Runs kept in one SQLite file (WAL mode), shared safely by processes on one machine."""
 
-    dialect = "sqlite"
-
     def __init__(
         self, path: str = "treadle.db", *, synchronous: str = "FULL", batch_size: int = 512
     ) -> None:
@@ -136,9 +152,15 @@ class SQLitePersistence(SQLPersistence):
         self._busy = False  # the committer is committing or checkpointing
         self._ran_now = False  # a transaction was run at once in this turn of the loop
         self._quiet = True  # the last batch was a single transaction: little to batch
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file at open
+        self._identity_checked = 0.0  # time.monotonic() of the last check
+        self._lost: PersistenceError | None = None  # set once the file is found gone
 
     def __repr__(self) -> str:
         return f"SQLitePersistence({self.path!r})"
+
+    def _upgrade_command(self) -> str:
+        return f"treadle db upgrade --db sqlite:///{self.path}"
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -156,15 +178,15 @@ class SQLitePersistence(SQLPersistence):
         """Connect and check the schema (creating it in a new file)."""
         if self._conn is not None:
             return
-        try:
+        with _ERRORS.wrap(f"cannot open SQLite database {self.path!r}"):
             self._conn = self._connect()
-        except sqlite3.Error as exc:
-            raise PersistenceError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-        self._tx = _SQLiteTx(self._conn)
-        if self.path != ":memory:":  # a second in-memory connection would be another database
-            reader = self._connect()
-            reader.execute("PRAGMA query_only=ON")
-            self._reader = _SQLiteTx(reader)
+            self._tx = _SQLiteTx(self._conn)
+            if self.path != ":memory:":  # a second in-memory connection would be another database
+                reader = self._connect()
+                reader.execute("PRAGMA query_only=ON")
+                self._reader = _SQLiteTx(reader)
+                self._identity = self._file_identity()
+        self._lost = None
         self._disk = ThreadPoolExecutor(1, thread_name_prefix="treadle-sqlite")
         self._work = asyncio.Event()
         self._committer = asyncio.create_task(self._commit_loop(), name=f"treadle-sqlite:{self}")
@@ -187,10 +209,55 @@ class SQLitePersistence(SQLPersistence):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._identity = None
+
+    async def upgrade(self) -> str:
+        """Migrate the file's schema in a transaction of its own (another connection: the file
+        need not be open, and must not be by this object, whose open refuses an old schema)."""
+        return await asyncio.to_thread(self._upgrade_file)
+
+    def _upgrade_file(self) -> str:
+        with _ERRORS.wrap(f"cannot upgrade the schema of SQLite database {self.path!r}"):
+            conn = self._connect()
+            try:
+                _begin_waiting(conn, 30.0)
+                try:
+                    done = schema.migrate(_SQLiteTx(conn))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return done
+            finally:
+                conn.close()
+
+    # The database file's identity ---------------------------------------------------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _check_file(self) -> PersistenceError | None:
+        """The error to fail with if the file at the path is no longer the one opened."""
+        if self._lost is None and self._identity is not None:
+            self._identity_checked = time.monotonic()
+            if self._file_identity() != self._identity:
+                self._lost = PersistenceError(
+                    f"the SQLite database {self.path!r} was deleted or replaced while in use: "
+                    "the commits of this engine no longer reach it, so it stops (close the "
+                    "engine and open the database again; work since the change may be lost)"
+                )
+                log.error("%s", self._lost)
+        return self._lost
 
     async def _run(self, script: Callable[[Any], T]) -> T:
         if self._conn is None:
             raise PersistenceError(f"{self!r} is not open: use 'async with engine' or open()")
+        if self._lost is not None:
+            raise self._lost
         if self._quiet and not self._pending and not self._busy and not self._ran_now:
             # Nothing to batch with: commit it right here, without a hop through the committer.
             # Only while the committer's batches are single transactions, and once per turn of
@@ -209,11 +276,13 @@ class SQLitePersistence(SQLPersistence):
         reader = self._reader
         if reader is None or self._conn is None:
             return await self._run(script)
+        if self._lost is not None:
+            raise self._lost
         try:
             return reader.snapshot(script)
         except sqlite3.Error as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise PersistenceError(f"SQLite read from {self.path!r} failed: {exc}") from exc
+            if not _is_busy(exc):
+                raise _ERRORS.translate(exc, f"SQLite read from {self.path!r} failed") from exc
         # The file is being recovered or locked exclusively: queue it like a write.
         return await self._run(script)
 
@@ -225,9 +294,9 @@ class SQLitePersistence(SQLPersistence):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if _is_busy(exc):
                 raise _WriteLocked() from None
-            raise PersistenceError(f"SQLite transaction on {self.path!r} failed: {exc}") from exc
+            raise _ERRORS.translate(exc, f"SQLite transaction on {self.path!r} failed") from exc
         try:
             result = script(tx)
             conn.execute("COMMIT")
@@ -236,9 +305,13 @@ class SQLitePersistence(SQLPersistence):
                 conn.execute("ROLLBACK")
             tx.notified.clear()
             if isinstance(exc, Exception):
-                raise script_error(exc, "SQLite")  # noqa: B904 - script_error keeps the cause
+                raise _ERRORS.translate(exc) from exc
             raise
         notified, tx.notified = tx.notified, []
+        if time.monotonic() - self._identity_checked >= _IDENTITY_EVERY:
+            lost = self._check_file()
+            if lost is not None:
+                raise lost
         settle((), notified, self._wake)
         if self._count_commit():
             self._checkpoint_due = True
@@ -298,7 +371,7 @@ class SQLitePersistence(SQLPersistence):
         assert conn is not None and tx is not None
         try:
             await self._begin(conn)
-            outcomes = run_in_savepoints(tx, conn.execute, batch, "SQLite")
+            outcomes = run_in_savepoints(tx, conn.execute, batch, _ERRORS)
             if self.synchronous in ("OFF", "NORMAL") or (
                 len(batch) <= _INLINE_COMMIT and not self._pending
             ):
@@ -312,10 +385,13 @@ class SQLitePersistence(SQLPersistence):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             tx.notified.clear()
-            error = PersistenceError(f"SQLite commit to {self.path!r} failed: {exc}")
-            error.__cause__ = exc
-            return failed(batch, error), []
+            return failed(
+                batch, _ERRORS.translate(exc, f"SQLite commit to {self.path!r} failed")
+            ), []
         notified, tx.notified = tx.notified, []
+        lost = self._check_file()
+        if lost is not None:
+            return failed(batch, lost), []
         return outcomes, notified
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
@@ -323,7 +399,7 @@ class SQLitePersistence(SQLPersistence):
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not _is_busy(exc):
                 raise
         # Another process is writing: wait for the lock off the loop.
         loop = asyncio.get_running_loop()
@@ -350,8 +426,7 @@ def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            if not busy or time.monotonic() > deadline:
+            if not _is_busy(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
@@ -364,10 +439,14 @@ class MemoryPersistence(SQLitePersistence):
     behaves exactly like the durable default in everything but durability.
     """
 
-    shared = False
-
     def __init__(self) -> None:
         super().__init__(":memory:", synchronous="OFF")
 
     def __repr__(self) -> str:
         return "MemoryPersistence()"
+
+    async def upgrade(self) -> str:
+        """An in-memory database is always created at the newest schema version."""
+        if self._conn is None:
+            return f"an in-memory database gets schema version {schema.SCHEMA_VERSION} when opened"
+        return await self._run(schema.migrate)

@@ -1,6 +1,10 @@
 -- Migrations for PostgreSQL: a block 'migrate_<n>' takes a database from schema version n-1 to
--- n and is applied by 'treadle db upgrade' (PostgresPersistence.upgrade). Version 1 is the
--- schema block itself; there is no migration yet. Example for the next version:
+-- n and is applied by 'treadle db upgrade --db postgresql://...' (PostgresPersistence.upgrade),
+-- in the same transaction as the new version number, under the schema lock. Version 1 is the
+-- schema block itself; there is no migration yet. Add one per dialect with every new schema
+-- version, change the schema blocks to match, and keep a snapshot of the old version's schema
+-- in tests/data/ (test_store_contract.py checks that migrating it gives exactly what the
+-- schema block creates). Example for the next version:
 --
 --   -- name: migrate_2
 --   ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;

@@ -1,7 +1,6 @@
 -- The treadle schema for PostgreSQL, version 1 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
--- Migrations: a block 'migrate_<n>' takes a database from version n-1 to n (n >= 2); add one
--- with every new schema version (in migrations.sql), and change the schema block to match.
+-- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
 -- the keys of a run's data).
 

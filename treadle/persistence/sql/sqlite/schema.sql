@@ -1,4 +1,6 @@
--- The treadle schema, version 1, for SQLite. Times are Unix epoch seconds (REAL).
+-- The treadle schema for SQLite, version 1 (the whole schema at the newest version: it is what
+-- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
+-- (REAL).
 
 -- name: schema
 CREATE TABLE IF NOT EXISTS treadle_meta (
@@ -67,3 +69,8 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
+
+-- name: schema_lock
+-- Taken by 'treadle db upgrade' before it reads the version. In SQLite the transaction's
+-- BEGIN IMMEDIATE already holds the database's write lock: there is nothing more to take.
+SELECT 1;

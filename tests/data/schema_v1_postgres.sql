@@ -1,0 +1,74 @@
+-- The treadle schema at version 1 for PostgreSQL, as the first schema version created it: a snapshot
+-- that never changes. test_store_contract.py migrates it with 'treadle db upgrade' and
+-- checks that the result is exactly what today's schema block creates.
+
+CREATE TABLE IF NOT EXISTS treadle_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    id         text PRIMARY KEY,           -- fingerprint of the definition's shape
+    name       text NOT NULL,
+    shape      text NOT NULL,              -- JSON, see Workflow.describe()
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id            text PRIMARY KEY,
+    workflow      text NOT NULL,
+    definition_id text NOT NULL,
+    status        text NOT NULL,
+    data          text NOT NULL,           -- JSON object: the run's data at its last checkpoint
+    cursor        text NOT NULL,           -- JSON: where the run is in its step tree
+    error         text,
+    waiting_for   jsonb NOT NULL DEFAULT '[]',
+    wake_at       timestamptz,
+    parent_id     text,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    owner         text,                    -- the engine executing it, while it holds a lease
+    lease_until   timestamptz,
+    token         bigint NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
+    control       text                     -- 'pause' or 'cancel' requested of the owner
+);
+CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
+    WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS runs_timers ON runs (wake_at)
+    WHERE status = 'waiting' AND wake_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner) WHERE owner IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id     bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    at     timestamptz NOT NULL,
+    kind   text NOT NULL,
+    step   text,
+    detail jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq        bigserial PRIMARY KEY,
+    run_id     text NOT NULL,
+    kind       text NOT NULL,              -- 'signal', 'approval' or 'run' (a child finished)
+    name       text NOT NULL,
+    payload    text NOT NULL,
+    created_at timestamptz NOT NULL,
+    consumed   boolean NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE NOT consumed;
+CREATE TABLE IF NOT EXISTS schedules (
+    id          text PRIMARY KEY,
+    workflow    text NOT NULL,
+    expression  text NOT NULL,
+    timezone    text NOT NULL,
+    input       text NOT NULL,
+    enabled     boolean NOT NULL,
+    options     text NOT NULL DEFAULT '{}',
+    next_run    timestamptz,
+    last_run    timestamptz,
+    last_run_id text,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+INSERT INTO treadle_meta (key, value) VALUES ('schema_version', '1');

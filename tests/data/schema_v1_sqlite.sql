@@ -1,0 +1,71 @@
+-- The treadle schema at version 1 for SQLite, as the first schema version created it: a snapshot
+-- that never changes. test_store_contract.py migrates it with 'treadle db upgrade' and
+-- checks that the result is exactly what today's schema block creates.
+
+CREATE TABLE IF NOT EXISTS treadle_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    id         TEXT PRIMARY KEY,           -- fingerprint of the definition's shape
+    name       TEXT NOT NULL,
+    shape      TEXT NOT NULL,              -- JSON, see Workflow.describe()
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id            TEXT PRIMARY KEY,
+    workflow      TEXT NOT NULL,
+    definition_id TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    data          TEXT NOT NULL,           -- JSON object: the run's data at its last checkpoint
+    cursor        TEXT NOT NULL,           -- JSON: where the run is in its step tree
+    error         TEXT,
+    waiting_for   TEXT NOT NULL DEFAULT '[]',
+    wake_at       REAL,
+    parent_id     TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    owner         TEXT,                    -- the engine executing it, while it holds a lease
+    lease_until   REAL,
+    token         INTEGER NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
+    control       TEXT                     -- 'pause' or 'cancel' requested of the owner
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner) WHERE owner IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id     INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    at     REAL NOT NULL,
+    kind   TEXT NOT NULL,
+    step   TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq        INTEGER PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    kind       TEXT NOT NULL,              -- 'signal', 'approval' or 'run' (a child finished)
+    name       TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    consumed   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE consumed = 0;
+CREATE TABLE IF NOT EXISTS schedules (
+    id          TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    expression  TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    enabled     INTEGER NOT NULL,
+    options     TEXT NOT NULL DEFAULT '{}',
+    next_run    REAL,
+    last_run    REAL,
+    last_run_id TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+INSERT INTO treadle_meta (key, value) VALUES ('schema_version', '1');

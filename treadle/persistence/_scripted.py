@@ -1,0 +1,283 @@
+"""The persistence contract implemented once, over transaction scripts, for every SQL backend.
+
+A backend only says how a script gets a transaction (:meth:`SQLPersistence._run`), how it opens,
+closes and upgrades; every operation's logic lives in :mod:`._scripts`, and every operation's
+contract on :class:`~treadle.persistence.Persistence` (the methods here inherit its docstrings).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from .._state import Event
+from . import _schema as schema
+from . import _scripts as scripts
+from ._base import Persistence, WakeListener, utcnow
+from ._records import (
+    Checkpoint,
+    CheckpointAck,
+    InboxMessage,
+    NewEvent,
+    RunRecord,
+    ScheduleRecord,
+)
+from ._sql import Tx
+
+T = TypeVar("T")
+
+
+class SQLPersistence(Persistence):
+    """The family of SQL backends: :class:`Persistence` over :mod:`._scripts`.
+
+    Subclasses implement :meth:`_run`, :meth:`open`, :meth:`close` and :meth:`upgrade`, and may
+    implement :meth:`_read`. Wall time (which judges leases) is read here, once per operation,
+    and passed to the scripts, so that a script run again on the same data (a batch replayed
+    under per-script savepoints) does the same thing.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[WakeListener] = []
+        self.now: Callable[[], datetime] = utcnow
+
+    # What a backend provides --------------------------------------------------------------
+
+    async def _run(self, script: Callable[[Tx], T]) -> T:
+        """Run ``script`` in a transaction of its own (possibly committed with others)."""
+        raise NotImplementedError
+
+    async def _read(self, script: Callable[[Tx], T]) -> T:
+        """Run ``script``, which only reads, on a snapshot of what has been committed.
+
+        A backend may serve reads without queueing them behind the writes being committed; by
+        default they take the same path as writes.
+        """
+        return await self._run(script)
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def upgrade(self) -> str:
+        raise NotImplementedError
+
+    def _upgrade_command(self) -> str:
+        """The command that upgrades this database, for messages."""
+        raise NotImplementedError
+
+    # Wake-ups -----------------------------------------------------------------------------
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_wake_listener(self, listener: WakeListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _wake(self, run_ids: Sequence[str]) -> None:
+        for run_id in run_ids:
+            for listener in list(self._listeners):
+                listener(run_id)
+
+    async def _check_schema(self) -> None:
+        """Create the schema in an empty database; refuse one of another version."""
+        found = await self._run(schema.ensure_schema)
+        schema.check_version(found, self._upgrade_command())
+
+    # Definitions ----------------------------------------------------------------------------
+
+    async def save_definition(self, definition_id: str, name: str, shape: dict[str, Any]) -> None:
+        await self._run(
+            partial(
+                scripts.save_definition,
+                definition_id=definition_id,
+                name=name,
+                shape=json.dumps(shape),
+                now=self.now(),
+            )
+        )
+
+    async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
+        found = await self._read(partial(scripts.load_definition, definition_id=definition_id))
+        return None if found is None else dict(json.loads(found[1]))
+
+    # Runs -----------------------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord, event: NewEvent) -> tuple[RunRecord, bool]:
+        return await self._run(partial(scripts.create_run, run=run, event=event, now=self.now()))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._read(partial(scripts.get_run, run_id=run_id))
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        return await self._read(
+            partial(
+                scripts.list_runs,
+                workflow=workflow,
+                status=status,
+                parent_id=parent_id,
+                limit=limit,
+            )
+        )
+
+    async def history(self, run_id: str) -> list[Event]:
+        return await self._read(partial(scripts.history, run_id=run_id))
+
+    async def claim_runs(
+        self,
+        owner: str,
+        workflows: Sequence[str],
+        due: datetime,
+        lease_until: datetime,
+        limit: int,
+    ) -> list[RunRecord]:
+        return await self._run(
+            partial(
+                scripts.claim_runs,
+                owner=owner,
+                workflows=list(workflows),
+                now=utcnow(),
+                due=due,
+                lease_until=lease_until,
+                limit=limit,
+            )
+        )
+
+    async def renew_leases(self, owner: str, lease_until: datetime) -> dict[str, str | None]:
+        return await self._run(partial(scripts.renew_leases, owner=owner, lease_until=lease_until))
+
+    async def release_runs(self, owner: str) -> int:
+        return await self._run(partial(scripts.release_runs, owner=owner))
+
+    async def release_run(self, run_id: str, token: int) -> None:
+        await self._run(partial(scripts.release_run, run_id=run_id, token=token))
+
+    async def owners(self) -> list[str]:
+        return await self._read(scripts.owners)
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
+        return await self._run(partial(scripts.save_checkpoint, cp=checkpoint))
+
+    async def deliver(
+        self,
+        run_id: str,
+        kind: str,
+        name: str,
+        payload: Any,
+        event: NewEvent,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> RunRecord:
+        return await self._run(
+            partial(
+                scripts.deliver,
+                run_id=run_id,
+                kind=kind,
+                name=name,
+                payload=json.dumps(payload),
+                event=event,
+                now=self.now(),
+                owner=owner,
+                lease_until=lease_until,
+            )
+        )
+
+    async def read_inbox(self, run_id: str, kind: str, name: str) -> list[InboxMessage]:
+        return await self._read(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
+
+    async def request_pause(self, run_id: str) -> RunRecord:
+        return await self._run(
+            partial(scripts.request_pause, run_id=run_id, now=self.now(), wall=utcnow())
+        )
+
+    async def resume(
+        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+    ) -> RunRecord:
+        return await self._run(
+            partial(
+                scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
+            )
+        )
+
+    async def request_cancel(
+        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+    ) -> RunRecord:
+        return await self._run(
+            partial(
+                scripts.request_cancel,
+                run_id=run_id,
+                now=self.now(),
+                wall=utcnow(),
+                owner=owner,
+                lease_until=lease_until,
+            )
+        )
+
+    async def count_runs(self) -> dict[str, int]:
+        return await self._read(scripts.count_unfinished)
+
+    async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
+        return await self._read(partial(scripts.finished_among, run_ids=list(run_ids)))
+
+    async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
+        return await self._read(partial(scripts.next_wake, workflows=list(workflows)))
+
+    # Schedules ------------------------------------------------------------------------------
+
+    async def add_schedule(self, record: ScheduleRecord) -> bool:
+        return await self._run(partial(scripts.add_schedule, record=record, now=self.now()))
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        return await self._read(partial(scripts.get_schedule, schedule_id=schedule_id))
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._read(scripts.list_schedules)
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        return await self._run(partial(scripts.remove_schedule, schedule_id=schedule_id))
+
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, next_run: datetime | None
+    ) -> bool:
+        return await self._run(
+            partial(
+                scripts.set_schedule_enabled,
+                schedule_id=schedule_id,
+                enabled=enabled,
+                next_run=next_run,
+                now=self.now(),
+            )
+        )
+
+    async def advance_schedule(
+        self,
+        schedule_id: str,
+        expected_next: datetime,
+        new_next: datetime | None,
+        last_run: datetime | None = None,
+        last_run_id: str | None = None,
+    ) -> bool:
+        return await self._run(
+            partial(
+                scripts.advance_schedule,
+                schedule_id=schedule_id,
+                expected_next=expected_next,
+                new_next=new_next,
+                last_run=last_run,
+                last_run_id=last_run_id,
+                now=self.now(),
+            )
+        )

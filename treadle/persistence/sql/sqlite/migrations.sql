@@ -1,0 +1,11 @@
+-- Migrations for SQLite: a block 'migrate_<n>' takes a database from schema version n-1 to n
+-- and is applied by 'treadle db upgrade --db sqlite:///path' (SQLitePersistence.upgrade), in
+-- the same transaction as the new version number. Statements are separated by ";" at the end
+-- of a line. Version 1 is the schema block itself; there is no migration yet. Add one per
+-- dialect with every new schema version, change the schema blocks to match, and keep a
+-- snapshot of the old version's schema in tests/data/ (test_store_contract.py checks that
+-- migrating it gives exactly what the schema block creates). Example for the next version:
+--
+--   -- name: migrate_2
+--   ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+--   CREATE INDEX IF NOT EXISTS runs_priority ON runs (priority);
