@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -217,8 +218,9 @@ def test_start_takes_data_run_id_and_is_idempotent(db: str, shop: types.ModuleTy
     out = ok("start", "quick", "--app", app, "--db", db, "--data", '{"n": 1}', "--run-id", "r-1")
     assert out.strip() == "r-1"
     again = json.loads(ok("start", "quick", "--app", app, "--db", db, "--run-id", "r-1", "--json"))
-    assert again == {"run_id": "r-1", "workflow": "quick"}
-    assert status_of(db, "r-1")["data"] == {"n": 1}
+    assert again["id"] == "r-1" and again["workflow"] == "quick" and "run_id" not in again
+    assert again == status_of(db, "r-1")  # one shape, one name for the id
+    assert again["data"] == {"n": 1}
     assert rows(db, "SELECT count(*) FROM runs") == [(1,)]
 
 
@@ -509,6 +511,54 @@ def test_serve_hands_its_options_to_the_web_server(
     assert calls[-1]["port"] == 7000 and calls[-1]["host"] == "::"
     assert "no module named 'nope'" in fails("serve", "--db", db, "--app", "nope:app")
     assert len(calls) == 2
+
+
+def test_serve_without_the_web_extra_says_what_to_install(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "treadle.web", None)  # as if starlette were not installed
+    assert "pip install 'treadle[web]'" in fails("serve", "--db", db)
+
+
+def test_serve_on_all_interfaces_without_tokens_warns_at_start(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    bound: list[str] = []
+
+    async def serve(self: uvicorn.Server) -> None:
+        bound.append(self.config.host)
+
+    monkeypatch.setattr(uvicorn.Server, "serve", serve)
+    result = invoke("serve", "--host", "0.0.0.0", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert bound == ["127.0.0.1"]
+    warning = next(line for line in result.stderr.splitlines() if "WARNING" in line)
+    assert "no API tokens configured" in warning and "0.0.0.0" in warning
+
+
+def test_history_shows_durations_with_their_units(db: str) -> None:
+    def flaky(ctx: treadle.Context, state: treadle.State) -> None:
+        if ctx.attempt < 2:
+            raise RuntimeError("try again")
+
+    policy = treadle.RetryPolicy().attempts(3).backoff("50ms", "50ms")
+    workflow = treadle.new("flaky").step("call", flaky, retry=policy).build()
+
+    async def go() -> str:
+        engine = treadle.Engine(treadle.persistence_from_url(db), poll_interval=0.1)
+        engine.register(workflow)
+        async with engine:
+            run_id = await engine.start("flaky")
+            await engine.wait(run_id, timeout=10)
+        return run_id
+
+    text = ok("history", asyncio.run(go()), "--db", db)
+    failed = next(line for line in text.splitlines() if "step_failed" in line)
+    assert re.search(r"retry_in: \d+ms", failed), failed
+    completed = next(line for line in text.splitlines() if "step_completed" in line)
+    assert re.search(r"took: \d+ms", completed), completed
 
 
 def test_a_database_url_password_is_not_printed() -> None:

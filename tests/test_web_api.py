@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -658,3 +659,140 @@ async def test_runs_fragment_filters_and_searches(
     assert html.count('class="run-row"') == 1 and "status-failed" in html
     html = (await client.get("/ui/runs", params={"q": "zzz"}, headers=as_("viewer"))).text
     assert "No runs match" in html
+
+
+# Models, limits and bad input (issue 10 item 6, issue 11 items 7 and 9) --------------------
+
+
+def test_openapi_enums_are_the_codes_own() -> None:
+    from treadle._nodes import ActionStep, Workflow
+    from treadle.cron._cron import CATCH_UP, OVERLAP
+    from treadle.web import openapi_document
+
+    schemas = openapi_document()["components"]["schemas"]
+    assert schemas["Status"]["enum"] == [s.value for s in treadle.Status]
+    kinds = schemas["Node"]["properties"]["kind"]["enum"]
+    assert ActionStep.kind in kinds and Workflow.kind in kinds
+    assert schemas["Schedule"]["properties"]["catch_up"]["enum"] == list(CATCH_UP)
+    assert schemas["Schedule"]["properties"]["overlap"]["enum"] == list(OVERLAP)
+    assert schemas["StartRun"]["additionalProperties"] is False
+
+
+async def test_a_larger_body_is_refused_without_being_read_whole(
+    client: httpx.AsyncClient,
+) -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = b"[" * 65_536
+        for _ in range(1600):  # 100 MB, if it were all read
+            sent += len(chunk)
+            yield chunk
+
+    response = await client.post(
+        "/api/runs",
+        content=endless(),
+        headers={**as_("alice"), "Content-Type": "application/json"},
+    )
+    assert_error(response, 413, "PayloadTooLarge")
+    assert sent <= 1_000_000 + 2 * 65_536
+
+
+async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/runs",
+        content=b"workflow=payment",
+        headers={**as_("alice"), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_error(response, 415, "UnsupportedMediaType")
+
+
+@pytest.mark.parametrize(
+    ("error", "type_"),
+    [(treadle.DataError("signal payload holds a NUL character"), "DataError"),
+     (ValueError("text holds a NUL character"), "BadRequest")],
+)  # fmt: skip
+async def test_bad_data_the_engine_refuses_is_400_with_its_message(
+    client: httpx.AsyncClient,
+    web_engine: treadle.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    type_: str,
+) -> None:
+    run_id = await web_engine.start("payment")
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(web_engine, "signal", refuse)
+    response = await client.post(
+        f"/api/runs/{run_id}/signal/paid", json={"data": "a\u0000b"}, headers=as_("alice")
+    )
+    body = assert_error(response, 400, type_)
+    assert body["error"]["message"] == str(error)
+
+
+async def test_without_tokens_the_page_says_why_a_named_approval_has_no_buttons(
+    open_client: httpx.AsyncClient, web_engine: treadle.Engine
+) -> None:
+    run_id = await web_engine.start("expense", run_id="needs-alice")
+    await waiting_for(web_engine, run_id, "approval:manager")
+    html = (await open_client.get("/ui/runs/needs-alice")).text
+    assert ">Approve<" not in html and ">Reject<" not in html
+    assert "Only alice, bob may decide" in html and "without API tokens" in html
+    anyone = await web_engine.start("open", run_id="anyone-may")
+    await waiting_for(web_engine, anyone, "approval:anyone")
+    assert ">Approve<" in (await open_client.get("/ui/runs/anyone-may")).text
+
+
+async def test_run_page_shows_signals_not_yet_consumed(
+    client: httpx.AsyncClient, web_engine: treadle.Engine
+) -> None:
+    web_engine.register(treadle.new("gated").await_approval("gate", []).await_signal("go").build())
+    run_id = await web_engine.start("gated", run_id="early")
+    await waiting_for(web_engine, run_id, "approval:gate")
+    html = (await client.get("/ui/runs/early", headers=as_("viewer"))).text
+    assert "Signals not yet consumed" not in html
+    await web_engine.signal(run_id, "go", {"n": "<2>"})  # sent before the run awaits it
+    html = (await client.get("/ui/runs/early", headers=as_("viewer"))).text
+    assert "Signals not yet consumed" in html
+    assert '<li data-signal="go">' in html and "&lt;2&gt;" in html
+
+
+async def test_timeline_durations_carry_units(web_engine: treadle.Engine) -> None:
+    def flaky(ctx: treadle.Context, state: treadle.State) -> None:
+        if ctx.attempt < 2:
+            raise RuntimeError("try again")
+
+    policy = treadle.RetryPolicy().attempts(3).backoff("50ms", "50ms")
+    web_engine.register(treadle.new("flaky").step("call", flaky, retry=policy).build())
+    run_id = await web_engine.start("flaky", run_id="flaky-1")
+    await web_engine.wait(run_id, timeout=5)
+    async with _client(web_engine, None) as c:
+        html = (await c.get("/ui/runs/flaky-1")).text
+    assert re.search(r"retry_in: \d+ms", html), html
+    assert "retry_in: 0." not in html
+
+
+def test_run_view_is_plain_data_without_http() -> None:
+    from datetime import UTC, datetime
+
+    from treadle.web import ANONYMOUS
+    from treadle.web._views import run_view
+
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    state = treadle.State(
+        "r1", "expense", treadle.Status.WAITING, {}, at, at, waiting_for=["approval:manager"]
+    )
+    events = [
+        treadle.Event("r1", at, "created"),
+        treadle.Event("r1", at, "step_completed", "prepare", {"attempt": 1, "ms": 1500}),
+        treadle.Event("r1", at, "waiting"),
+    ]
+    view = run_view(state, events, EXPENSE.describe(), identity=ANONYMOUS, open_mode=True)
+    assert view.why is not None and view.why.reasons[0].who == "alice, bob"
+    assert view.actions is not None
+    assert "without API tokens" in view.actions.approvals[0].why_not
+    assert [box.state for box in view.boxes] == ["done", "current", "pending"]
+    assert view.timeline[1].took == "1.5s" and view.timeline[1].info == "attempt: 1"

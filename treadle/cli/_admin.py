@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from typing import Any
-
 import click
 
 from ._app import (
@@ -20,6 +16,7 @@ from ._app import (
     run,
     user_errors,
 )
+from ._worker import setup_logging
 
 
 @cli.command()
@@ -46,27 +43,21 @@ def demo(db_url: str) -> None:
 @app_option
 @db_option
 def serve(host: str, port: int, tokens_file: str | None, app: str | None, db_url: str) -> None:
-    """Serve the web dashboard and its JSON API (and fire due schedules)."""
+    """Serve the web dashboard and its JSON API (and fire due schedules).
+
+    Needs the web extra: pip install 'treadle[web]'.
+    """
     if app is not None:
         load_workflows(app)  # a mistake in --app is a one-line error here, not a traceback there
     try:
-        web = importlib.import_module("treadle.web")
+        from ..web import run_server
     except ImportError as exc:
-        raise UserError(f"the web dashboard is not available: {exc}") from None
-    run_server: Any = getattr(web, "run_server", None)
-    if run_server is None:
-        raise UserError("the web dashboard is not available: treadle.web has no run_server")
+        raise UserError(
+            f"treadle serve needs the web extra: pip install 'treadle[web]' ({exc})"
+        ) from None
+    setup_logging("INFO")  # the start-up warnings (no tokens, the address) must be seen
     with user_errors(app):
-        outcome = run_server(
-            db_url=db_url, host=host, port=port, tokens_file=tokens_file, module=app
-        )
-    if inspect.isawaitable(outcome):
-        awaitable = outcome
-
-        async def finish() -> None:
-            await awaitable
-
-        run(finish, app=app)
+        run_server(db_url=db_url, host=host, port=port, tokens_file=tokens_file, module=app)
 
 
 @cli.group()

@@ -6,11 +6,12 @@ Schedules are kept in the database; workers (``treadle worker``) start their run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._wire import Schedule as ScheduleShape
 from ..cron import Cron, Schedule
 from ..cron._cron import CATCH_UP, OVERLAP
 from . import _output
@@ -34,32 +35,6 @@ if TYPE_CHECKING:
 def make_cron(engine: Engine) -> Cron:
     """A :class:`treadle.Cron` on ``engine``."""
     return Cron(engine)
-
-
-def schedule_dict(schedule: Schedule) -> dict[str, Any]:
-    """A schedule as JSON."""
-    return {
-        "id": schedule.id,
-        "workflow": schedule.workflow,
-        "expression": schedule.expression,
-        "input": schedule.input,
-        "timezone": schedule.timezone,
-        "enabled": schedule.enabled,
-        "next_run": _output.iso(schedule.next_run),
-        "last_run": _output.iso(schedule.last_run),
-        "last_run_id": schedule.last_run_id,
-        "last_run_status": None
-        if schedule.last_run_status is None
-        else schedule.last_run_status.value,
-        "catch_up": schedule.catch_up,
-        "catch_up_window": _seconds(schedule.catch_up_window),
-        "overlap": schedule.overlap,
-        "jitter": _seconds(schedule.jitter),
-    }
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
 
 
 def schedules_table(schedules: Sequence[Schedule]) -> str:
@@ -107,7 +82,7 @@ def list_(db_url: str, as_json: bool) -> None:
 
     schedules = run(work)
     if as_json:
-        _output.emit_json([schedule_dict(s) for s in schedules])
+        _output.emit_json([ScheduleShape.of(s) for s in schedules])
     else:
         click.echo(schedules_table(schedules))
 
@@ -191,7 +166,7 @@ def add(
 
     schedule = run(work, app=app)
     if as_json:
-        _output.emit_json(schedule_dict(schedule))
+        _output.emit_json(ScheduleShape.of(schedule))
     else:
         click.echo(f"schedule {schedule_id!r} added; next run {_output.when(schedule.next_run)}")
 

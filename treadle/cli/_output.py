@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from pydantic import BaseModel
 
+from .._display import detail_text
 from .._state import Event, State
+from .._wire import to_json
 
 
 def when(moment: datetime | None) -> str:
@@ -17,16 +20,6 @@ def when(moment: datetime | None) -> str:
     if moment is None:
         return "-"
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A time for JSON: ISO 8601 with its offset."""
-    return None if moment is None else moment.isoformat()
-
-
-def compact(value: Any) -> str:
-    """One-line JSON (for table cells)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
@@ -44,34 +37,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) 
     return "\n".join(lines)
 
 
-def state_dict(state: State) -> dict[str, Any]:
-    """A run as JSON."""
-    return {
-        "id": state.id,
-        "workflow": state.workflow,
-        "status": state.status.value,
-        "data": state.data,
-        "error": state.error,
-        "waiting_for": list(state.waiting_for),
-        "parent_id": state.parent_id,
-        "created_at": iso(state.created_at),
-        "updated_at": iso(state.updated_at),
-    }
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    """A history entry as JSON."""
-    return {
-        "at": iso(event.at),
-        "kind": event.kind,
-        "step": event.step,
-        "detail": event.detail,
-    }
-
-
 def emit_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Print ``value`` (a model of :mod:`treadle._wire`, a list of them, or plain JSON data) as
+    indented JSON on stdout."""
+    if isinstance(value, BaseModel) or (
+        isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value)
+    ):
+        click.echo(to_json(value, indent=2))
+    else:
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def runs_table(states: Sequence[State]) -> str:
@@ -119,5 +93,5 @@ def history_table(events: Sequence[Event]) -> str:
     for e in events:
         at = e.at.astimezone(UTC)
         stamp = at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-        rows.append([stamp, e.kind, e.step or "-", compact(e.detail) if e.detail else ""])
+        rows.append([stamp, e.kind, e.step or "-", detail_text(e.detail)])
     return table(["TIME", "EVENT", "STEP", "DETAIL"], rows, empty="no history")

@@ -13,6 +13,7 @@ import click
 
 from .._engine import Engine
 from .._state import State, Status
+from .._wire import Event, Run
 from . import _output
 from ._app import (
     app_database,
@@ -34,7 +35,7 @@ RUN_ID = click.argument("run_id", metavar="RUN", callback=run_id_value)
 def _report(state: State, done: str, as_json: bool) -> None:
     """Say what a control command did, and where the run is now."""
     if as_json:
-        _output.emit_json(_output.state_dict(state))
+        _output.emit_json(Run.of(state))
         return
     line = f"{done}; run {state.id} is {state.status.value}"
     if state.waiting_for:
@@ -88,15 +89,15 @@ def start(
     loaded = load_app(app)
     database = app_database(loaded, db_url)
 
-    async def work() -> str:
+    async def work() -> State:
         async with open_engine(database, workflows=loaded.workflows, create=True) as engine:
-            return await engine.start(workflow, data, run_id=run_id)
+            return await engine.status(await engine.start(workflow, data, run_id=run_id))
 
     started = run(work, app=app)
     if as_json:
-        _output.emit_json({"run_id": started, "workflow": workflow})
+        _output.emit_json(Run.of(started))  # the shape of `status --json`: the id is "id"
     else:
-        click.echo(started)
+        click.echo(started.id)
 
 
 @cli.command()
@@ -121,7 +122,7 @@ def runs(workflow: str | None, status: str | None, limit: int, db_url: str, as_j
 
     states = run(work)
     if as_json:
-        _output.emit_json([_output.state_dict(s) for s in states])
+        _output.emit_json([Run.of(s) for s in states])
     else:
         click.echo(_output.runs_table(states))
 
@@ -139,7 +140,7 @@ def status(run_id: str, db_url: str, as_json: bool) -> None:
 
     state = run(work)
     if as_json:
-        _output.emit_json(_output.state_dict(state))
+        _output.emit_json(Run.of(state))
     else:
         click.echo(_output.state_text(state))
 
@@ -157,7 +158,7 @@ def history(run_id: str, db_url: str, as_json: bool) -> None:
 
     events = run(work)
     if as_json:
-        _output.emit_json([_output.event_dict(e) for e in events])
+        _output.emit_json([Event.of(e) for e in events])
     else:
         click.echo(_output.history_table(events))
 

@@ -11,7 +11,6 @@ from ._app import create_app
 from ._auth import ANONYMOUS, Identity, load_tokens, parse_tokens, parse_tokens_env
 from ._errors import ApiError
 from ._openapi import openapi_document
-from ._schedules import ScheduleManager
 from ._server import LOCALHOST, run_server, serve
 
 __all__ = [
@@ -19,7 +18,6 @@ __all__ = [
     "LOCALHOST",
     "ApiError",
     "Identity",
-    "ScheduleManager",
     "create_app",
     "load_tokens",
     "load_workflows",

@@ -8,25 +8,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import _wire as wire
 from .._engine import Engine
 from ._auth import Authenticator, Identity
 from ._errors import ApiError
-from ._json import (
-    event_json,
-    identifier,
-    only_keys,
-    optional_object,
-    optional_str,
-    query_limit,
-    query_status,
-    read_body,
-    required_str,
-    state_json,
-)
+from ._json import json_response, query_limit, query_status, read_body
 from ._openapi import openapi_document
 from ._schedules import Schedules
 
-_OPTIONS = ("catch_up", "catch_up_window", "overlap", "jitter")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -48,16 +37,19 @@ class Api:
         """The caller, allowed to change state."""
         return self.auth.require(request, write=True)
 
-    async def run_json(self, run_id: str) -> JSONResponse:
+    async def run_json(self, run_id: str, status: int = 200) -> Response:
         """The run's current state as the response."""
-        return JSONResponse(state_json(await self.engine.status(run_id)))
+        return json_response(wire.Run.of(await self.engine.status(run_id)), status)
 
     # Who am I --------------------------------------------------------------------------------
 
     async def whoami(self, request: Request) -> Response:
         """GET /api/whoami."""
         identity = self.reader(request)
-        return JSONResponse({**identity.as_json(), "auth_required": not self.auth.open})
+        shape = wire.Identity(
+            name=identity.name, can_write=identity.can_write, auth_required=not self.auth.open
+        )
+        return json_response(shape)
 
     # Runs ------------------------------------------------------------------------------------
 
@@ -71,21 +63,14 @@ class Api:
             parent_id=params.get("parent_id") or None,
             limit=query_limit(request),
         )
-        return JSONResponse({"runs": [state_json(s) for s in runs]})
+        return json_response(wire.RunList(runs=[wire.Run.of(s) for s in runs]))
 
     async def start_run(self, request: Request) -> Response:
         """POST /api/runs {workflow, data, run_id}."""
         self.writer(request)
-        body = await read_body(request, required=True)
-        only_keys(body, {"workflow", "data", "run_id"})
-        workflow = required_str(body, "workflow")
-        data = optional_object(body, "data")
-        run_id = optional_str(body, "run_id", limit=200)
-        if run_id is not None:
-            identifier(run_id, "run_id")
-        new_id = await self.engine.start(workflow, data, run_id=run_id)
-        response = await self.run_json(new_id)
-        response.status_code = 201
+        body = await read_body(request, wire.StartRun, required=True)
+        new_id = await self.engine.start(body.workflow, body.data, run_id=body.run_id)
+        response = await self.run_json(new_id, 201)
         response.headers["Location"] = f"/api/runs/{new_id}"
         return response
 
@@ -98,7 +83,7 @@ class Api:
         """GET /api/runs/{run_id}/history."""
         self.reader(request)
         events = await self.engine.history(request.path_params["run_id"])
-        return JSONResponse({"events": [event_json(e) for e in events]})
+        return json_response(wire.History(events=[wire.Event.of(e) for e in events]))
 
     async def definition(self, request: Request) -> Response:
         """GET /api/runs/{run_id}/definition."""
@@ -108,38 +93,27 @@ class Api:
     async def signal(self, request: Request) -> Response:
         """POST /api/runs/{run_id}/signal/{name} {data}."""
         self.writer(request)
-        body = await read_body(request, required=False)
-        only_keys(body, {"data"})
+        body = await read_body(request, wire.SendSignal, required=False)
         run_id = request.path_params["run_id"]
-        await self.engine.signal(run_id, request.path_params["name"], body.get("data"))
+        await self.engine.signal(run_id, request.path_params["name"], body.data)
         return await self.run_json(run_id)
 
     async def approve(self, request: Request) -> Response:
         """POST /api/runs/{run_id}/approve/{name} {comment}: decided as the token's identity."""
         identity = self.writer(request)
-        body = await read_body(request, required=False)
-        only_keys(body, {"comment"})
+        body = await read_body(request, wire.Approve, required=False)
         run_id = request.path_params["run_id"]
-        await self.engine.approve(
-            run_id,
-            request.path_params["name"],
-            by=identity.name,
-            comment=optional_str(body, "comment"),
-        )
+        name = request.path_params["name"]
+        await self.engine.approve(run_id, name, by=identity.name, comment=body.comment)
         return await self.run_json(run_id)
 
     async def reject(self, request: Request) -> Response:
         """POST /api/runs/{run_id}/reject/{name} {reason}: decided as the token's identity."""
         identity = self.writer(request)
-        body = await read_body(request, required=False)
-        only_keys(body, {"reason"})
+        body = await read_body(request, wire.Reject, required=False)
         run_id = request.path_params["run_id"]
-        await self.engine.reject(
-            run_id,
-            request.path_params["name"],
-            by=identity.name,
-            reason=optional_str(body, "reason"),
-        )
+        name = request.path_params["name"]
+        await self.engine.reject(run_id, name, by=identity.name, reason=body.reason)
         return await self.run_json(run_id)
 
     def control(self, action: str) -> Handler:
@@ -160,11 +134,8 @@ class Api:
     async def workflows(self, request: Request) -> Response:
         """GET /api/workflows."""
         self.reader(request)
-        items = [
-            {"name": wf.name, "id": wf.id, "definition": wf.describe()}
-            for wf in sorted(self.engine.workflows.values(), key=lambda w: w.name)
-        ]
-        return JSONResponse({"workflows": items})
+        items = sorted(self.engine.workflows.values(), key=lambda w: w.name)
+        return json_response(wire.WorkflowList(workflows=[wire.Workflow.of(w) for w in items]))
 
     async def workflow(self, request: Request) -> Response:
         """GET /api/workflows/{name}."""
@@ -173,39 +144,27 @@ class Api:
         wf = self.engine.workflows.get(name)
         if wf is None:
             raise ApiError(404, "WorkflowNotFound", f"workflow {name!r} is not registered")
-        return JSONResponse({"name": wf.name, "id": wf.id, "definition": wf.describe()})
+        return json_response(wire.Workflow.of(wf))
 
     # Schedules -------------------------------------------------------------------------------
 
     async def list_schedules(self, request: Request) -> Response:
         """GET /api/schedules."""
         self.reader(request)
-        return JSONResponse({"schedules": await self.schedules.all()})
+        return json_response(wire.ScheduleList(schedules=await self.schedules.all()))
 
     async def add_schedule(self, request: Request) -> Response:
         """POST /api/schedules {id, workflow, expression, input, timezone}."""
         self.writer(request)
-        body = await read_body(request, required=True)
-        only_keys(body, {"id", "workflow", "expression", "input", "timezone", *_OPTIONS})
-        schedule_id = identifier(required_str(body, "id"), "schedule id")
-        workflow = required_str(body, "workflow")
-        expression = required_str(body, "expression")
-        timezone = optional_str(body, "timezone", limit=100) or "UTC"
-        options = {k: body[k] for k in _OPTIONS if body.get(k) is not None}
-        for key, value in options.items():
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise ApiError(400, "BadRequest", f"'{key}' must be a string or a number")
-        created = await self.schedules.add(
-            schedule_id, workflow, expression, optional_object(body, "input"), timezone, options
-        )
-        response = JSONResponse(created, status_code=201)
-        response.headers["Location"] = f"/api/schedules/{schedule_id}"
+        body = await read_body(request, wire.NewSchedule, required=True)
+        response = json_response(await self.schedules.add(body), 201)
+        response.headers["Location"] = f"/api/schedules/{body.id}"
         return response
 
     async def get_schedule(self, request: Request) -> Response:
         """GET /api/schedules/{schedule_id}."""
         self.reader(request)
-        return JSONResponse(await self.schedules.one(request.path_params["schedule_id"]))
+        return json_response(await self.schedules.one(request.path_params["schedule_id"]))
 
     async def remove_schedule(self, request: Request) -> Response:
         """DELETE /api/schedules/{schedule_id}."""
@@ -219,7 +178,7 @@ class Api:
         async def handler(request: Request) -> Response:
             self.writer(request)
             schedule_id = request.path_params["schedule_id"]
-            return JSONResponse(await self.schedules.set_enabled(schedule_id, enabled))
+            return json_response(await self.schedules.set_enabled(schedule_id, enabled))
 
         handler.__name__ = "enable_schedule" if enabled else "disable_schedule"
         return handler

@@ -15,12 +15,13 @@ from starlette.staticfiles import StaticFiles
 
 from .._engine import Engine
 from .._errors import TreadleError
+from ..cron import Cron
 from ._api import Api
 from ._auth import Authenticator, Identity
 from ._errors import ApiError, handle_error
 from ._pages import Pages
 from ._prometheus import exposition
-from ._schedules import ScheduleManager, Schedules
+from ._schedules import Schedules
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,7 +30,7 @@ def create_app(
     engine: Engine,
     *,
     tokens: dict[str, Identity] | None = None,
-    cron: ScheduleManager | None = None,
+    cron: Cron | None = None,
 ) -> Starlette:
     """The HTTP app over ``engine`` (which the caller opens and closes).
 
@@ -62,6 +63,7 @@ def create_app(
             ApiError: handle_error,
             HTTPException: handle_error,
             TreadleError: handle_error,
+            ValueError: handle_error,
             Exception: handle_error,
         },
         lifespan=lifespan,

@@ -32,10 +32,6 @@ class Identity:
     name: str | None
     can_write: bool
 
-    def as_json(self) -> dict[str, Any]:
-        """The identity as the API reports it."""
-        return {"name": self.name, "can_write": self.can_write}
-
 
 #: The caller when no tokens are configured: it may do everything, but has no name, so it can
 #: decide only approvals that have no approvers list.

@@ -1,7 +1,8 @@
 """The workflow's structure as nested boxes, marked with where a run is and the path it took.
 
 :func:`progress` reads a run's history and state into marks per step name (step names are
-unique within a definition); :func:`diagram` draws the definition shape with those marks.
+unique within a definition); :func:`diagram` turns the definition shape with those marks into
+boxes (plain data) that ``templates/diagram.html`` draws.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._display import duration_text
 from .._state import Event, State, Status
-from ._html import h
 
 _ICONS = {
     "action": "▸",
@@ -107,6 +108,33 @@ def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
     return list(node.get("steps", [])) + list(node.get("branches", []))
 
 
+@dataclass
+class Box:
+    """One step drawn as a box: ``seqs`` holds the step sequences inside it (one for a
+    workflow or a loop, one per arm of an ``if`` or branch of a ``parallel``)."""
+
+    kind: str
+    name: str
+    state: str
+    icon: str = ""
+    title: str = ""
+    meta: str = ""
+    seqs: list[Arm] = field(default_factory=list)
+
+
+@dataclass
+class Arm:
+    """A sequence of boxes inside a box, with its label and whether the run took it."""
+
+    steps: list[Box]
+    label: str = ""
+    taken: str = ""
+
+
+LEGEND = ("done", "current", "retrying", "failed", "compensated", "pending")
+"""The states a box can show, in the order of the legend."""
+
+
 def _leaf_detail(node: dict[str, Any]) -> str:
     kind = node.get("kind")
     if kind == "approval":
@@ -116,7 +144,7 @@ def _leaf_detail(node: dict[str, Any]) -> str:
     if kind == "signal":
         return "signal"
     if kind == "sleep":
-        return f"sleep {node.get('timeout')} s"
+        return f"sleep {duration_text(float(node.get('timeout') or 0))}"
     if kind == "subworkflow":
         return f"runs {node.get('workflow')}"
     extra = []
@@ -127,40 +155,20 @@ def _leaf_detail(node: dict[str, Any]) -> str:
     return " · ".join(extra)
 
 
-def _sequence(steps: list[dict[str, Any]], prog: Progress) -> str:
-    if not steps:
-        return '<div class="d-empty">(nothing)</div>'
-    parts = [_node(step, prog) for step in steps]
-    return '<div class="d-seq">' + '<div class="d-arrow">↓</div>'.join(parts) + "</div>"
-
-
-def _node(node: dict[str, Any], prog: Progress) -> str:
-    kind = str(node.get("kind"))
-    name = str(node.get("name"))
-    status = _status_of(node, prog)
-    attrs = f'class="d-node d-{h(kind)} st-{status}" data-step="{h(name)}" data-state="{status}"'
-    if kind in ("workflow",):
-        return (
-            f'<div {attrs}><div class="d-title">{h(name)}</div>'
-            + _sequence(node.get("steps", []), prog)
-            + "</div>"
-        )
-    if kind == "if":
+def _box(node: dict[str, Any], prog: Progress) -> Box:
+    kind, name = str(node.get("kind")), str(node.get("name"))
+    box = Box(kind, name, _status_of(node, prog))
+    if kind == "workflow":
+        box.title = name
+        box.seqs = [Arm(diagram(node.get("steps", []), prog))]
+    elif kind == "if":
         taken = prog.taken.get(name, set())
-        arms = []
+        box.title = f"◇ if {name}"
         for i, arm in enumerate(node.get("branches", [])):
             label = "else" if arm.get("else") else ("if" if i == 0 else "else if")
-            cls = "taken" if i in taken else ("skipped" if taken else "")
-            arms.append(
-                f'<div class="d-arm {cls}"><div class="d-arm-label">{label}</div>'
-                + _sequence(arm.get("steps", []), prog)
-                + "</div>"
-            )
-        return (
-            f'<div {attrs}><div class="d-title">◇ if {h(name)}</div>'
-            f'<div class="d-arms">{"".join(arms)}</div></div>'
-        )
-    if kind == "loop":
+            mark = "taken" if i in taken else ("skipped" if taken else "")
+            box.seqs.append(Arm(diagram(arm.get("steps", []), prog), label, mark))
+    elif kind == "loop":
         how = (
             f"for each {node['for_each']}"
             if node.get("for_each")
@@ -170,35 +178,18 @@ def _node(node: dict[str, Any], prog: Progress) -> str:
         )
         if node.get("max_iterations"):
             how += f" · max {node['max_iterations']}"
-        return (
-            f'<div {attrs}><div class="d-title">↻ loop {h(name)} '
-            f'<span class="d-meta">{h(how)}</span></div>'
-            + _sequence(node.get("steps", []), prog)
-            + "</div>"
-        )
-    if kind == "parallel":
+        box.title, box.meta = f"↻ loop {name}", how
+        box.seqs = [Arm(diagram(node.get("steps", []), prog))]
+    elif kind == "parallel":
         strategy = str(node.get("strategy"))
-        how = f"wait {strategy}" + (f" {node.get('needed')}" if strategy == "count" else "")
-        branches = "".join(
-            f'<div class="d-arm">{_sequence([b], prog)}</div>' for b in node.get("branches", [])
-        )
-        return (
-            f'<div {attrs}><div class="d-title">⇉ parallel {h(name)} '
-            f'<span class="d-meta">{h(how)}</span></div><div class="d-arms">{branches}</div></div>'
-        )
-    icon = _ICONS.get(kind, "▸")
-    detail = _leaf_detail(node)
-    meta = f'<span class="d-meta">{h(detail)}</span>' if detail else ""
-    return f'<div {attrs}><span class="d-icon">{icon}</span> {h(name)} {meta}</div>'
+        box.title = f"⇉ parallel {name}"
+        box.meta = f"wait {strategy}" + (f" {node.get('needed')}" if strategy == "count" else "")
+        box.seqs = [Arm([_box(branch, prog)]) for branch in node.get("branches", [])]
+    else:
+        box.icon, box.meta = _ICONS.get(kind, "▸"), _leaf_detail(node)
+    return box
 
 
-def diagram(shape: dict[str, Any], prog: Progress) -> str:
-    """The definition drawn as nested boxes, with a legend."""
-    legend = "".join(
-        f'<span class="d-node st-{s}">{s}</span>'
-        for s in ("done", "current", "retrying", "failed", "compensated", "pending")
-    )
-    return (
-        f'<div class="diagram">{_sequence(shape.get("steps", []), prog)}</div>'
-        f'<div class="d-legend">{legend}</div>'
-    )
+def diagram(steps: list[dict[str, Any]], prog: Progress) -> list[Box]:
+    """The boxes of a sequence of steps (a definition's ``steps``), marked by ``prog``."""
+    return [_box(step, prog) for step in steps]

@@ -3,7 +3,9 @@
 The shape is ``{"error": {"type": "RunNotFound", "message": "..."}}``; ``type`` is stable (the
 name of the treadle error, or one of the API's own: ``BadRequest``, ``Unauthorized``,
 ``Forbidden``, ``NotFound``, ``MethodNotAllowed``, ``ScheduleNotFound``, ``Conflict``,
-``PayloadTooLarge``, ``InternalError``).
+``PayloadTooLarge``, ``UnsupportedMediaType``, ``InternalError``). A ``ValueError`` from the
+engine (bad input it refused, such as text it cannot store) is a 400 with its message, never a
+500.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .._errors import (
     DataError,
@@ -25,6 +27,7 @@ from .._errors import (
     UnknownSignal,
     WorkflowNotFound,
 )
+from .._wire import Error, ErrorDetail
 from ..cron import CronError, ScheduleExists, ScheduleNotFound
 
 log = logging.getLogger("treadle.web")
@@ -69,9 +72,10 @@ _HTTP_TYPES = {
 }
 
 
-def error_body(status: int, type_: str, message: str) -> JSONResponse:
+def error_body(status: int, type_: str, message: str) -> Response:
     """The JSON response of an error."""
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+    body = Error(error=ErrorDetail(type=type_, message=message)).model_dump_json()
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def as_api_error(exc: Exception) -> ApiError:
@@ -85,9 +89,11 @@ def as_api_error(exc: Exception) -> ApiError:
     for cls, status in STATUS_OF:
         if isinstance(exc, cls):
             return ApiError(status, type(exc).__name__, str(exc))
-    if isinstance(exc, TreadleError) and isinstance(exc, ValueError | LookupError):
-        status = 404 if isinstance(exc, LookupError) else 400
-        return ApiError(status, type(exc).__name__, str(exc))
+    if isinstance(exc, TreadleError) and isinstance(exc, LookupError):
+        return ApiError(404, type(exc).__name__, str(exc))
+    if isinstance(exc, ValueError):
+        type_ = type(exc).__name__ if isinstance(exc, TreadleError) else "BadRequest"
+        return ApiError(400, type_, str(exc) or type_)
     return ApiError(500, "InternalError", "internal error; see the server log")
 
 

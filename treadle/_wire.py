@@ -1,0 +1,310 @@
+"""The JSON shapes of treadle, written once: what the HTTP API reads and returns, what the CLI's
+``--json`` prints, and the schema components of the OpenAPI document.
+
+Request models forbid unknown fields (a typo such as ``"comemnt"`` is an error, not a no-op)
+and are strict (``5`` is not a string). Response models are built from the engine's own
+objects with ``of(...)``; enums in the schema come from the code (:class:`Status`, the node
+kinds, the cron policies), never from a copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from ._nodes import Node as _Node
+from ._nodes import Workflow as _Workflow
+from ._state import Event as _Event
+from ._state import State, Status
+from .cron import Schedule as _Schedule
+from .cron import next_fires
+from .cron._cron import CATCH_UP, OVERLAP
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+"""Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
+
+REF = "#/components/schemas/"
+"""Where the OpenAPI document keeps the schemas of these models."""
+
+NODE_KINDS = tuple(cls.kind for cls in get_args(_Node))
+"""The ``kind`` of every step a definition can hold."""
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+"""An aware datetime, as ISO 8601 with its offset (``2026-05-01T12:00:03.5+00:00``)."""
+
+
+def _one_of(values: tuple[str, ...], description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": list(values), "description": description})
+
+
+CatchUp = Annotated[str, _one_of(CATCH_UP, "missed due times: one run for them, none, or all")]
+Overlap = Annotated[str, _one_of(OVERLAP, "while the last run is unfinished")]
+
+
+def upcoming(schedule: _Schedule, count: int) -> list[datetime]:
+    """The next ``count`` due times of an enabled schedule, from its stored next run."""
+    if not schedule.enabled or count < 1:
+        return []
+    start = schedule.next_run
+    try:
+        if start is None:
+            return next_fires(schedule.expression, datetime.now(UTC), count, schedule.timezone)
+        return [start, *next_fires(schedule.expression, start, count - 1, schedule.timezone)]
+    except ValueError:
+        return []
+
+
+def seconds(value: timedelta | None) -> float | None:
+    """A duration as JSON: seconds, or None."""
+    return None if value is None else value.total_seconds()
+
+
+# Requests -----------------------------------------------------------------------------------
+
+
+class Request(BaseModel):
+    """A request body: strict types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StartRun(Request):
+    """``POST /api/runs``: start a run (idempotent with ``run_id``)."""
+
+    workflow: str = Field(min_length=1, max_length=1000)
+    data: dict[str, Any] | None = None
+    run_id: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="an id of your own: starting again with it starts nothing",
+    )
+
+
+class SendSignal(Request):
+    """``POST /api/runs/{id}/signal/{name}``."""
+
+    data: Any = Field(None, description="any JSON; stored at data[<signal name>]")
+
+
+class Approve(Request):
+    """``POST /api/runs/{id}/approve/{name}``: decided as the token's identity."""
+
+    comment: str | None = Field(None, max_length=10_000)
+
+
+class Reject(Request):
+    """``POST /api/runs/{id}/reject/{name}``: decided as the token's identity."""
+
+    reason: str | None = Field(None, max_length=10_000)
+
+
+_DURATION = Field(None, description="a duration: seconds, or text such as '6h' or '1h30m'")
+
+
+class NewSchedule(Request):
+    """``POST /api/schedules``: the arguments of :meth:`treadle.Cron.add`."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    workflow: str = Field(min_length=1, max_length=1000)
+    expression: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="five-field cron, @daily and friends, or @every <duration>",
+    )
+    input: dict[str, Any] | None = None
+    timezone: str | None = Field(None, max_length=100, description="IANA zone; UTC if absent")
+    catch_up: CatchUp | None = None
+    catch_up_window: str | float | None = _DURATION
+    overlap: Overlap | None = None
+    jitter: str | float | None = _DURATION
+
+    def options(self) -> dict[str, Any]:
+        """The Cron policy options that were given."""
+        given = {
+            "catch_up": self.catch_up,
+            "catch_up_window": self.catch_up_window,
+            "overlap": self.overlap,
+            "jitter": self.jitter,
+        }
+        return {key: value for key, value in given.items() if value is not None}
+
+
+# Responses ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable type name and a message for people."""
+
+    type: str
+    message: str
+
+
+class Error(BaseModel):
+    """Every error of the API: ``{"error": {"type", "message"}}``."""
+
+    error: ErrorDetail
+
+
+class Identity(BaseModel):
+    """``GET /api/whoami``: who the caller's token stands for."""
+
+    name: str | None
+    can_write: bool
+    auth_required: bool
+
+
+class Run(BaseModel):
+    """A run as the API and ``treadle status --json`` show it."""
+
+    id: str
+    workflow: str
+    status: Status
+    data: dict[str, Any]
+    created_at: Timestamp
+    updated_at: Timestamp
+    error: str | None
+    waiting_for: list[str] = Field(
+        description="e.g. signal:payment, approval:manager, timer:cool, retry:step, run:<child>"
+    )
+    parent_id: str | None
+
+    @classmethod
+    def of(cls, state: State) -> Run:
+        """The shape of a run's state."""
+        return cls.model_validate(state, from_attributes=True)
+
+
+class RunList(BaseModel):
+    """``GET /api/runs``."""
+
+    runs: list[Run]
+
+
+class Event(BaseModel):
+    """One entry of a run's history."""
+
+    at: Timestamp
+    kind: str
+    step: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: _Event) -> Event:
+        """The shape of a history event."""
+        return cls.model_validate(event, from_attributes=True)
+
+
+class History(BaseModel):
+    """``GET /api/runs/{id}/history``."""
+
+    events: list[Event]
+
+
+class Node(BaseModel):
+    """A step of a definition (:meth:`treadle.Workflow.describe`): its name, its kind, and its
+    children in ``steps`` or ``branches``; other fields depend on the kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: Annotated[str, _one_of(NODE_KINDS, "the kind of step")]
+    steps: list[Node] | None = None
+    branches: list[dict[str, Any]] | None = None
+
+
+class Workflow(BaseModel):
+    """A registered workflow with its definition."""
+
+    name: str
+    id: str = Field(description="fingerprint of the definition")
+    definition: Node
+
+    @classmethod
+    def of(cls, workflow: _Workflow) -> Workflow:
+        """The shape of a registered workflow."""
+        definition = Node.model_validate(workflow.describe())
+        return cls(name=workflow.name, id=workflow.id, definition=definition)
+
+
+class WorkflowList(BaseModel):
+    """``GET /api/workflows``."""
+
+    workflows: list[Workflow]
+
+
+class Schedule(BaseModel):
+    """A schedule as the API and ``treadle cron list --json`` show it."""
+
+    id: str
+    workflow: str
+    expression: str
+    timezone: str
+    input: dict[str, Any] | None
+    enabled: bool
+    next_run: Timestamp | None
+    last_run: Timestamp | None
+    next_fires: list[Timestamp] = Field(description="the next due times (none while disabled)")
+    last_run_id: str | None
+    last_run_status: Status | None
+    catch_up: CatchUp
+    overlap: Overlap
+    jitter: float | None = Field(description="seconds")
+    catch_up_window: float | None = Field(description="seconds")
+
+    @classmethod
+    def of(cls, schedule: _Schedule, previews: int = 3) -> Schedule:
+        """The shape of a schedule with its next ``previews`` due times."""
+        return cls(
+            id=schedule.id,
+            workflow=schedule.workflow,
+            expression=schedule.expression,
+            timezone=schedule.timezone,
+            input=schedule.input,
+            enabled=schedule.enabled,
+            next_run=schedule.next_run,
+            last_run=schedule.last_run,
+            next_fires=upcoming(schedule, previews),
+            last_run_id=schedule.last_run_id,
+            last_run_status=schedule.last_run_status,
+            catch_up=schedule.catch_up,
+            overlap=schedule.overlap,
+            jitter=seconds(schedule.jitter),
+            catch_up_window=seconds(schedule.catch_up_window),
+        )
+
+
+class ScheduleList(BaseModel):
+    """``GET /api/schedules``."""
+
+    schedules: list[Schedule]
+
+
+REQUESTS: tuple[type[BaseModel], ...] = (StartRun, SendSignal, Approve, Reject, NewSchedule)
+RESPONSES: tuple[type[BaseModel], ...] = (
+    Error,
+    Node,
+    Identity,
+    Run,
+    RunList,
+    History,
+    WorkflowList,
+    ScheduleList,
+)
+
+
+def to_json(value: BaseModel | Sequence[BaseModel], *, indent: int | None = None) -> str:
+    """A model (or a list of them) as JSON text; fields left unset (a leaf step's ``steps``)
+    stay out."""
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(indent=indent, exclude_unset=True)
+    items = [v.model_dump(mode="json", exclude_unset=True) for v in value]
+    return json.dumps(items, indent=indent, ensure_ascii=False)
