@@ -528,7 +528,7 @@ BAD_IDS = ["", "has space", "a/b", "x" * 10_000, 123, "caf\u00e9", "tab\there", 
 @pytest.mark.parametrize("name", BAD_IDS)
 def test_workflow_signal_and_approval_names_follow_the_id_rule(name: Any) -> None:
     shown = repr(name) if not isinstance(name, str) or len(name) < 60 else "10000 characters"
-    rule = "letters, digits and '._:-'"
+    rule = "letters, digits and '._:@-'"
     for make in [
         lambda: new(name),
         lambda: new("w").await_signal(name),

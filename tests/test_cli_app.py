@@ -142,7 +142,7 @@ def test_run_ids_given_to_the_cli_follow_the_id_rule_as_usage_errors(
     app = f"{user_app.module}:engine"
     for args in [("start", "quick", "--app", app, "--run-id", bad), ("status", bad)]:
         line = fails(*args, code=2)
-        assert "invalid run id" in line and "letters, digits and '._:-'" in line, line
+        assert "invalid run id" in line and "letters, digits and '._:@-'" in line, line
     assert not user_app.engine_db.exists()
 
 

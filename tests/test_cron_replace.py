@@ -133,7 +133,7 @@ async def test_schedule_ids_follow_the_id_rule(
     async with deployed(db, clock) as cron:
         with pytest.raises(treadle.InvalidId, match="invalid schedule id") as caught:
             await cron.add(bad, "report", "@hourly")
-        assert "letters, digits and '._:-'" in str(caught.value)
+        assert "letters, digits and '._:@-'" in str(caught.value)
         assert await cron.list() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,10 +12,17 @@ from hypothesis import strategies as st
 
 import treadle
 from treadle._engine import new_run_id
-from treadle._ids import MAX_ID_LENGTH, MAX_SCHEDULE_ID_LENGTH, check_id, child_id, is_id
+from treadle._ids import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    MAX_SCHEDULE_ID_LENGTH,
+    check_id,
+    child_id,
+    is_id,
+)
 from treadle.cron._cron import run_id_for
 
-RULE = "1 to 200 characters from letters, digits and '._:-'"
+RULE = "1 to 200 characters from letters, digits and '._:@-', the first a letter or a digit"
 
 
 @pytest.mark.parametrize(
@@ -31,6 +39,9 @@ RULE = "1 to 200 characters from letters, digits and '._:-'"
         ("x" * (MAX_ID_LENGTH + 1), "(201 characters)"),
         ("a#b", "'a#b'"),
         ("a?b", "'a?b'"),
+        ("-a", "'-a'"),
+        (".hidden", "'.hidden'"),
+        (":x", "':x'"),
     ],
 )
 def test_an_id_breaking_the_rule_is_a_value_error_naming_it_and_the_rule(
@@ -51,15 +62,29 @@ def test_check_id_says_what_the_id_is_for() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["a", "order-1", "cron:nightly:2026-01-01T02:00:00Z", "A.b_c", "x" * 200]
+    "value",
+    ["a", "order-1", "cron:nightly:2026-01-01T02:00:00Z", "A.b_c", "ada@example", "x" * 200],
 )
 def test_safe_ids_are_returned_as_they_are(value: str) -> None:
     assert check_id(value) is value
 
 
-@given(st.text(alphabet="abcXYZ019._:-", min_size=1, max_size=MAX_ID_LENGTH))
+@given(st.text(alphabet="aZ09._:@-", max_size=MAX_ID_LENGTH).map(lambda t: "a" + t[1:]))
 def test_every_string_of_the_alphabet_within_the_bound_is_an_id(value: str) -> None:
     assert check_id(value) == value
+
+
+@given(
+    st.text(max_size=MAX_ID_LENGTH + 2) | st.text(alphabet="a0.-@:_/ ", max_size=MAX_ID_LENGTH + 2)
+)
+def test_the_pattern_and_the_check_are_one_rule(value: str) -> None:
+    assert is_id(value) == (re.fullmatch(ID_PATTERN, value) is not None)
+
+
+def test_the_http_api_checks_ids_by_the_same_rule() -> None:
+    from treadle import _wire
+
+    assert _wire.ID_PATTERN == ID_PATTERN
 
 
 def test_generated_run_ids_are_ids() -> None:

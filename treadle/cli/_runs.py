@@ -63,7 +63,7 @@ def _control(db_url: str, run_id: str, action: Callable[[Engine], Awaitable[None
 @click.option(
     "--run-id",
     callback=run_id_value,
-    help="Choose the run's id (letters, digits and ._:-; starting an existing id starts nothing).",
+    help="Choose the run's id (letters, digits and ._:@-; starting an existing id starts nothing).",
 )
 @app_option
 @db_option
