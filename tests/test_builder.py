@@ -888,3 +888,20 @@ def test_built_trees_are_frozen_all_the_way_down(tree: list[Shape]) -> None:
             node.name = "x"  # type: ignore[misc]
         for f in dataclasses.fields(node):
             assert not isinstance(getattr(node, f.name), list)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=12))
+def test_any_builder_of_a_chain_may_be_continued_without_changing_the_others(
+    forks: list[int],
+) -> None:
+    chain = [new("root")]
+    for i in range(30):
+        chain.append(chain[-1].step(f"s{i}", work))
+    expected = {}
+    for n, at in enumerate(forks):
+        forked = chain[at].sleep(f"fork{n}", 1)
+        expected[n] = ([f"s{i}" for i in range(at)] + [f"fork{n}"], forked)
+    for names, forked in expected.values():
+        assert [node.name for node in forked.build().steps] == names
+    assert [node.name for node in chain[-1].build().steps] == [f"s{i}" for i in range(30)]
