@@ -27,6 +27,7 @@ from ._errors import (
     DataError,
     DefinitionError,
     DefinitionMismatch,
+    InvalidId,
     InvalidTransition,
     LeaseLost,
     NonRetryableError,
@@ -42,12 +43,14 @@ from ._errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from ._ids import check_id
 from ._logging import RunContextFilter, configure_logging
 from ._nodes import (
     ActionStep,
     Condition,
     Step,
     StepFunc,
+    StepLike,
     WaitAll,
     WaitAny,
     WaitCount,
@@ -60,8 +63,11 @@ from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
 
 if TYPE_CHECKING:
-    from .cron import Cron, Schedule, next_fire
+    from .cron import Cron, CronError, Schedule, ScheduleExists, ScheduleNotFound, next_fire
     from .persistence._postgres import PostgresPersistence
+
+
+_CRON = ("Cron", "CronError", "Schedule", "ScheduleExists", "ScheduleNotFound", "next_fire")
 
 
 def __getattr__(name: str) -> Any:
@@ -70,7 +76,7 @@ def __getattr__(name: str) -> Any:
         from .persistence._postgres import PostgresPersistence
 
         return PostgresPersistence
-    if name in ("Cron", "Schedule", "next_fire"):
+    if name in _CRON:
         from . import cron
 
         return getattr(cron, name)
@@ -86,6 +92,7 @@ __all__ = [
     "Condition",
     "Context",
     "Cron",
+    "CronError",
     "DataError",
     "DefinitionError",
     "DefinitionMismatch",
@@ -94,6 +101,7 @@ __all__ = [
     "Event",
     "FakeClock",
     "IfBuilder",
+    "InvalidId",
     "InvalidTransition",
     "LeaseLost",
     "LoopBuilder",
@@ -110,12 +118,15 @@ __all__ = [
     "RunNotFound",
     "SQLitePersistence",
     "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "SignalBuilder",
     "State",
     "Status",
     "Step",
     "StepFunc",
+    "StepLike",
     "StepTimeout",
     "SubWorkflowFailed",
     "TreadleError",
@@ -128,6 +139,7 @@ __all__ = [
     "WaitTimeout",
     "Workflow",
     "WorkflowNotFound",
+    "check_id",
     "configure_logging",
     "new",
     "new_retry_policy",

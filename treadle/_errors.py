@@ -96,6 +96,15 @@ class DataError(TreadleError, ValueError):
     """Run data is not JSON-serialisable (or not a JSON object)."""
 
 
+class InvalidId(TreadleError, ValueError):
+    """A run id, workflow name, signal or approval name or schedule id breaks the id rule."""
+
+    def __init__(self, message: str, *, value: object, what: str) -> None:
+        super().__init__(message)
+        self.value = value
+        self.what = what
+
+
 class NonRetryableError(TreadleError):
     """Raise this (or a subclass) from a step to fail it at once, without retries."""
 
