@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +21,8 @@ from .._tracing import run_span, tracer
 from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import NewEvent, RunRecord
+from .backoff import Backoff
+from .owners import known_dead, new_owner
 from .registry import Registry
 from .waiters import Waiters
 
@@ -48,16 +47,6 @@ class LeaseFields(TypedDict):
 NO_LEASE = LeaseFields(owner=None, lease_until=None)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Executor:
     """Executes the runs this engine holds the lease of; implements :class:`RunHost`."""
 
@@ -78,7 +67,7 @@ class Executor:
         self.max_concurrent_runs = max_concurrent_runs
         self.lease = lease
         self.poll_interval = poll_interval
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = new_owner()
         self.step_threads = step_threads
         self.threads = StepThreads(step_threads)
         self.metrics = Metrics()
@@ -94,6 +83,11 @@ class Executor:
         self._rounds_begun = 0
         self._rounds_done = 0
         self._quiet_round = 0  # the last claim round that found nothing to claim
+        self._wants_room = False  # the dispatcher waits for a run to end here
+        self.backoff = Backoff()
+        # Runs whose execution stopped by an unexpected error: their lease is kept (so nobody
+        # runs them at once again) until the timer releases it.
+        self._held: dict[str, asyncio.TimerHandle] = {}
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -110,7 +104,8 @@ class Executor:
         self.persistence.add_wake_listener(self._on_wake)
         self.clock.on_change(self._wake.set)
         await self._reap_dead_owners()
-        self._in_background(self._dispatch())
+        if self.max_concurrent_runs > 0:  # an engine that executes nothing polls for nothing
+            self._in_background(self._dispatch())
         self._in_background(self._heartbeat())
         self.waiters.reset()
         self._in_background(self.waiters.watch())
@@ -123,6 +118,10 @@ class Executor:
         background = [*self._background, *self._chores]
         for task in background:
             task.cancel()
+        for handle in self._held.values():  # release_runs() below lets them go
+            handle.cancel()
+        self._held.clear()
+        self.backoff.clear()
         await asyncio.gather(*background, return_exceptions=True)
         self._background.clear()
         self._chores.clear()
@@ -142,13 +141,16 @@ class Executor:
     async def settle(self) -> None:
         """See :meth:`Engine.settle`."""
         while True:
-            while self.active or self._starting or self._chores:
+            while self.active or self._starting or self._chores or self._held:
                 await self._stirred()
+            if self.max_concurrent_runs == 0:
+                return  # no claim rounds to wait for
             target = self._rounds_begun + 1
             self._wake.set()
             while self._rounds_done < target:
                 await self._stirred()
-            if self._quiet_round >= target and not (self.active or self._starting or self._chores):
+            busy = self.active or self._starting or self._chores or self._held
+            if self._quiet_round >= target and not busy:
                 return
 
     async def _stirred(self) -> None:
@@ -243,6 +245,7 @@ class Executor:
         finally:
             if claim:
                 self._starting -= 1
+                self._room_freed()
 
     async def start_child(
         self, child_id: str, workflow: str, data: dict[str, Any] | None, parent_id: str
@@ -319,6 +322,7 @@ class Executor:
             driver.tracer = tracer()
             with run_span(driver.tracer, run_id, driver.workflow.name):
                 status = await driver.drive()
+            self.backoff.succeeded(run_id)
             if status.finished:
                 self.metrics.finished(driver.workflow.name, status.value)
             elif status is Status.RUNNING:
@@ -330,19 +334,42 @@ class Executor:
         except asyncio.CancelledError:
             await asyncio.shield(self._release(driver))
         except Exception:
+            delay = self.backoff.failed(run_id)
             log.exception(
-                "run %s: execution stopped by an unexpected error; released for retry",
+                "run %s: execution stopped by an unexpected error; executed again in %.1fs",
                 run_id,
+                delay,
                 extra={"run_id": run_id},
             )
-            await asyncio.shield(self._release(driver))
+            self._hold(run_id, driver.token, delay)
         finally:
-            full = len(self.active) >= self.max_concurrent_runs
             self.active.pop(run_id, None)
             self.waiters.wake(run_id)
             self._stir.set()
-            if full:
-                self._wake.set()
+            self._room_freed()
+
+    def _room_freed(self) -> None:
+        if self._wants_room:
+            self._wake.set()
+
+    def _hold(self, run_id: str, token: int, delay: float) -> None:
+        """Keep the run's lease for ``delay`` seconds, then release it to be claimed again.
+
+        A timer, not a task, while it waits; the heartbeat keeps renewing the lease meanwhile.
+        """
+        if self.closing or not self.running:
+            self.chore(self._release_lease(run_id, token))
+            return
+        loop = asyncio.get_running_loop()
+        self._held[run_id] = loop.call_later(delay, self._unhold, run_id, token)
+
+    def _unhold(self, run_id: str, token: int) -> None:
+        self._held.pop(run_id, None)
+        self.chore(self._release_and_claim(run_id, token))
+
+    async def _release_and_claim(self, run_id: str, token: int) -> None:
+        await self._release_lease(run_id, token)
+        self._wake.set()
 
     async def _spawn_after(self, driver: RunDriver, record: RunRecord) -> None:
         """Execute a fresh claim of a run whose previous driver here is still finishing."""
@@ -379,9 +406,15 @@ class Executor:
             try:
                 claimed = await self._claim_some()
                 timeout = self.poll_interval
-                due = await self.persistence.next_wake(list(self.registry.workflows))
-                if due is not None:
-                    timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
+                # Without room, a due timer is no work for this engine: wait for room instead.
+                self._wants_room = not self.has_room()
+                if not self._wants_room:
+                    due = await self.persistence.next_wake(list(self.registry.workflows))
+                    if due is not None:
+                        timeout = min(timeout, (due - self.clock.now()).total_seconds())
+                    if timeout <= 0 and not claimed:
+                        # Due, yet not claimable (another engine holds it): never spin on it.
+                        timeout = self.poll_interval
                 if not claimed:
                     self._quiet_round = number
             except asyncio.CancelledError:
@@ -441,14 +474,10 @@ class Executor:
                 log.exception("heartbeat failed; retrying")
 
     async def _reap_dead_owners(self) -> None:
-        """Release the leases of engines on this host whose process is gone, without waiting
-        for the leases to expire."""
-        host = socket.gethostname()
+        """Release the leases of engines of this host, boot and pid namespace whose process is
+        gone, without waiting for the leases to expire (see :mod:`.owners`)."""
         for owner in await self.persistence.owners():
-            parts = owner.split(":")
-            if owner == self.owner or len(parts) != 3 or parts[0] != host:
-                continue
-            if parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            if owner != self.owner and known_dead(owner):
                 released = await self.persistence.release_runs(owner)
                 log.info("released %d runs of dead engine %s", released, owner)
                 self._wake.set()
