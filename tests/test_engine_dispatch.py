@@ -24,7 +24,8 @@ async def test_a_full_engine_keeps_running_its_steps_while_a_timer_is_overdue(
 ) -> None:
     # One run fills the engine while the other's timer falls due: the dispatcher used to spin
     # on the overdue timer without ever yielding, so nothing ran and wait() never returned.
-    engine = treadle.Engine(treadle.SQLitePersistence(str(tmp_path / "t.db")), max_concurrent_runs=1)
+    persistence = treadle.SQLitePersistence(str(tmp_path / "t.db"))
+    engine = treadle.Engine(persistence, max_concurrent_runs=1)
     engine.register(_nap_then_slow())
     async with engine:
         first = await engine.start("nap")
