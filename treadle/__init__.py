@@ -42,6 +42,7 @@ from ._errors import (
     UnknownSignal,
     WaitTimeout,
     WorkflowNotFound,
+    WrongEventLoop,
 )
 from ._ids import check_id
 from ._logging import RunContextFilter, configure_logging
@@ -139,6 +140,7 @@ __all__ = [
     "WaitTimeout",
     "Workflow",
     "WorkflowNotFound",
+    "WrongEventLoop",
     "check_id",
     "configure_logging",
     "new",

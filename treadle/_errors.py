@@ -105,6 +105,11 @@ class InvalidId(TreadleError, ValueError):
         self.what = what
 
 
+class WrongEventLoop(TreadleError, RuntimeError):
+    """An engine was used from an event loop (or thread) other than the one it was opened on,
+    or opened a second time while open."""
+
+
 class NonRetryableError(TreadleError):
     """Raise this (or a subclass) from a step to fail it at once, without retries."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -15,10 +17,13 @@ from .._errors import (
     RunNotFound,
     UnknownApproval,
     UnknownSignal,
+    WrongEventLoop,
 )
+from .._ids import check_id
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import Event, State, Status, WaitKind, encode_data
+from .._text import require_storable
 from .._threads import StepThreads
 from ..persistence import MemoryPersistence, Persistence
 from ..persistence._records import RunRecord
@@ -61,6 +66,8 @@ class Engine:
             step_threads=step_threads,
         )
         self._open = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = ""
 
     # What it was made with -----------------------------------------------------------------
 
@@ -139,7 +146,12 @@ class Engine:
     async def open(self) -> None:
         """Open the persistence, then recover and execute runs in the background."""
         if self._open:
-            return
+            raise WrongEventLoop(
+                f"the engine is already open (on the event loop of thread {self._thread!r}): "
+                "open it once and share it within that loop, or make one engine per loop"
+            )
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.current_thread().name
         self.persistence.now = self.clock.now
         # An engine can be opened again after close(), also under another event loop.
         self._executor.prepare()
@@ -157,6 +169,7 @@ class Engine:
         await self._executor.stop(drain)
         await self.persistence.close()
         self._open = False
+        self._loop = None
 
     async def settle(self) -> None:
         """For tests: return once nothing more will happen here without an outside event.
@@ -190,13 +203,17 @@ class Engine:
 
         With a ``run_id`` that exists already, nothing is started and that id is returned.
         """
-        workflow = self._registry.get(name)
         self._require_open()
-        data_json = encode_data({} if data is None else data, f"start of {workflow.name!r}")
-        return await self._executor.create(workflow, data_json, run_id or new_run_id(), None)
+        workflow = self._registry.get(check_id(name, "workflow name"))
+        run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
+        data = {} if data is None else data
+        require_storable(data, f"data of the start of {workflow.name!r}")
+        data_json = encode_data(data, f"start of {workflow.name!r}")
+        return await self._executor.create(workflow, data_json, run_id, None)
 
     async def _get(self, run_id: str) -> RunRecord:
         self._require_open()
+        check_id(run_id, "run id")
         record = await self.persistence.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
@@ -251,6 +268,8 @@ class Engine:
 
     async def signal(self, run_id: str, name: str, data: Any = None) -> None:
         """Send a signal; it is kept in order until the run reaches ``await_signal(name)``."""
+        check_id(name, "signal name")
+        require_storable(data, f"data of signal {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
         if record.status.finished:
@@ -277,6 +296,8 @@ class Engine:
     async def _decide(
         self, run_id: str, name: str, by: str | None, payload: dict[str, Any]
     ) -> None:
+        check_id(name, "approval name")
+        require_storable(payload, f"decision on approval {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
         if record.status.finished:
@@ -293,6 +314,13 @@ class Engine:
     def _require_open(self) -> None:
         if not self._open:
             raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
+        if asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoop(
+                f"this engine belongs to the event loop it was opened on (in thread "
+                f"{self._thread!r}) and was called from another loop (thread "
+                f"{threading.current_thread().name!r}): use one engine per event loop, or call "
+                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads)"
+            )
 
 
 def _check_json(value: Any, what: str) -> None:
