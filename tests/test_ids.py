@@ -20,6 +20,7 @@ from treadle._ids import (
     child_id,
     is_id,
 )
+from treadle._interpreter.waits import child_run_id
 from treadle.cron._cron import run_id_for
 
 RULE = "1 to 200 characters from letters, digits and '._:@-', the first a letter or a digit"
@@ -99,9 +100,8 @@ def test_cron_run_ids_of_the_longest_schedule_id_are_ids() -> None:
 
 
 def test_child_ids_keep_their_form_when_it_is_an_id() -> None:
-    engine = treadle.Engine()
-    assert child_id("p1", "invoice", "invoice") == engine.child_run_id("p1", "invoice")
-    assert child_id("p1", "ship", "loop#3/ship") == engine.child_run_id("p1", "loop#3/ship")
+    assert child_id("p1", "invoice", "invoice") == child_run_id("p1", "invoice")
+    assert child_id("p1", "ship", "loop#3/ship") == child_run_id("p1", "loop#3/ship")
 
 
 @pytest.mark.parametrize(

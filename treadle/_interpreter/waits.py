@@ -6,7 +6,6 @@ Each either completes from what has arrived (the inbox, the clock, the child's e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from .._errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from .._ids import child_id
 from .._nodes import ApprovalStep, SignalStep, SleepStep, SubWorkflowStep
 from .._state import EventKind, Status, WaitKind, wait_key
 from . import cursor
@@ -27,8 +27,7 @@ from .walk import Walk
 
 def child_run_id(parent_id: str, path: str) -> str:
     """The deterministic id of the child run the sub-workflow step at ``path`` starts."""
-    digest = hashlib.blake2b(path.encode(), digest_size=6).hexdigest()
-    return f"{parent_id}.{cursor.last_name(path)}.{digest}"
+    return child_id(parent_id, cursor.last_name(path), path)
 
 
 def deadline(
