@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from treadle._control import encode_data
+from treadle._state import encode_data
 from treadle._duration import Duration, parse_duration
 from treadle.persistence._records import ScheduleRecord
 
