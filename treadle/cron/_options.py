@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from treadle._state import encode_data
 from treadle._duration import Duration, parse_duration
+from treadle._state import encode_data
 from treadle.persistence._records import ScheduleRecord
 
 CATCH_UP = ("one", "none", "all")
