@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from enginekit import until_status
 
 import treadle
 
@@ -83,8 +87,7 @@ async def test_a_full_engine_does_not_poll_for_an_overdue_timer(
     engine.register(_nap())
     async with engine:
         napping = await engine.start("nap")
-        while (await engine.status(napping)).status is not treadle.Status.WAITING:
-            await asyncio.sleep(0.01)
+        await until_status(engine, napping, treadle.Status.WAITING)
         holding = await engine.start("hold")
         await asyncio.wait_for(entered.wait(), 5)
         clock.advance("1s")  # the nap is overdue, and there is no room for it
@@ -113,8 +116,7 @@ async def test_an_engine_that_executes_nothing_never_polls_for_work_yet_serves_w
     async with worker, control:
         run_id = await control.start("nap")  # stored for a worker; the definition with it
         waiting = asyncio.create_task(control.wait(run_id, timeout=10))
-        while (await worker.status(run_id)).status is not treadle.Status.WAITING:
-            await asyncio.sleep(0.01)
+        await until_status(worker, run_id, treadle.Status.WAITING)
         clock.advance("1s")  # wakes every dispatcher on the clock
         assert (await waiting).status is treadle.Status.COMPLETED
         await control.settle()
