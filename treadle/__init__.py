@@ -27,6 +27,7 @@ from ._errors import (
     DataError,
     DefinitionError,
     DefinitionMismatch,
+    EngineAlreadyOpen,
     InvalidTransition,
     LeaseLost,
     NonRetryableError,
@@ -41,6 +42,7 @@ from ._errors import (
     UnknownSignal,
     WaitTimeout,
     WorkflowNotFound,
+    WrongEventLoop,
 )
 from ._logging import RunContextFilter, configure_logging
 from ._nodes import (
@@ -91,6 +93,7 @@ __all__ = [
     "DefinitionMismatch",
     "Duration",
     "Engine",
+    "EngineAlreadyOpen",
     "Event",
     "FakeClock",
     "IfBuilder",
@@ -128,6 +131,7 @@ __all__ = [
     "WaitTimeout",
     "Workflow",
     "WorkflowNotFound",
+    "WrongEventLoop",
     "configure_logging",
     "new",
     "new_retry_policy",

@@ -135,3 +135,29 @@ class PersistenceError(TreadleError):
 
 class SchemaVersionError(PersistenceError):
     """The database schema is older or newer than this version of treadle."""
+
+
+class WrongEventLoop(TreadleError, RuntimeError):
+    """An :class:`Engine` was used from an event loop (or thread) other than the one it was
+    opened on; an engine belongs to one loop."""
+
+    def __init__(self, owner: str, caller: str) -> None:
+        super().__init__(
+            f"this Engine was opened on {owner} and cannot be used from {caller}: an Engine "
+            "belongs to the event loop it was opened on. Open one Engine per event loop (e.g. "
+            "one per thread, each with its own 'async with'), or hand calls to the engine's "
+            "loop with asyncio.run_coroutine_threadsafe(); a synchronous facade is planned"
+        )
+        self.owner = owner
+        self.caller = caller
+
+
+class EngineAlreadyOpen(TreadleError, RuntimeError):
+    """``open()`` (or ``async with``) of an engine that is open already."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(
+            f"this Engine is open already (on {owner}): open it once, e.g. with one "
+            "'async with engine:' around everything that uses it"
+        )
+        self.owner = owner

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -10,11 +12,13 @@ from typing import Any
 from .._clock import Clock, RealClock
 from .._errors import (
     DataError,
+    EngineAlreadyOpen,
     InvalidTransition,
     NotAnApprover,
     RunNotFound,
     UnknownApproval,
     UnknownSignal,
+    WrongEventLoop,
 )
 from .._metrics import Metrics
 from .._nodes import Workflow
@@ -61,6 +65,8 @@ class Engine:
             step_threads=step_threads,
         )
         self._open = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it is open on
+        self._where = ""  # that loop and its thread, for errors
 
     # What it was made with -----------------------------------------------------------------
 
@@ -120,6 +126,8 @@ class Engine:
 
         Registering another definition under a taken name raises :class:`DefinitionError`.
         """
+        if self._open:
+            self._check_loop(_running_loop())
         self._registry.add(workflow)
         if self._open:
             self._executor.chore(self._registry.save(self.persistence, workflow))
@@ -137,14 +145,26 @@ class Engine:
     # Life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the persistence, then recover and execute runs in the background."""
+        """Open the persistence, then recover and execute runs in the background.
+
+        The engine belongs to the running event loop from now until :meth:`close`: any call
+        from another loop or thread raises :class:`WrongEventLoop`. Opening an open engine
+        raises :class:`EngineAlreadyOpen`.
+        """
+        loop = asyncio.get_running_loop()
         if self._open:
-            return
+            self._check_loop(loop)
+            raise EngineAlreadyOpen(self._where)
         self.persistence.now = self.clock.now
         # An engine can be opened again after close(), also under another event loop.
         self._executor.prepare()
-        await self.persistence.open()
-        self._open = True
+        self._loop, self._where = loop, _describe(loop)
+        self._open = True  # taken now: a second open() meanwhile is refused
+        try:
+            await self.persistence.open()
+        except BaseException:
+            self._open, self._loop = False, None
+            raise
         for workflow in self._registry.workflows.values():
             await self._registry.save(self.persistence, workflow)
         await self._executor.start()
@@ -154,9 +174,10 @@ class Engine:
         and release their runs so that another engine can go on with them at once."""
         if not self._open:
             return
+        self._check_loop(asyncio.get_running_loop())
         await self._executor.stop(drain)
         await self.persistence.close()
-        self._open = False
+        self._open, self._loop = False, None
 
     async def settle(self) -> None:
         """For tests: return once nothing more will happen here without an outside event.
@@ -291,8 +312,30 @@ class Engine:
         await self._executor.deliver(record, WaitKind.APPROVAL, name, payload, payload)
 
     def _require_open(self) -> None:
+        # One identity comparison per public call: the whole cost of the one-loop rule.
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
         if not self._open:
             raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
+        self._check_loop(loop)
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not self._loop:
+            caller = "a thread with no event loop" if loop is None else _describe(loop)
+            raise WrongEventLoop(self._where, caller)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _describe(loop: asyncio.AbstractEventLoop) -> str:
+    thread = threading.current_thread()
+    return f"event loop {id(loop):#x} in thread {thread.name!r} ({thread.ident})"
 
 
 def _check_json(value: Any, what: str) -> None:
