@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from treadle import Engine, Status
 from treadle._builder import (
     ApprovalBuilder,
     Builder,
@@ -33,6 +34,8 @@ from treadle._nodes import (
     ParallelStep,
     SignalStep,
     SleepStep,
+    Step,
+    StepLike,
     SubWorkflowStep,
     WaitAll,
     WaitAny,
@@ -279,32 +282,39 @@ def test_duplicate_name_nested_deep_in_the_tree_is_found() -> None:
         new("w").if_("c", yes).then(inner).else_(inner).end().build()
 
 
-def test_a_step_named_like_its_workflow_is_a_duplicate() -> None:
-    with raises("'w'"):
-        new("w").step("w", work).build()
+def test_a_step_may_have_the_name_of_its_workflow() -> None:
+    wf = new("flaky").step("flaky", work).build()
+    assert wf.name == "flaky" and [n.name for n in wf.steps] == ["flaky"]
 
 
-def test_building_while_an_if_is_open_is_an_error_naming_it() -> None:
-    b = new("w")
-    b.if_("choice", yes).then(step("a", work))
-    with raises("'choice'", "end()"):
-        b.build()
+async def test_a_workflow_and_its_only_step_may_share_a_name_and_run() -> None:
+    async with Engine() as engine:
+        engine.register(new("flaky").step("flaky", lambda ctx, state: 42).build())
+        final = await engine.wait(await engine.start("flaky"), timeout=10)
+    assert (final.status, final.data) == (Status.COMPLETED, {"flaky": 42})
 
 
-def test_building_while_a_loop_is_open_is_an_error_naming_it() -> None:
-    b = new("w")
-    b.loop("again").max_iterations(2).do(step("a", work))
-    with raises("'again'", "end()"):
-        b.build()
+def test_step_names_stay_unique_among_steps() -> None:
+    with raises("step name 'x' is used twice"):
+        new("w").step("x", work).if_("c", yes).then(step("x", work)).end().build()
 
 
-def test_adding_a_step_while_a_block_is_open_is_an_error() -> None:
-    b = new("w")
-    b.loop("again")
-    with raises("'again'", "'next'"):
-        b.step("next", work)
-    with raises("'again'"):
-        b.if_("other", yes)
+def test_a_nested_workflow_name_is_a_step_name_of_the_workflow_it_is_nested_in() -> None:
+    inner = new("inner").step("inner", work).build()  # builds: its own name is not a step name
+    with raises("step name 'inner' is used twice"):
+        new("outer").parallel("p", inner).build()
+    other = new("part").step("a", work).build()
+    with raises("step name 'part' is used twice"):
+        new("outer").step("part", work).parallel("p", other).build()
+    assert [n.name for n in new("part").parallel("p", other).build().nodes()] == ["p", "part", "a"]
+
+
+def test_opening_a_block_leaves_the_builder_as_it_was() -> None:
+    b = new("w").step("a", work)
+    b.if_("choice", yes).then(step("x", work))
+    b.loop("again").max_iterations(2).do(step("y", work))
+    assert [n.name for n in b.step("b", work).build().steps] == ["a", "b"]
+    assert [n.name for n in b.build().steps] == ["a"]
 
 
 def test_calling_builder_methods_on_an_open_block_says_end_is_missing() -> None:
@@ -317,25 +327,25 @@ def test_calling_builder_methods_on_an_open_block_says_end_is_missing() -> None:
         block.nonsense  # noqa: B018
 
 
-def test_end_called_twice_on_an_if_is_an_error() -> None:
+def test_an_open_if_may_be_ended_in_two_ways() -> None:
     ib = new("w").if_("choice", yes).then(step("a", work))
-    ib.end()
-    with raises("'choice'", "twice"):
-        ib.end()
+    plain = ib.end().build()
+    with_else = ib.else_(step("b", work)).end().build()
+    assert plain.steps == (IfStep("choice", (Branch(yes, (step("a", work),)),)),)
+    assert with_else.steps == (
+        IfStep("choice", (Branch(yes, (step("a", work),)), Branch(None, (step("b", work),)))),
+    )
+    assert ib.end().build() == plain
 
 
-def test_end_called_twice_on_a_loop_is_an_error() -> None:
-    lb = new("w").loop("again").max_iterations(1).do(step("a", work))
-    lb.end()
-    with raises("'again'", "twice"):
-        lb.end()
-
-
-def test_using_a_block_after_end_is_an_error() -> None:
-    ib = new("w").if_("choice", yes).then(step("a", work))
-    ib.end()
-    with raises("'choice'", "after end()"):
-        ib.else_(step("b", work))
+def test_an_open_loop_may_be_ended_in_two_ways() -> None:
+    lb = new("w").loop("again").do(step("a", work))
+    assert lb.max_iterations(1).end().build().steps[0] == LoopStep(
+        "again", (step("a", work),), max_iterations=1
+    )
+    assert lb.for_each("xs").end().build().steps[0] == LoopStep(
+        "again", (step("a", work),), for_each="xs"
+    )
 
 
 def test_else_if_not_followed_by_then_is_an_error() -> None:
@@ -512,6 +522,38 @@ def test_an_empty_or_invalid_name_is_an_error(name: Any) -> None:
             add(new("w"))
 
 
+BAD_IDS = ["", "has space", "a/b", "x" * 10_000, 123, "caf\u00e9", "tab\there", None]
+
+
+@pytest.mark.parametrize("name", BAD_IDS)
+def test_workflow_signal_and_approval_names_follow_the_id_rule(name: Any) -> None:
+    shown = repr(name) if not isinstance(name, str) or len(name) < 60 else "10000 characters"
+    rule = "letters, digits and '._:@-'"
+    for make in [
+        lambda: new(name),
+        lambda: new("w").await_signal(name),
+        lambda: new("w").await_approval(name, []),
+        lambda: new("w").sub_workflow("child", name),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            make()
+        assert isinstance(caught.value, DefinitionError)
+        assert shown in str(caught.value) and rule in str(caught.value), str(caught.value)
+
+
+def test_a_hand_made_workflow_is_held_to_the_same_rules_when_validated() -> None:
+    with raises("workflow name 'has space'"):
+        validate(Workflow("has space", (step("a", work),)))
+    with raises("signal name 'a b'"):
+        validate(Workflow("w", (SignalStep("a b"),)))
+
+
+@pytest.mark.parametrize("name", ["order", "v1.2", "ns:order-2", "A_b", "x" * 200])
+def test_ids_of_every_safe_form_name_workflows_signals_and_approvals(name: str) -> None:
+    wf = new(name).await_signal(f"s{name}"[:200]).await_approval(f"a{name}"[:200]).build()
+    assert wf.name == name
+
+
 def test_sub_workflow_needs_a_workflow_name_and_json_input() -> None:
     with raises("'child'", "workflow name"):
         new("w").sub_workflow("child", "")
@@ -519,6 +561,53 @@ def test_sub_workflow_needs_a_workflow_name_and_json_input() -> None:
         new("w").sub_workflow("child", "kid", {"when": object()})
     with raises("'child'", "dict"):
         new("w").sub_workflow("child", "kid", [1, 2])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- what a step is
+
+
+def _one_of_each_accepted() -> list[object]:
+    inner = new("inner").step("i1", work).build()
+    return [
+        step("act", work),
+        ActionStep("act2", work),
+        inner,
+        UserStep("user"),
+        CustomStep("custom", UserStep("custom")),
+        IfStep("if", (Branch(yes, (step("t", work),)),)),
+        LoopStep("loop", (step("body", work),), max_iterations=1),
+        ParallelStep("par", (step("br", work),)),
+        SignalStep("sig"),
+        ApprovalStep("ok", ()),
+        SubWorkflowStep("sub", "child"),
+        SleepStep("nap", timedelta(seconds=1)),
+    ]
+
+
+@pytest.mark.parametrize("accepted", _one_of_each_accepted(), ids=lambda x: type(x).__name__)
+def test_everything_the_builder_accepts_is_step_like(accepted: object) -> None:
+    assert isinstance(accepted, StepLike)
+    for built in [
+        new("w").if_("c", yes).then(accepted).end().build(),  # type: ignore[arg-type]
+        new("w").loop("l").max_iterations(1).do(accepted).end().build(),  # type: ignore[arg-type]
+        new("w").parallel("p", accepted).build(),  # type: ignore[arg-type]
+    ]:
+        assert all(isinstance(node, StepLike) for node in built.nodes())
+
+
+def test_action_steps_and_user_steps_satisfy_the_step_protocol_and_workflows_do_not() -> None:
+    assert isinstance(step("a", work), Step)
+    assert isinstance(UserStep("u"), Step)
+    wf = new("w").step("a", work).build()
+    assert not isinstance(wf, Step)  # docs/API.md: only the engine runs a Workflow
+    assert isinstance(wf, StepLike)
+
+
+@pytest.mark.parametrize("refused", [work, 42, "step", object()], ids=repr)
+def test_what_is_not_step_like_is_refused(refused: object) -> None:
+    assert not isinstance(refused, StepLike)
+    with raises("not a step"):
+        new("w").parallel("p", refused)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- immutability
@@ -549,9 +638,39 @@ def test_building_twice_gives_equal_workflows() -> None:
 def test_going_on_after_build_does_not_change_the_built_workflow() -> None:
     b = new("w").step("a", work)
     built = b.build()
-    b.step("b", work)
+    assert [n.name for n in b.step("b", work).build().steps] == ["a", "b"]
     assert [n.name for n in built.steps] == ["a"]
-    assert [n.name for n in b.build().steps] == ["a", "b"]
+
+
+def test_a_builder_reused_in_two_places_gives_two_independent_definitions() -> None:
+    base = new("w").step("a", work)
+    one = base.step("b", work)
+    two = base.step("c", undo)
+    assert [n.name for n in one.build().steps] == ["a", "b"]
+    assert [n.name for n in two.build().steps] == ["a", "c"]
+    assert [n.name for n in base.build().steps] == ["a"]
+
+
+def test_option_builders_reused_in_two_places_are_independent() -> None:
+    p = new("w").parallel("p", step("a", work), step("b", work))
+    anyone = p.wait_for(WaitAny).build().steps[0]
+    counted = p.wait_count(2).build().steps[0]
+    assert isinstance(anyone, ParallelStep) and anyone.strategy is WaitAny
+    assert isinstance(counted, ParallelStep) and (counted.strategy, counted.count) == (WaitCount, 2)
+    assert p.build().steps[0] == ParallelStep("p", (step("a", work), step("b", work)))
+    a = new("w").await_approval("ok", ["x", "y"])
+    assert a.quorum(2).build().steps[0] == ApprovalStep("ok", ("x", "y"), 2)
+    assert a.timeout("1h").build().steps[0] == ApprovalStep("ok", ("x", "y"), 1, timedelta(hours=1))
+
+
+def test_a_long_chain_shares_its_steps_instead_of_copying_them() -> None:
+    b = new("long")
+    for i in range(5000):
+        before = b
+        b = b.step(f"s{i}", work)
+        assert b._chain is not None and b._chain.before is before._chain
+    wf = b.build()
+    assert len(wf.steps) == 5000 and wf.steps[-1].name == "s4999"
 
 
 def test_options_given_after_build_do_not_change_the_built_workflow() -> None:
@@ -769,3 +888,20 @@ def test_built_trees_are_frozen_all_the_way_down(tree: list[Shape]) -> None:
             node.name = "x"  # type: ignore[misc]
         for f in dataclasses.fields(node):
             assert not isinstance(getattr(node, f.name), list)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=12))
+def test_any_builder_of_a_chain_may_be_continued_without_changing_the_others(
+    forks: list[int],
+) -> None:
+    chain = [new("root")]
+    for i in range(30):
+        chain.append(chain[-1].step(f"s{i}", work))
+    expected = {}
+    for n, at in enumerate(forks):
+        forked = chain[at].sleep(f"fork{n}", 1)
+        expected[n] = ([f"s{i}" for i in range(at)] + [f"fork{n}"], forked)
+    for names, forked in expected.values():
+        assert [node.name for node in forked.build().steps] == names
+    assert [node.name for node in chain[-1].build().steps] == [f"s{i}" for i in range(30)]

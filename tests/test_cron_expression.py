@@ -105,7 +105,10 @@ INVALID: list[tuple[str, list[str]]] = [
     ("@every -1h", ["bad @every duration '-1h'"]),
     ("@every abc", ["bad @every duration 'abc'", "1h30m"]),
     ("@every 5", ["bad @every duration '5'"]),
-    ("@every 1d", ["bad @every duration '1d'"]),
+    ("@every 1ms", ["bad @every duration '1ms'", "the minimum is 1s"]),
+    ("@every 999ms", ["bad @every duration '999ms'", "the minimum is 1s"]),
+    ("@every 0.5s", ["bad @every duration '0.5s'", "the minimum is 1s"]),
+    ("@every 1y", ["bad @every duration '1y'"]),
     ("@every 1h 30m", ["bad @every duration '1h 30m'"]),
 ]
 
@@ -347,7 +350,9 @@ def test_macro_next_fire(macro: str, expected: datetime) -> None:
         ("@every 1h30m", timedelta(hours=1, minutes=30)),
         ("@every 90s", timedelta(seconds=90)),
         ("@every 1.5h", timedelta(hours=1, minutes=30)),
-        ("@every 250ms", timedelta(milliseconds=250)),
+        ("@every 1s", timedelta(seconds=1)),
+        ("@every 1500ms", timedelta(milliseconds=1500)),
+        ("@every 1d", timedelta(days=1)),
         ("@every 24h", timedelta(days=1)),
         ("@EVERY 5m", timedelta(minutes=5)),
         ("  @every   10m  ", timedelta(minutes=10)),

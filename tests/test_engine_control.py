@@ -38,7 +38,7 @@ async def test_start_with_an_existing_run_id_returns_it_and_starts_nothing(
     await engine.wait(first, 5)
     again = await engine.start("idem", {"n": 2}, run_id="order-42")
     assert again == "order-42"
-    await asyncio.sleep(0.05)
+    await engine.settle()  # a second run, or the first one again, would have executed by now
     assert calls == ["order-42"]
     assert len(await engine.runs(workflow="idem")) == 1
     assert (await engine.status("order-42")).data == {"n": 1}
@@ -159,8 +159,9 @@ async def test_pause_lets_the_running_step_finish_then_the_run_is_paused_and_res
     gate.set()
     paused = await until_status(engine, run_id, Status.PAUSED)
     assert paused.data == {"first": "done"}, "the running step finished and was checkpointed"
-    await asyncio.sleep(0.1)
+    await engine.settle()
     assert trail == ["first"]
+    assert (await engine.status(run_id)).status is Status.PAUSED
     assert "paused" in [e.kind for e in await engine.history(run_id)]
     await engine.resume(run_id)
     final = await engine.wait(run_id, 5)
@@ -247,7 +248,8 @@ async def test_wait_raises_timeout_error_for_a_run_that_does_not_end(
 async def test_a_waiting_run_holds_no_task(engine: treadle.Engine) -> None:
     run_id = await start(engine, treadle.new("idle").await_signal("go").build())
     await waiting_for(engine, run_id, "signal:go")
-    await asyncio.sleep(0.05)
+    # settle() waits for every run executing here: a driver kept for the wait never lets it return
+    await asyncio.wait_for(engine.settle(), 5)
     assert not [t for t in asyncio.all_tasks() if run_id in t.get_name()]
 
 
@@ -289,7 +291,7 @@ async def test_runs_of_unregistered_workflows_are_left_alone_until_registered(
     run_id = await creator.start("later")
     await creator.close()
     engine = await make_engine(treadle.new("other").step("x", lambda c, s: None).build())
-    await asyncio.sleep(0.3)
+    await engine.settle()  # it has looked for work, and found none it can execute
     state = await engine.status(run_id)
     assert state.status is Status.PENDING and trail == []
     assert [e.kind for e in await engine.history(run_id)] == ["created"]
@@ -308,8 +310,10 @@ async def test_signal_to_a_run_of_an_unregistered_workflow_is_kept_until_registe
     await first.close()
     second = await make_engine()
     await second.signal(run_id, "go", 5)
-    await asyncio.sleep(0.3)
+    await second.settle()  # it has looked for work, and found none it can execute
     assert "go" not in (await second.status(run_id)).data
+    kept = [e.kind for e in await second.history(run_id)]
+    assert "signal_received" in kept and "signal_consumed" not in kept
     second.register(wf)
     final = await second.wait(run_id, 5)
     assert final.status is Status.COMPLETED and final.data == {"go": 5, "after": "x"}
@@ -426,7 +430,8 @@ async def test_a_recovered_parent_never_starts_a_second_child(
     await waiting_for(first, child_id, "signal:go")
     await first.close()
     second = await make_engine(child, parent)
-    await asyncio.sleep(0.1)
+    await second.settle()  # whatever its recovery of the parent does, it has done
+    assert [s.id for s in await second.runs(workflow="only-child")] == [child_id]
     await second.signal(child_id, "go", "hi")
     final = await second.wait(run_id, 5)
     assert final.status is Status.COMPLETED and final.data == {"kid": {"go": "hi"}}

@@ -80,7 +80,7 @@ def test_event_kinds_are_stored_as_the_same_strings_as_before() -> None:
         "signal_consumed", "approval_received", "timer_fired", "child_started",
         "child_completed", "pause_requested", "paused", "resumed", "cancel_requested",
         "compensating", "compensated", "compensation_retry", "compensation_failed",
-        "run_completed", "run_failed", "run_cancelled",
+        "run_completed", "run_failed", "run_cancelled", "data_conflict", "signals_dropped",
     }  # fmt: skip
 
 

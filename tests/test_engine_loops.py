@@ -41,20 +41,9 @@ async def test_an_engine_used_from_other_threads_raises_at_once(tmp_path: Path) 
         for error in errors:
             assert isinstance(error, treadle.WrongEventLoop)
             assert isinstance(error, RuntimeError)
-            assert "MainThread" in str(error) and "one Engine per event loop" in str(error)
-        with pytest.raises(treadle.WrongEventLoop):
-            await asyncio.to_thread(engine.register, _workflow())
+            assert "MainThread" in str(error) and "one engine per event loop" in str(error)
         run_id = await engine.start("w")  # its own loop is fine
         assert (await engine.wait(run_id, timeout=5)).status is treadle.Status.COMPLETED
-
-
-async def test_opening_an_open_engine_again_is_refused() -> None:
-    engine = treadle.Engine()
-    async with engine:
-        with pytest.raises(treadle.EngineAlreadyOpen, match="open already"):
-            async with engine:
-                pass
-        assert await engine.runs() == []  # the failed inner open closed nothing
 
 
 def test_an_engine_can_be_opened_again_after_close_under_another_loop() -> None:

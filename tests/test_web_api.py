@@ -633,16 +633,16 @@ async def test_pages_are_shells_that_hold_no_data(
 async def test_run_fragment_escapes_data_and_marks_progress(
     client: httpx.AsyncClient, web_engine: treadle.Engine
 ) -> None:
-    run_id = await web_engine.start("expense", {"note": "<script>alert(1)</script>"}, run_id="x&y")
+    run_id = await web_engine.start("expense", {"note": "<script>alert(1)</script>"}, run_id="x-y")
     await waiting_for(web_engine, run_id, "approval:manager")
-    html = (await client.get("/ui/runs/x&y", headers=as_("alice"))).text
+    html = (await client.get("/ui/runs/x-y", headers=as_("alice"))).text
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'data-step="prepare" data-state="done"' in html
     assert 'data-step="manager" data-state="current"' in html
     assert 'data-step="pay" data-state="pending"' in html
     assert "Waiting for approval <b>manager</b> by alice, bob" in html
-    assert 'data-url="/api/runs/x%26y/approve/manager"' in html
-    viewer = (await client.get("/ui/runs/x&y", headers=as_("viewer"))).text
+    assert 'data-url="/api/runs/x-y/approve/manager"' in html
+    viewer = (await client.get("/ui/runs/x-y", headers=as_("viewer"))).text
     assert "read-only" in viewer and viewer.count(" disabled") >= 4
 
 

@@ -27,7 +27,7 @@ from ._errors import (
     DataError,
     DefinitionError,
     DefinitionMismatch,
-    EngineAlreadyOpen,
+    InvalidId,
     InvalidTransition,
     LeaseLost,
     NonRetryableError,
@@ -44,12 +44,14 @@ from ._errors import (
     WorkflowNotFound,
     WrongEventLoop,
 )
+from ._ids import check_id
 from ._logging import RunContextFilter, configure_logging
 from ._nodes import (
     ActionStep,
     Condition,
     Step,
     StepFunc,
+    StepLike,
     WaitAll,
     WaitAny,
     WaitCount,
@@ -62,8 +64,11 @@ from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
 
 if TYPE_CHECKING:
-    from .cron import Cron, Schedule, next_fire
+    from .cron import Cron, CronError, Schedule, ScheduleExists, ScheduleNotFound, next_fire
     from .persistence._postgres import PostgresPersistence
+
+
+_CRON = ("Cron", "CronError", "Schedule", "ScheduleExists", "ScheduleNotFound", "next_fire")
 
 
 def __getattr__(name: str) -> Any:
@@ -72,7 +77,7 @@ def __getattr__(name: str) -> Any:
         from .persistence._postgres import PostgresPersistence
 
         return PostgresPersistence
-    if name in ("Cron", "Schedule", "next_fire"):
+    if name in _CRON:
         from . import cron
 
         return getattr(cron, name)
@@ -88,15 +93,16 @@ __all__ = [
     "Condition",
     "Context",
     "Cron",
+    "CronError",
     "DataError",
     "DefinitionError",
     "DefinitionMismatch",
     "Duration",
     "Engine",
-    "EngineAlreadyOpen",
     "Event",
     "FakeClock",
     "IfBuilder",
+    "InvalidId",
     "InvalidTransition",
     "LeaseLost",
     "LoopBuilder",
@@ -113,12 +119,15 @@ __all__ = [
     "RunNotFound",
     "SQLitePersistence",
     "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "SignalBuilder",
     "State",
     "Status",
     "Step",
     "StepFunc",
+    "StepLike",
     "StepTimeout",
     "SubWorkflowFailed",
     "TreadleError",
@@ -132,6 +141,7 @@ __all__ = [
     "Workflow",
     "WorkflowNotFound",
     "WrongEventLoop",
+    "check_id",
     "configure_logging",
     "new",
     "new_retry_policy",

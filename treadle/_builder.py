@@ -1,10 +1,12 @@
 """The fluent builder: ``treadle.new("order").step(...).if_(...)...build()``.
 
-A :class:`Builder` collects steps in a private draft and adds to it in place: each method returns
-a builder over the same draft, so a chain reads top to bottom. :meth:`Builder.build` takes a
-frozen snapshot (a :class:`~treadle._nodes.Workflow` of tuples), so a workflow already built never
-changes when its builder goes on. Every misuse raises :class:`~treadle.DefinitionError` at once,
-or at ``build()`` at the latest, with a message that names the step.
+Builders are persistent values: every method returns a new builder and leaves the one it was
+called on as it was, so ``base = new("w").step("a", f)`` may go on as ``base.step("b", g)`` and
+``base.step("c", h)``, two independent definitions. The steps are a linked chain, newest first,
+that later builders share: adding a step costs the same at the thousandth step as at the first.
+:meth:`Builder.build` turns the chain into a frozen :class:`~treadle._nodes.Workflow` of tuples.
+Every misuse raises :class:`~treadle.DefinitionError` at once, or at ``build()`` at the latest,
+with a message that names the step.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from ._duration import Duration, parse_duration
-from ._errors import DefinitionError
+from ._errors import DefinitionError, InvalidId
+from ._ids import check_id
 from ._nodes import (
     ActionStep,
     ApprovalStep,
@@ -28,12 +32,14 @@ from ._nodes import (
     ParallelStep,
     SignalStep,
     SleepStep,
-    Step,
     StepFunc,
+    StepLike,
     SubWorkflowStep,
     WaitStrategy,
     Workflow,
     as_node,
+    check_workflow_name,
+    is_step_name,
     validate,
 )
 from ._retry import RetryPolicy
@@ -49,49 +55,45 @@ __all__ = [
     "new",
 ]
 
-StepLike: TypeAlias = Node | Step
-"""What ``then``/``else_``/``do``/``parallel`` accept: a node, a built workflow, or a user step."""
-
 
 def new(name: str) -> Builder:
-    """Start building a workflow called ``name``."""
-    if not _is_name(name):
-        raise DefinitionError(f"a workflow name must be a non-empty string, not {name!r}")
-    return Builder(_Draft(name))
+    """Start building a workflow called ``name`` (an id: see :func:`treadle.check_id`)."""
+    return Builder(check_workflow_name(name))
 
 
-def _is_name(name: object) -> bool:
-    return isinstance(name, str) and bool(name.strip()) and not any(c in name for c in "/#")
+@dataclass(frozen=True)
+class _Chain:
+    """The steps of a builder, newest first: adding a step links a new head to the old chain,
+    so builders that branch off one another share what they have in common and copy nothing."""
+
+    node: Node
+    before: _Chain | None
+
+    def nodes(self) -> tuple[Node, ...]:
+        """The steps, oldest first."""
+        out: list[Node] = []
+        link: _Chain | None = self
+        while link is not None:
+            out.append(link.node)
+            link = link.before
+        return tuple(reversed(out))
 
 
-class _Draft:
-    """The mutable state that one chain of builders shares: the steps so far, the open block."""
+def _step_name(owner: str, kind: str, name: object) -> str:
+    if not is_step_name(name):
+        raise DefinitionError(
+            f"workflow {owner!r}: a {kind} step name must be a non-empty string "
+            f"without '/' or '#', not {name!r}"
+        )
+    assert isinstance(name, str)
+    return name
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.steps: list[Node] = []
-        self.open: IfBuilder | LoopBuilder | None = None
 
-    def check_closed(self, doing: str) -> None:
-        if self.open is not None:
-            raise DefinitionError(
-                f"workflow {self.name!r}: {self.open.describe_open()} is still open; "
-                f"call end() on it before {doing}"
-            )
-
-    def check_name(self, kind: str, name: object) -> str:
-        if not _is_name(name):
-            raise DefinitionError(
-                f"workflow {self.name!r}: a {kind} step name must be a non-empty string "
-                f"without '/' or '#', not {name!r}"
-            )
-        assert isinstance(name, str)
-        return name
-
-    def add(self, node: Node) -> int:
-        self.check_closed(f"adding step {node.name!r}")
-        self.steps.append(node)
-        return len(self.steps) - 1
+def _wait_name(owner: str, kind: str, name: object) -> str:
+    try:
+        return check_id(name, f"{kind} name")
+    except InvalidId as exc:
+        raise DefinitionError(f"workflow {owner!r}: {exc}") from None
 
 
 def _nodes(owner: str, steps: Sequence[object]) -> tuple[Node, ...]:
@@ -120,18 +122,25 @@ def _positive_int(owner: str, what: str, n: object) -> int:
 
 
 class Builder:
-    """Builds a workflow step by step; every method adds to it and returns a builder to go on."""
+    """Builds a workflow step by step. A builder never changes: every method returns a new
+    builder with the step added, so one partial chain may be continued in several ways."""
 
-    def __init__(self, draft: _Draft) -> None:
-        self._draft = draft
+    __slots__ = ("_chain", "_name")
 
-    def _go_on(self) -> Builder:
-        return self if type(self) is Builder else Builder(self._draft)
+    def __init__(self, name: str, chain: _Chain | None = None) -> None:
+        self._name = name
+        self._chain = chain
 
     @property
     def name(self) -> str:
         """The name of the workflow being built."""
-        return self._draft.name
+        return self._name
+
+    def _link(self, node: Node) -> _Chain:
+        return _Chain(node, self._chain)
+
+    def _then(self, node: Node) -> Builder:
+        return Builder(self._name, self._link(node))
 
     def step(
         self,
@@ -143,10 +152,8 @@ class Builder:
         timeout: Duration | None = None,
     ) -> Builder:
         """Add an :class:`ActionStep` that calls ``fn(ctx, state)``."""
-        name = self._draft.check_name("action", name)
-        node = ActionStep(name, fn, compensate=compensate, retry=retry, timeout=timeout)
-        self._draft.add(node)
-        return self._go_on()
+        name = _step_name(self._name, "action", name)
+        return self._then(ActionStep(name, fn, compensate=compensate, retry=retry, timeout=timeout))
 
     def then(self) -> Builder:
         """Read as "and then": adds nothing."""
@@ -154,39 +161,32 @@ class Builder:
 
     def if_(self, name: str, cond: Condition) -> IfBuilder:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
-        name = self._draft.check_name("if", name)
-        self._draft.check_closed(f"opening if {name!r}")
+        name = _step_name(self._name, "if", name)
         _callable(f"if {name!r}", "condition", cond)
-        block = IfBuilder(self._draft, self._go_on(), name, cond)
-        self._draft.open = block
-        return block
+        return IfBuilder(self, name, cond)
 
     def loop(self, name: str) -> LoopBuilder:
         """Open a loop; give it ``for_each``/``while_``/``break_when``/``max_iterations``, a
         ``do(...)`` body, then ``end()``."""
-        name = self._draft.check_name("loop", name)
-        self._draft.check_closed(f"opening loop {name!r}")
-        block = LoopBuilder(self._draft, self._go_on(), name)
-        self._draft.open = block
-        return block
+        name = _step_name(self._name, "loop", name)
+        return LoopBuilder(self, LoopStep(name, ()))
 
     def parallel(self, name: str, *steps: StepLike) -> ParallelBuilder:
         """Add branches that run concurrently (each a step or a built workflow); wait for all."""
-        name = self._draft.check_name("parallel", name)
+        name = _step_name(self._name, "parallel", name)
         owner = f"parallel {name!r}"
         if not steps:
             raise DefinitionError(f"{owner} has no branches: give it at least one step")
-        index = self._draft.add(ParallelStep(name, _nodes(owner, steps)))
-        return ParallelBuilder(self._draft, index)
+        return ParallelBuilder(self._name, self._link(ParallelStep(name, _nodes(owner, steps))))
 
     def await_signal(self, name: str) -> SignalBuilder:
-        """Wait for the signal ``name``; its data lands at ``state.data[name]``."""
-        name = self._draft.check_name("signal", name)
-        return SignalBuilder(self._draft, self._draft.add(SignalStep(name)))
+        """Wait for the signal ``name`` (an id); its data lands at ``state.data[name]``."""
+        name = _wait_name(self._name, "signal", name)
+        return SignalBuilder(self._name, self._link(SignalStep(name)))
 
     def await_approval(self, name: str, approvers: Sequence[str] = ()) -> ApprovalBuilder:
-        """Wait for approval ``name`` by one of ``approvers`` (anyone when empty)."""
-        name = self._draft.check_name("approval", name)
+        """Wait for approval ``name`` (an id) by one of ``approvers`` (anyone when empty)."""
+        name = _wait_name(self._name, "approval", name)
         owner = f"approval {name!r}"
         if isinstance(approvers, str) or not isinstance(approvers, Sequence):
             raise DefinitionError(f"{owner}: approvers must be a list of names, not {approvers!r}")
@@ -194,16 +194,18 @@ class Builder:
             if not isinstance(who, str) or not who:
                 raise DefinitionError(f"{owner}: approver {who!r} is not a non-empty string")
         node = ApprovalStep(name, tuple(dict.fromkeys(approvers)))
-        return ApprovalBuilder(self._draft, self._draft.add(node))
+        return ApprovalBuilder(self._name, self._link(node))
 
     def sub_workflow(
         self, name: str, workflow_name: str, input: Mapping[str, Any] | None = None
     ) -> Builder:
         """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it."""
-        name = self._draft.check_name("sub-workflow", name)
+        name = _step_name(self._name, "sub-workflow", name)
         owner = f"sub-workflow {name!r}"
-        if not isinstance(workflow_name, str) or not workflow_name.strip():
-            raise DefinitionError(f"{owner}: workflow name {workflow_name!r} is not a name")
+        try:
+            check_workflow_name(workflow_name)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{owner}: {exc}") from None
         if input is not None and not isinstance(input, Mapping):
             raise DefinitionError(f"{owner}: input must be a dict or None, not {input!r}")
         try:
@@ -211,22 +213,19 @@ class Builder:
             frozen = None if input is None else json.loads(json.dumps(dict(input), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise DefinitionError(f"{owner}: input is not JSON-serialisable: {exc}") from None
-        self._draft.add(SubWorkflowStep(name, workflow_name, frozen))
-        return self._go_on()
+        return self._then(SubWorkflowStep(name, workflow_name, frozen))
 
     def sleep(self, name: str, duration: Duration) -> Builder:
         """Wait durably for ``duration`` (a timer that survives a restart)."""
-        name = self._draft.check_name("sleep", name)
-        self._draft.add(SleepStep(name, _duration(f"sleep {name!r}", duration)))
-        return self._go_on()
+        name = _step_name(self._name, "sleep", name)
+        return self._then(SleepStep(name, _duration(f"sleep {name!r}", duration)))
 
     def build(self) -> Workflow:
         """Check the definition and return it as a frozen :class:`Workflow`."""
-        draft = self._draft
-        draft.check_closed("build()")
-        if not draft.steps:
-            raise DefinitionError(f"workflow {draft.name!r} has no steps")
-        for node in draft.steps:
+        if self._chain is None:
+            raise DefinitionError(f"workflow {self._name!r} has no steps")
+        steps = self._chain.nodes()
+        for node in steps:
             if (
                 isinstance(node, ParallelStep)
                 and node.strategy is WaitStrategy.COUNT
@@ -235,27 +234,31 @@ class Builder:
                 raise DefinitionError(
                     f"parallel {node.name!r}: wait_for(WaitCount) needs wait_count(n)"
                 )
-        workflow = Workflow(draft.name, tuple(draft.steps))
+        workflow = Workflow(self._name, steps)
         validate(workflow)
         return workflow
 
 
 class _OptionBuilder(Builder):
-    """A builder whose last step takes options: it rewrites that frozen node in the draft."""
+    """A builder whose last step takes options: each option gives a builder whose last step is
+    that step with the option set."""
 
-    def __init__(self, draft: _Draft, index: int) -> None:
-        super().__init__(draft)
-        self._index = index
+    __slots__ = ()
 
     def _node(self) -> Node:
-        return self._draft.steps[self._index]
+        assert self._chain is not None
+        return self._chain.node
 
-    def _replace(self, **changes: Any) -> None:
-        self._draft.steps[self._index] = dataclasses.replace(self._node(), **changes)
+    def _with(self, **changes: Any) -> Self:
+        assert self._chain is not None
+        node = dataclasses.replace(self._node(), **changes)
+        return type(self)(self._name, _Chain(node, self._chain.before))
 
 
 class ParallelBuilder(_OptionBuilder):
     """Options of a ``parallel`` step, and every :class:`Builder` method to go on."""
+
+    __slots__ = ()
 
     def _parallel(self) -> ParallelStep:
         node = self._node()
@@ -273,8 +276,7 @@ class ParallelBuilder(_OptionBuilder):
                 f"(WaitAll, WaitAny or WaitCount)"
             ) from None
         count = node.count if chosen is WaitStrategy.COUNT else None
-        self._replace(strategy=chosen, count=count)
-        return self
+        return self._with(strategy=chosen, count=count)
 
     def wait_count(self, n: int) -> ParallelBuilder:
         """Complete when ``n`` branches complete (implies ``WaitCount``)."""
@@ -285,26 +287,27 @@ class ParallelBuilder(_OptionBuilder):
             raise DefinitionError(
                 f"{owner}: wait_count({n}) is more than its {len(node.branches)} branches"
             )
-        self._replace(strategy=WaitStrategy.COUNT, count=n)
-        return self
+        return self._with(strategy=WaitStrategy.COUNT, count=n)
 
 
 class SignalBuilder(_OptionBuilder):
     """Options of an ``await_signal`` step, and every :class:`Builder` method to go on."""
 
+    __slots__ = ()
+
     def timeout(self, duration: Duration) -> SignalBuilder:
         """Fail the step with ``WaitTimeout`` if the signal has not come within ``duration``."""
-        self._replace(timeout=_duration(f"signal {self._node().name!r}", duration))
-        return self
+        return self._with(timeout=_duration(f"signal {self._node().name!r}", duration))
 
 
 class ApprovalBuilder(_OptionBuilder):
     """Options of an ``await_approval`` step, and every :class:`Builder` method to go on."""
 
+    __slots__ = ()
+
     def timeout(self, duration: Duration) -> ApprovalBuilder:
         """Fail the step with ``WaitTimeout`` if no decision has come within ``duration``."""
-        self._replace(timeout=_duration(f"approval {self._node().name!r}", duration))
-        return self
+        return self._with(timeout=_duration(f"approval {self._node().name!r}", duration))
 
     def quorum(self, n: int) -> ApprovalBuilder:
         """Require ``n`` distinct approvers to approve."""
@@ -316,36 +319,22 @@ class ApprovalBuilder(_OptionBuilder):
             raise DefinitionError(
                 f"{owner}: quorum({n}) is more than its {len(node.approvers)} approvers"
             )
-        self._replace(quorum=n)
-        return self
+        return self._with(quorum=n)
 
 
 class _Block:
-    """An open ``if_`` or ``loop``: the draft stays closed to other steps until ``end()``."""
+    """An open ``if_`` or ``loop``: a value like the builders; ``end()`` adds it to the builder
+    it was opened on and returns the result."""
 
+    __slots__ = ("_name", "_parent")
     kind = "block"
 
-    def __init__(self, draft: _Draft, parent: Builder, name: str) -> None:
-        self._draft = draft
+    def __init__(self, parent: Builder, name: str) -> None:
         self._parent = parent
         self._name = name
-        self._ended = False
-
-    def describe_open(self) -> str:
-        return f"{self.kind} {self._name!r}"
 
     def _fail(self, message: str) -> NoReturn:
         raise DefinitionError(f"{self.kind} {self._name!r}: {message}")
-
-    def _check_open(self, method: str) -> None:
-        if self._ended:
-            self._fail(f"{method} after end()")
-
-    def _close(self, node: Node) -> Builder:
-        self._draft.open = None
-        self._draft.add(node)
-        self._ended = True
-        return self._parent
 
     if not TYPE_CHECKING:
 
@@ -360,51 +349,54 @@ class IfBuilder(_Block):
     """An open ``if_``: ``then(...)``, optional ``else_if(cond).then(...)``, ``else_(...)``,
     then ``end()``."""
 
+    __slots__ = ("_arms", "_has_else", "_pending")
     kind = "if"
 
-    def __init__(self, draft: _Draft, parent: Builder, name: str, cond: Condition) -> None:
-        super().__init__(draft, parent, name)
-        self._arms: list[Branch] = []
-        self._pending: Condition | None = cond
-        self._has_else = False
+    def __init__(
+        self,
+        parent: Builder,
+        name: str,
+        pending: Condition | None,
+        arms: tuple[Branch, ...] = (),
+        has_else: bool = False,
+    ) -> None:
+        super().__init__(parent, name)
+        self._pending = pending
+        self._arms = arms
+        self._has_else = has_else
+
+    def _with(self, pending: Condition | None, arm: Branch | None, has_else: bool) -> IfBuilder:
+        arms = self._arms if arm is None else (*self._arms, arm)
+        return IfBuilder(self._parent, self._name, pending, arms, has_else)
 
     def then(self, *steps: StepLike) -> IfBuilder:
         """The steps of the arm whose condition was just given."""
-        self._check_open("then()")
         if self._has_else:
             self._fail("nothing but end() may follow else_()")
         if self._pending is None:
             self._fail("then() given twice for the same arm; use else_if(cond) or else_()")
-        self._arms.append(Branch(self._pending, _nodes(f"if {self._name!r}", steps)))
-        self._pending = None
-        return self
+        arm = Branch(self._pending, _nodes(f"if {self._name!r}", steps))
+        return self._with(None, arm, False)
 
     def else_if(self, cond: Condition) -> IfBuilder:
         """Another arm, tried when the ones before do not hold; follow with ``then(...)``."""
-        self._check_open("else_if()")
         if self._has_else:
             self._fail("nothing but end() may follow else_()")
         self._need_then("else_if()")
         _callable(f"if {self._name!r}", "else_if condition", cond)
-        self._pending = cond
-        return self
+        return self._with(cond, None, False)
 
     def else_(self, *steps: StepLike) -> IfBuilder:
         """The steps to run when no condition holds."""
-        self._check_open("else_()")
         if self._has_else:
             self._fail("else_() given twice")
         self._need_then("else_()")
-        self._arms.append(Branch(None, _nodes(f"if {self._name!r}", steps)))
-        self._has_else = True
-        return self
+        return self._with(None, Branch(None, _nodes(f"if {self._name!r}", steps)), True)
 
     def end(self) -> Builder:
-        """Close the conditional and go on with the workflow."""
-        if self._ended:
-            self._fail("end() called twice")
+        """Close the conditional: the builder it was opened on, with the conditional added."""
         self._need_then("end()")
-        return self._close(IfStep(self._name, tuple(self._arms)))
+        return self._parent._then(IfStep(self._name, self._arms))
 
     def _need_then(self, method: str) -> None:
         if self._pending is not None:
@@ -415,18 +407,17 @@ class IfBuilder(_Block):
 class LoopBuilder(_Block):
     """An open ``loop``: its options, a ``do(...)`` body, then ``end()``."""
 
+    __slots__ = ("_node",)
     kind = "loop"
 
-    def __init__(self, draft: _Draft, parent: Builder, name: str) -> None:
-        super().__init__(draft, parent, name)
-        self._node = LoopStep(name, ())
+    def __init__(self, parent: Builder, node: LoopStep) -> None:
+        super().__init__(parent, node.name)
+        self._node = node
 
     def _set(self, option: str, value: Any) -> LoopBuilder:
-        self._check_open(f"{option}()")
         if getattr(self._node, option) is not None:
             self._fail(f"{option}() given twice")
-        self._node = dataclasses.replace(self._node, **{option: value})
-        return self
+        return LoopBuilder(self._parent, dataclasses.replace(self._node, **{option: value}))
 
     def for_each(self, key: str) -> LoopBuilder:
         """Iterate over the list at ``state.data[key]`` as it was when the loop began."""
@@ -452,21 +443,18 @@ class LoopBuilder(_Block):
 
     def do(self, *steps: StepLike) -> LoopBuilder:
         """The loop's body, run once per iteration."""
-        self._check_open("do()")
         if self._node.body:
             self._fail("do() given twice; pass every step of the body to one do(...)")
         if not steps:
             self._fail("do() needs at least one step")
-        self._node = dataclasses.replace(self._node, body=_nodes(f"loop {self._name!r}", steps))
-        return self
+        body = _nodes(f"loop {self._name!r}", steps)
+        return LoopBuilder(self._parent, dataclasses.replace(self._node, body=body))
 
     def end(self) -> Builder:
-        """Close the loop and go on with the workflow."""
-        if self._ended:
-            self._fail("end() called twice")
+        """Close the loop: the builder it was opened on, with the loop added."""
         node = self._node
         if not node.body:
             self._fail("has no body: call do(...) before end()")
         if (node.for_each, node.while_, node.break_when, node.max_iterations) == (None,) * 4:
             self._fail("needs for_each, while_, break_when or max_iterations to end")
-        return self._close(node)
+        return self._parent._then(node)

@@ -1,4 +1,4 @@
-"""Durations: ``timedelta``, seconds, or Go-style strings such as ``"1h30m"``."""
+"""Durations: ``timedelta``, seconds, or Go-style strings such as ``"1h30m"`` (and ``"1d"``)."""
 
 from __future__ import annotations
 
@@ -15,62 +15,61 @@ _UNITS = {
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
+    "d": 86400.0,  # not Go's, but what people write for days
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 
 
 def parse_duration(value: object) -> timedelta:
     """Turn a duration (timedelta, seconds, or Go-style string) into a ``timedelta``.
 
-    Raises ``ValueError`` naming the value when it is none of those or negative.
+    Raises ``ValueError`` naming the value when it is none of those, and saying "negative
+    duration" when it is below zero.
     """
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}: expected seconds, a timedelta or '1h30m'")
     elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
+        try:
+            result = timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            raise ValueError(f"invalid duration {value!r}: out of range") from None
     elif isinstance(value, str):
         result = _parse_go(value)
     else:
         raise ValueError(f"invalid duration {value!r}: expected seconds, a timedelta or '1h30m'")
     if result < timedelta(0):
-        raise ValueError(f"invalid duration {value!r}: it is negative")
+        raise _negative(value)
     return result
+
+
+def _negative(value: object) -> ValueError:
+    return ValueError(f"invalid duration {value!r}: negative duration (a duration is 0 or more)")
 
 
 def _parse_go(text: str) -> timedelta:
     s = text.strip()
-    if s in ("0", ""):
-        if s == "0":
-            return timedelta(0)
+    if s == "":
         raise ValueError("invalid duration '': empty")
+    negative = s.startswith("-")
+    body = s[1:] if s[:1] in "+-" else s
+    if body == "0":
+        return timedelta(0)
     pos = 0
     total = 0.0
-    while pos < len(s):
-        m = _PART.match(s, pos)
+    while pos < len(body) or pos == 0:
+        m = _PART.match(body, pos)
         if m is None:
             raise ValueError(
-                f"invalid duration {text!r}: expected a number and a unit (ns, us, ms, s, m, h)"
+                f"invalid duration {text!r}: expected a number and a unit (ns, us, ms, s, m, h, d)"
                 f" such as '90s' or '1h30m'"
             )
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    return timedelta(seconds=total)
-
-
-def format_duration(delta: timedelta) -> str:
-    """Format a ``timedelta`` Go-style (``"1h30m"``, ``"250ms"``)."""
-    total = delta.total_seconds()
-    if total < 1:
-        return f"{round(total * 1000)}ms"
-    hours, rest = divmod(int(total), 3600)
-    minutes, seconds = divmod(rest, 60)
-    out = ""
-    if hours:
-        out += f"{hours}h"
-    if minutes:
-        out += f"{minutes}m"
-    if seconds or not out:
-        out += f"{seconds}s"
-    return out
+    if negative and total > 0:
+        raise _negative(text)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(f"invalid duration {text!r}: too long") from None

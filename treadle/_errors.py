@@ -96,6 +96,20 @@ class DataError(TreadleError, ValueError):
     """Run data is not JSON-serialisable (or not a JSON object)."""
 
 
+class InvalidId(TreadleError, ValueError):
+    """A run id, workflow name, signal or approval name or schedule id breaks the id rule."""
+
+    def __init__(self, message: str, *, value: object, what: str) -> None:
+        super().__init__(message)
+        self.value = value
+        self.what = what
+
+
+class WrongEventLoop(TreadleError, RuntimeError):
+    """An engine was used from an event loop (or thread) other than the one it was opened on,
+    or opened a second time while open."""
+
+
 class NonRetryableError(TreadleError):
     """Raise this (or a subclass) from a step to fail it at once, without retries."""
 
@@ -135,29 +149,3 @@ class PersistenceError(TreadleError):
 
 class SchemaVersionError(PersistenceError):
     """The database schema is older or newer than this version of treadle."""
-
-
-class WrongEventLoop(TreadleError, RuntimeError):
-    """An :class:`Engine` was used from an event loop (or thread) other than the one it was
-    opened on; an engine belongs to one loop."""
-
-    def __init__(self, owner: str, caller: str) -> None:
-        super().__init__(
-            f"this Engine was opened on {owner} and cannot be used from {caller}: an Engine "
-            "belongs to the event loop it was opened on. Open one Engine per event loop (e.g. "
-            "one per thread, each with its own 'async with'), or hand calls to the engine's "
-            "loop with asyncio.run_coroutine_threadsafe(); a synchronous facade is planned"
-        )
-        self.owner = owner
-        self.caller = caller
-
-
-class EngineAlreadyOpen(TreadleError, RuntimeError):
-    """``open()`` (or ``async with``) of an engine that is open already."""
-
-    def __init__(self, owner: str) -> None:
-        super().__init__(
-            f"this Engine is open already (on {owner}): open it once, e.g. with one "
-            "'async with engine:' around everything that uses it"
-        )
-        self.owner = owner

@@ -1,5 +1,5 @@
-"""Finding a user's workflows from ``MODULE:ATTR``, shared by the CLI, the worker and the web
-server."""
+"""Finding a user's workflows (and Engine) from ``MODULE:ATTR``, shared by the CLI, the worker
+and the web server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._engine import Engine
@@ -18,9 +19,24 @@ class LoadError(TreadleError, ValueError):
     """``MODULE:ATTR`` does not name workflows; the message says why."""
 
 
+@dataclass(frozen=True)
+class App:
+    """What ``MODULE:ATTR`` names: its workflows, and the :class:`Engine` when it names one
+    (whose persistence is then the database to use)."""
+
+    spec: str
+    workflows: list[Workflow]
+    engine: Engine | None = None
+
+
 def load_workflows(spec: str) -> list[Workflow]:
     """The workflows that ``MODULE:ATTR`` names (an Engine, a Workflow or a collection of them),
     or, for a plain ``MODULE``, every Workflow defined at its top level."""
+    return load_app(spec).workflows
+
+
+def load_app(spec: str) -> App:
+    """What ``MODULE:ATTR`` names, as :func:`load_workflows` reads it, with the Engine if any."""
     module_name, sep, attr = spec.partition(":")
     if not module_name or (sep and not attr):
         raise LoadError(f"{spec!r} is not MODULE:ATTR (such as 'shop.workflows:engine')")
@@ -46,13 +62,13 @@ def load_workflows(spec: str) -> list[Workflow]:
         found = [v for v in vars(module).values() if isinstance(v, Workflow)]
         if not found:
             raise LoadError(f"cannot load workflows from {spec!r}: the module defines no Workflow")
-        return found
+        return App(spec, found)
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
             raise LoadError(f"cannot load workflows from {spec!r}: no attribute {attr!r}")
         target = getattr(target, part)
-    return workflows_of(target, spec)
+    return App(spec, workflows_of(target, spec), target if isinstance(target, Engine) else None)
 
 
 def workflows_of(target: object, spec: str) -> list[Workflow]:

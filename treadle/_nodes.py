@@ -1,7 +1,8 @@
 """The step tree: immutable nodes that the builder produces and the interpreter walks.
 
-Every node has a ``name`` unique within its workflow definition; the interpreter keys its
-checkpoints by the path of names from the root, so a name is also the node's identity on recovery.
+Every node has a ``name`` unique among the steps of its workflow definition, nested workflows
+and their steps included (the root workflow's own name is not a step name); the interpreter keys
+its checkpoints by the path of names from the root and finds a step by its name on recovery.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._duration import Duration, parse_duration
-from ._errors import DefinitionError
+from ._errors import DefinitionError, InvalidId
+from ._ids import check_id
 from ._retry import RetryPolicy
 from ._state import Context, State
 
@@ -28,7 +30,9 @@ Condition = Callable[[State], "bool | Awaitable[bool]"]
 
 @runtime_checkable
 class Step(Protocol):
-    """Anything with a name and an ``execute`` coroutine can be a step (one checkpoint)."""
+    """A user's own step: anything with a name and an ``execute`` coroutine, run as one unit
+    (one checkpoint). treadle's nodes other than :class:`ActionStep` (a built
+    :class:`Workflow`, an ``if_``, a loop...) do not satisfy it: only the engine runs them."""
 
     name: str
 
@@ -201,7 +205,8 @@ class SleepStep:
 
 @dataclass(frozen=True)
 class Workflow:
-    """A built workflow: a named sequence of steps, itself usable as a step.
+    """A built workflow: a named sequence of steps, itself usable as a step of another one
+    (a :data:`StepLike`, not a :class:`Step`: it has no ``execute``; the engine runs it).
 
     ``id`` is the fingerprint of the definition's shape: names, kinds and options, not code.
     """
@@ -238,6 +243,12 @@ Node = (
 )
 
 
+StepLike: TypeAlias = Node | Step
+"""What ``then``/``else_``/``do``/``parallel`` accept: any node (an :class:`ActionStep`, a built
+:class:`Workflow`...) or a user object satisfying :class:`Step`; ``isinstance(x, StepLike)``
+tells."""
+
+
 def children(node: Node) -> tuple[Node, ...]:
     """The direct children of a node."""
     if isinstance(node, Workflow):
@@ -260,19 +271,7 @@ def walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
 
 def as_node(obj: object) -> Node:
     """Accept a step given to the builder: a node, or a user object satisfying :class:`Step`."""
-    if isinstance(
-        obj,
-        ActionStep
-        | CustomStep
-        | IfStep
-        | LoopStep
-        | ParallelStep
-        | SignalStep
-        | ApprovalStep
-        | SubWorkflowStep
-        | SleepStep
-        | Workflow,
-    ):
+    if isinstance(obj, Node):
         return obj
     if isinstance(obj, Step) and isinstance(getattr(obj, "name", None), str):
         return CustomStep(obj.name, obj)
@@ -282,25 +281,55 @@ def as_node(obj: object) -> Node:
     )
 
 
+def is_step_name(name: object) -> bool:
+    """Whether ``name`` may name a step: a non-empty string without ``/`` or ``#`` (they are
+    the separators of checkpoint paths)."""
+    return isinstance(name, str) and bool(name.strip()) and not any(c in name for c in "/#")
+
+
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
         raise DefinitionError(f"a step name must be a non-empty string, not {name!r}")
-    if any(ch in name for ch in "/#"):
+    if not is_step_name(name):
         raise DefinitionError(f"step name {name!r} may not contain '/' or '#'")
 
 
+def check_workflow_name(name: object) -> str:
+    """Return ``name`` if it may name a workflow (an id); else raise :class:`DefinitionError`
+    naming it and the rule."""
+    try:
+        return check_id(name, "workflow name")
+    except InvalidId as exc:
+        raise DefinitionError(str(exc)) from None
+
+
 def validate(workflow: Workflow) -> None:
-    """Check what the builder cannot check node by node: unique names, known references."""
-    _check_name(workflow.name)
-    seen: set[str] = {workflow.name}
+    """Check what the builder cannot check node by node: names, and that step names are unique.
+
+    Step names are unique among all the steps below ``workflow`` (a nested workflow's name is a
+    step name too, and so are its steps'); ``workflow``'s own name is not a step name. Workflow,
+    signal and approval names are ids (:func:`treadle.check_id`).
+    """
+    check_workflow_name(workflow.name)
+    seen: set[str] = set()
     for node in workflow.nodes():
         _check_name(node.name)
         if node.name in seen:
             raise DefinitionError(
                 f"workflow {workflow.name!r}: step name {node.name!r} is used twice; "
-                f"names must be unique within a definition"
+                f"names must be unique among the steps of a definition"
             )
         seen.add(node.name)
+        try:
+            if isinstance(node, SignalStep | ApprovalStep):
+                check_id(node.name, f"{node.kind} name")
+            elif isinstance(node, Workflow):
+                check_id(node.name, "workflow name")
+            elif isinstance(node, SubWorkflowStep):
+                check_id(node.workflow_name, "workflow name")
+        except InvalidId as exc:
+            owner = f"workflow {workflow.name!r}: step {node.name!r}"
+            raise DefinitionError(f"{owner}: {exc}") from None
 
 
 def _callable_name(fn: object) -> str | None:

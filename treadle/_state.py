@@ -66,6 +66,8 @@ class EventKind(StrEnum):
     COMPENSATED = "compensated"
     COMPENSATION_RETRY = "compensation_retry"
     COMPENSATION_FAILED = "compensation_failed"
+    DATA_CONFLICT = "data_conflict"
+    SIGNALS_DROPPED = "signals_dropped"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"

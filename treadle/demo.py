@@ -257,8 +257,8 @@ async def run_demo(db_url: str = "sqlite:///treadle.db", *, echo: Echo = print) 
     echo("")
     where = "" if db_url == "sqlite:///treadle.db" else f" --db {db_url}"
     echo(f"Done in {time.monotonic() - began:.1f}s. Look again with:")
-    echo(f"  treadle runs --workflow demo-order{where}")
-    echo(f"  treadle history {finals[-1].id}{where}")
+    echo(f"  .venv/bin/treadle runs --workflow demo-order{where}")
+    echo(f"  .venv/bin/treadle history {finals[-1].id}{where}")
     statuses = [f.status for f in finals]
     return statuses == [Status.COMPLETED, Status.FAILED]
 

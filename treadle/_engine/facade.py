@@ -12,7 +12,6 @@ from typing import Any
 from .._clock import Clock, RealClock
 from .._errors import (
     DataError,
-    EngineAlreadyOpen,
     InvalidTransition,
     NotAnApprover,
     RunNotFound,
@@ -20,9 +19,11 @@ from .._errors import (
     UnknownSignal,
     WrongEventLoop,
 )
+from .._ids import check_id
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import Event, State, Status, WaitKind, encode_data
+from .._text import require_storable
 from .._threads import StepThreads
 from ..persistence import MemoryPersistence, Persistence
 from ..persistence._records import RunRecord
@@ -65,8 +66,8 @@ class Engine:
             step_threads=step_threads,
         )
         self._open = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it is open on
-        self._where = ""  # that loop and its thread, for errors
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = ""
 
     # What it was made with -----------------------------------------------------------------
 
@@ -126,8 +127,6 @@ class Engine:
 
         Registering another definition under a taken name raises :class:`DefinitionError`.
         """
-        if self._open:
-            self._check_loop(_running_loop())
         self._registry.add(workflow)
         if self._open:
             self._executor.chore(self._registry.save(self.persistence, workflow))
@@ -145,26 +144,19 @@ class Engine:
     # Life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the persistence, then recover and execute runs in the background.
-
-        The engine belongs to the running event loop from now until :meth:`close`: any call
-        from another loop or thread raises :class:`WrongEventLoop`. Opening an open engine
-        raises :class:`EngineAlreadyOpen`.
-        """
-        loop = asyncio.get_running_loop()
+        """Open the persistence, then recover and execute runs in the background."""
         if self._open:
-            self._check_loop(loop)
-            raise EngineAlreadyOpen(self._where)
+            raise WrongEventLoop(
+                f"the engine is already open (on the event loop of thread {self._thread!r}): "
+                "open it once and share it within that loop, or make one engine per loop"
+            )
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.current_thread().name
         self.persistence.now = self.clock.now
         # An engine can be opened again after close(), also under another event loop.
         self._executor.prepare()
-        self._loop, self._where = loop, _describe(loop)
-        self._open = True  # taken now: a second open() meanwhile is refused
-        try:
-            await self.persistence.open()
-        except BaseException:
-            self._open, self._loop = False, None
-            raise
+        await self.persistence.open()
+        self._open = True
         for workflow in self._registry.workflows.values():
             await self._registry.save(self.persistence, workflow)
         await self._executor.start()
@@ -174,10 +166,10 @@ class Engine:
         and release their runs so that another engine can go on with them at once."""
         if not self._open:
             return
-        self._check_loop(asyncio.get_running_loop())
         await self._executor.stop(drain)
         await self.persistence.close()
-        self._open, self._loop = False, None
+        self._open = False
+        self._loop = None
 
     async def settle(self) -> None:
         """For tests: return once nothing more will happen here without an outside event.
@@ -211,13 +203,17 @@ class Engine:
 
         With a ``run_id`` that exists already, nothing is started and that id is returned.
         """
-        workflow = self._registry.get(name)
         self._require_open()
-        data_json = encode_data({} if data is None else data, f"start of {workflow.name!r}")
-        return await self._executor.create(workflow, data_json, run_id or new_run_id(), None)
+        workflow = self._registry.get(check_id(name, "workflow name"))
+        run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
+        data = {} if data is None else data
+        require_storable(data, f"data of the start of {workflow.name!r}")
+        data_json = encode_data(data, f"start of {workflow.name!r}")
+        return await self._executor.create(workflow, data_json, run_id, None)
 
     async def _get(self, run_id: str) -> RunRecord:
         self._require_open()
+        check_id(run_id, "run id")
         record = await self.persistence.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
@@ -272,6 +268,8 @@ class Engine:
 
     async def signal(self, run_id: str, name: str, data: Any = None) -> None:
         """Send a signal; it is kept in order until the run reaches ``await_signal(name)``."""
+        check_id(name, "signal name")
+        require_storable(data, f"data of signal {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
         if record.status.finished:
@@ -298,6 +296,8 @@ class Engine:
     async def _decide(
         self, run_id: str, name: str, by: str | None, payload: dict[str, Any]
     ) -> None:
+        check_id(name, "approval name")
+        require_storable(payload, f"decision on approval {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
         if record.status.finished:
@@ -312,30 +312,16 @@ class Engine:
         await self._executor.deliver(record, WaitKind.APPROVAL, name, payload, payload)
 
     def _require_open(self) -> None:
-        # One identity comparison per public call: the whole cost of the one-loop rule.
-        loop = asyncio.get_running_loop()
-        if loop is self._loop:
-            return
         if not self._open:
             raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
-        self._check_loop(loop)
-
-    def _check_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        if loop is not self._loop:
-            caller = "a thread with no event loop" if loop is None else _describe(loop)
-            raise WrongEventLoop(self._where, caller)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _describe(loop: asyncio.AbstractEventLoop) -> str:
-    thread = threading.current_thread()
-    return f"event loop {id(loop):#x} in thread {thread.name!r} ({thread.ident})"
+        if asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoop(
+                f"this engine belongs to the event loop it was opened on (in thread "
+                f"{self._thread!r}) and was called from another loop (thread "
+                f"{threading.current_thread().name!r}): use one engine per event loop, or call "
+                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); a "
+                "synchronous facade is planned"
+            )
 
 
 def _check_json(value: Any, what: str) -> None:

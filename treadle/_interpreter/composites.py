@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._calls import call_condition
 from .._errors import DataError
@@ -12,12 +12,10 @@ from .._nodes import IfStep, LoopStep, Node, ParallelStep
 from .._state import EventKind, State
 from . import cursor
 from .control import PauseRequested, Scope, ShutdownRequested, StepFailure, Suspend
-
-if TYPE_CHECKING:
-    from .driver import RunDriver
+from .walk import Walk
 
 
-async def condition(driver: RunDriver, node: Node, cond: Callable[[State], Any]) -> bool:
+async def condition(driver: Walk, node: Node, cond: Callable[[State], Any]) -> bool:
     """Evaluate a condition of ``node``; one that raises fails the step."""
     try:
         return await call_condition(cond, driver.view())
@@ -26,7 +24,7 @@ async def condition(driver: RunDriver, node: Node, cond: Callable[[State], Any])
         raise StepFailure(node.name, exc) from exc
 
 
-async def run_if(driver: RunDriver, node: IfStep, path: str, scope: Scope) -> None:
+async def run_if(driver: Walk, node: IfStep, path: str, scope: Scope) -> None:
     """``if_``: take the first branch whose condition holds (recorded, so taken again)."""
     entry = cursor.if_at(driver.nodes, path)
     if entry is None:
@@ -44,7 +42,7 @@ async def run_if(driver: RunDriver, node: IfStep, path: str, scope: Scope) -> No
         await driver.run_seq(node.branches[chosen].steps, scope.inside(path))
 
 
-async def run_loop(driver: RunDriver, node: LoopStep, path: str, scope: Scope) -> None:
+async def run_loop(driver: Walk, node: LoopStep, path: str, scope: Scope) -> None:
     """``loop``: run the body per iteration until an end condition (each recorded)."""
     entry = cursor.loop_at(driver.nodes, path)
     if entry is None:
@@ -93,7 +91,7 @@ async def run_loop(driver: RunDriver, node: LoopStep, path: str, scope: Scope) -
             return
 
 
-async def run_parallel(driver: RunDriver, node: ParallelStep, path: str, scope: Scope) -> None:
+async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope) -> None:
     """``parallel``: run the branches at once until the wait strategy is met or cannot be."""
     entry = cursor.parallel_at(driver.nodes, path)
     if entry is None:
@@ -151,7 +149,7 @@ async def run_parallel(driver: RunDriver, node: ParallelStep, path: str, scope: 
 
 
 async def _branch(
-    driver: RunDriver, branch: Node, scope: Scope, tasks: dict[asyncio.Task[None], Node]
+    driver: Walk, branch: Node, scope: Scope, tasks: dict[asyncio.Task[None], Node]
 ) -> None:
     me = asyncio.current_task()
     while True:

@@ -83,6 +83,15 @@ class StepFailure(Exception):
         self.error = error
 
 
+class CheckpointRefused(Exception):
+    """The persistence refused a checkpoint for good (:class:`DataError`): it will never be
+    stored as it is, so the run fails rather than retrying it."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Scope:
     """Where a node sits: the path prefix of its names and its innermost loop position."""

@@ -9,7 +9,8 @@
   cursor stays as small as the deepest position, however long the run.
 - ``c``: the compensation stack: ``[path, step name, index, item]`` of every completed step that
   has a ``compensate`` function, in completion order.
-- ``f``: set once the run has failed or been cancelled and is compensating.
+- ``f``: set once the run has failed or been cancelled and is compensating; while the
+  compensation on top of ``c`` waits for a retry, its ``retry`` holds the attempts and the time.
 
 The keys are short because every checkpoint writes them; this module is their one definition.
 """
@@ -111,12 +112,20 @@ Nodes = dict[str, Entry | Position]
 CompensationEntry = list[Any]
 
 
+class CompensationRetry(TypedDict):
+    """The compensation on top of the stack waits: attempts made, retry time (epoch seconds)."""
+
+    a: int
+    r: float
+
+
 class Failure(TypedDict):
-    """Why the run is compensating, and what went wrong while it did."""
+    """Why the run is compensating, what went wrong while it did, and the retry it waits for."""
 
     status: Literal["failed", "cancelled"]
     error: str
     problems: NotRequired[list[str]]
+    retry: NotRequired[CompensationRetry]
 
 
 class Cursor(TypedDict):

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from .._calls import call_step
-from .._errors import DefinitionMismatch, StepTimeout
+from .._errors import DataError, DefinitionMismatch, StepTimeout
 from .._logging import current_run, current_step
+from .._merge import merge, wrote
 from .._nodes import (
     ActionStep,
     ApprovalStep,
@@ -30,6 +31,7 @@ from .._nodes import (
     Workflow,
 )
 from .._state import Context, EventKind, State, Status, WaitKind, encode_data, wait_key
+from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
 from . import cursor
@@ -37,6 +39,7 @@ from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
     CancelRequested,
+    CheckpointRefused,
     Control,
     PauseRequested,
     Scope,
@@ -47,11 +50,9 @@ from .control import (
 from .host import RunHost
 from .recovery import check_definition
 from .saga import unwind
-from .waits import run_approval, run_signal, run_sleep, run_subworkflow
+from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
 log = logging.getLogger("treadle")
-
-_MISSING = object()
 
 
 class RunDriver:
@@ -67,6 +68,10 @@ class RunDriver:
         self.control: Control | None = None if record.control is None else Control(record.control)
         self.data_json = record.data
         self.data: dict[str, Any] = json.loads(record.data)
+        #: The data as the last checkpoint stored it.
+        self.stored_json = record.data
+        #: How many checkpoints the persistence refused (see :meth:`_refused`).
+        self.refusals = 0
         #: Why the stored cursor cannot be read (then drive() raises it).
         self.unreadable: cursor.CursorVersionError | None = None
         try:
@@ -89,6 +94,11 @@ class RunDriver:
         self.status = record.status
         self.error: str | None = record.error
         self.by_name = {node.name: node for node in workflow.nodes()}
+        #: ``(step, data before, data after)`` of each write made while a step held a private
+        #: copy of the data (see :meth:`merge`); empty whenever no step runs.
+        self.writes: list[tuple[str, str, str]] = []
+        #: How many steps hold a private copy of the data.
+        self.running = 0
 
     # Checkpoints ---------------------------------------------------------------------------
 
@@ -128,7 +138,11 @@ class RunDriver:
             consumed=consumed,
             parent_id=self.record.parent_id,
         )
-        ack = await self.host.persistence.save_checkpoint(checkpoint)
+        try:
+            ack = await self.host.persistence.save_checkpoint(checkpoint)
+        except DataError as exc:
+            raise CheckpointRefused(exc) from exc
+        self.stored_json = self.data_json
         self.error = error
         if ack.control:
             self.request(Control(ack.control))
@@ -166,25 +180,54 @@ class RunDriver:
 
     def set_data(self, key: str, value: Any) -> None:
         """Store a value in the run's data (a wait's result)."""
+        before = self.data_json
         self.data[key] = value
         self.data_json = encode_data(self.data, f"step {key!r}")
+        if self.running:
+            self.writes.append((key, before, self.data_json))
         self.touch()
 
-    def merge(self, private: dict[str, Any], private_json: str, base_json: str) -> None:
-        """Take a step's data (``private``, started from ``base_json``) into the run's."""
-        if self.data_json is base_json:
+    def copy(self) -> tuple[dict[str, Any], str, int]:
+        """A private copy of the data for a step about to run: the copy, its JSON (the base of
+        :meth:`merge`) and the mark of the writes made from now on. Pair with :meth:`release`."""
+        self.running += 1
+        base_json = self.data_json
+        return json.loads(base_json), base_json, len(self.writes)
+
+    def release(self) -> None:
+        """A step's private copy is done with (completed, failed, timed out or cancelled)."""
+        self.running -= 1
+
+    def merge(
+        self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int
+    ) -> None:
+        """Take ``step``'s private copy of the data (copied at ``base_json``) into the run's.
+
+        The one place where concurrent steps meet (see "How branch writes meet" in API.md):
+        unless nobody wrote meanwhile, a three-way merge; each conflict is recorded with the
+        step that wrote the value it overwrote (found among the writes since ``since``).
+        """
+        if self.data_json == base_json:  # nobody wrote meanwhile: every sequential step
             self.data, self.data_json = private, private_json
-            return
-        # Another parallel branch changed the data meanwhile: apply this step's own changes.
-        base = json.loads(base_json)
-        for key in base.keys() | private.keys():
-            new = private.get(key, _MISSING)
-            if base.get(key, _MISSING) != new:
-                if new is _MISSING:
-                    self.data.pop(key, None)
-                else:
-                    self.data[key] = new
-        self.data_json = encode_data(self.data, "parallel merge")
+        else:
+            # Parsed again, not taken as they are: ``private`` may hold tuples and the like.
+            base, theirs = json.loads(base_json), json.loads(private_json)
+            result = merge(base, theirs, json.loads(self.data_json))
+            self.data, self.data_json = result.value, encode_data(result.value, f"step {step!r}")
+            for conflict in result.conflicts:
+                other = next(
+                    (
+                        name
+                        for name, before, after in reversed(self.writes[since:])
+                        if wrote(json.loads(before), json.loads(after), conflict.path)
+                    ),
+                    None,
+                )
+                self.note(EventKind.DATA_CONFLICT, step, other=other, **conflict.event_detail())
+        if self.running:
+            self.writes.append((step, base_json, private_json))
+        else:
+            self.writes.clear()
 
     def snapshot(self) -> State:
         """The run as this driver last wrote it (a detached copy)."""
@@ -266,8 +309,8 @@ class RunDriver:
         entry = cursor.action_at(self.nodes, path)
         attempt = 1 + (entry["a"] if entry else 0)
         if entry and "r" in entry:
-            retry_at = datetime.fromtimestamp(entry["r"], host.clock.now().tzinfo)
-            if host.clock.now() < retry_at:
+            retry_at = due_time(self, entry["r"])
+            if retry_at is not None and host.clock.now() < retry_at:
                 raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
         await self.flush()
         ctx = Context(
@@ -280,9 +323,8 @@ class RunDriver:
             iteration=scope.iteration,
             idempotency_key=f"{self.run_id}/{path}",
         )
-        base_json = self.data_json
         state = self.view()
-        state.data = json.loads(base_json)
+        state.data, base_json, since = self.copy()
         started = time.perf_counter()
         step_token = current_step.set(node.name)
         try:
@@ -303,9 +345,10 @@ class RunDriver:
         except Exception as exc:
             self._failed(node, path, attempt, exc)
         finally:
+            self.release()
             current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
-        self.merge(state.data, new_json, base_json)
+        self.merge(node.name, state.data, new_json, base_json, since)
         if isinstance(node, ActionStep) and node.compensate is not None:
             self.comp.append([path, node.name, scope.index, scope.item])
         self.note(EventKind.STEP_COMPLETED, node.name, attempt=attempt, ms=took)
@@ -340,6 +383,41 @@ class RunDriver:
         current_run.set(self.run_id)
         if self.unreadable is not None:
             raise self.unreadable
+        while True:
+            try:
+                return await self._walk()
+            except CheckpointRefused as refused:
+                self._refused(refused)
+
+    def _refused(self, refused: CheckpointRefused) -> None:
+        """Fail the run whose checkpoint can never be stored, rather than trying it again.
+
+        What was not stored is dropped: the data goes back to the last stored data and the
+        positions are forgotten (a failed run only compensates); if a checkpoint of the
+        compensation is refused too, the compensations left are abandoned. The run then ends
+        FAILED with the reason, or raises if even that cannot be stored.
+        """
+        self.refusals += 1
+        if self.refusals > 2:
+            raise refused.error
+        reason = storable(f"a checkpoint of run {self.run_id!r} cannot be stored: {refused}")
+        log.error("run %s: %s", self.run_id, reason, extra={"run_id": self.run_id})
+        self.data, self.data_json = json.loads(self.stored_json), self.stored_json
+        self.nodes.clear()
+        self.events.clear()
+        self.consumed.clear()
+        if self.failure is None:
+            self.failure = {"status": "failed", "error": reason}
+            return
+        self.failure.pop("retry", None)
+        problems = self.failure.setdefault("problems", [])
+        if self.refusals > 1:
+            problems.append(f"compensation abandoned: {reason}")
+            self.comp.clear()
+        else:
+            problems.append(reason)
+
+    async def _walk(self) -> Status:
         try:
             check_definition(self)
         except DefinitionMismatch as exc:
@@ -372,7 +450,7 @@ class RunDriver:
                 self.failure = {"status": "cancelled", "error": "cancelled"}
                 continue
             except StepFailure as failure:
-                self.failure = {"status": "failed", "error": str(failure)}
+                self.failure = {"status": "failed", "error": storable(str(failure))}
                 continue
             except asyncio.CancelledError:
                 if self.control is not Control.CANCEL:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._errors import DefinitionMismatch
 from .._nodes import ActionStep, IfStep, LoopStep, Node, Workflow
 from . import cursor
-
-if TYPE_CHECKING:
-    from .driver import RunDriver
+from .walk import Walk
 
 
-def check_definition(driver: RunDriver) -> None:
+def check_definition(driver: Walk) -> None:
     """Refuse to go on under a definition where the recorded position does not exist."""
     if driver.record.definition_id == driver.workflow.id:
         return
@@ -48,7 +44,7 @@ def check_definition(driver: RunDriver) -> None:
             )
 
 
-def body_of(driver: RunDriver, owner: str, sequence: str) -> tuple[Node, ...]:
+def body_of(driver: Walk, owner: str, sequence: str) -> tuple[Node, ...]:
     """The steps of the sequence at path ``sequence`` (of the step named ``owner``)."""
     if not owner:
         return driver.workflow.steps

@@ -1,27 +1,31 @@
-"""Failure and cancellation: compensate completed steps in reverse order, then end the run."""
+"""Failure and cancellation: compensate completed steps in reverse order, then end the run.
+
+A compensation that fails and may be retried waits as a step retry does: durably, on the
+engine's clock. The attempt and the retry time go into the cursor (``f.retry``), the run waits
+for ``retry:<step>``, and whichever engine wakes it goes on with the same compensation.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._calls import call_step
 from .._nodes import ActionStep
-from .._state import Context, EventKind, Status, encode_data
+from .._state import Context, EventKind, Status, WaitKind, encode_data, wait_key
+from .._text import storable
+from .control import Suspend
+from .waits import due_time
+from .walk import Walk
 
-if TYPE_CHECKING:
-    from .driver import RunDriver
 
-
-async def unwind(driver: RunDriver) -> Status:
+async def unwind(driver: Walk) -> Status:
     """Compensate completed steps in reverse order, then end FAILED or CANCELLED."""
     failure = driver.failure
     assert failure is not None
     status = Status(failure["status"])
     if status is Status.CANCELLED:
         await driver.host.cancel_children(driver.run_id)
-    if driver.comp:
+    if driver.comp and "retry" not in failure:
         driver.note(EventKind.COMPENSATING, steps=[c[1] for c in reversed(driver.comp)])
         await driver.flush()
     problems: list[str] = failure.setdefault("problems", [])
@@ -29,12 +33,22 @@ async def unwind(driver: RunDriver) -> Status:
         path, name, index, item = driver.comp[-1]
         node = driver.by_name[name]
         assert isinstance(node, ActionStep) and node.compensate is not None
-        error = await _compensate(driver, node, path, index, item)
+        attempt = 1
+        pending = failure.get("retry")
+        if pending is not None:
+            retry_at = due_time(driver, pending["r"])
+            assert retry_at is not None
+            if driver.host.clock.now() < retry_at:
+                raise Suspend([wait_key(WaitKind.RETRY, name)], retry_at)
+            attempt = pending["a"] + 1
+        await driver.flush()
+        error = await _compensate(driver, node, path, index, item, attempt)
+        failure.pop("retry", None)
         driver.comp.pop()
         if error is None:
             driver.note(EventKind.COMPENSATED, name)
         else:
-            problems.append(f"compensation of {name!r} failed: {error}")
+            problems.append(storable(f"compensation of {name!r} failed: {error}"))
             driver.note(EventKind.COMPENSATION_FAILED, name, error=error)
         await driver.checkpoint()
     message = failure["error"]
@@ -47,33 +61,43 @@ async def unwind(driver: RunDriver) -> Status:
 
 
 async def _compensate(
-    driver: RunDriver, node: ActionStep, path: str, index: Any, item: Any
+    driver: Walk, node: ActionStep, path: str, index: Any, item: Any, attempt: int
 ) -> str | None:
-    assert node.compensate is not None
-    policy = node.retry
-    attempt = 1
-    while True:
-        ctx = Context(
-            run_id=driver.run_id,
-            workflow=driver.workflow.name,
-            step=node.name,
+    """Run one attempt of a compensation: None when it succeeded, the error when it failed for
+    good; a retry is recorded and raises :class:`Suspend` until its time."""
+    assert node.compensate is not None and driver.failure is not None
+    ctx = Context(
+        run_id=driver.run_id,
+        workflow=driver.workflow.name,
+        step=node.name,
+        attempt=attempt,
+        item=item,
+        index=index,
+        iteration=index,
+        idempotency_key=f"{driver.run_id}/{path}/compensate",
+    )
+    state = driver.view()
+    state.data, base_json, since = driver.copy()
+    try:
+        await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)
+        new_json = encode_data(state.data, f"compensation of {node.name!r}")
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        policy = node.retry
+        if policy is None or not policy.should_retry(exc, attempt):
+            return text
+        wait = policy.wait_before(attempt, ctx.idempotency_key)
+        retry_at = driver.host.clock.now() + wait
+        driver.failure["retry"] = {"a": attempt, "r": retry_at.timestamp()}
+        driver.note(
+            EventKind.COMPENSATION_RETRY,
+            node.name,
             attempt=attempt,
-            item=item,
-            index=index,
-            iteration=index,
-            idempotency_key=f"{driver.run_id}/{path}/compensate",
+            error=text,
+            retry_in=round(wait.total_seconds(), 3),
         )
-        state = driver.view()
-        state.data = json.loads(driver.data_json)
-        try:
-            await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)
-            new_json = encode_data(state.data, f"compensation of {node.name!r}")
-            driver.merge(state.data, new_json, driver.data_json)
-            return None
-        except Exception as exc:
-            text = f"{type(exc).__name__}: {exc}"
-            if policy is None or not policy.should_retry(exc, attempt):
-                return text
-            driver.note(EventKind.COMPENSATION_RETRY, node.name, attempt=attempt, error=text)
-            await asyncio.sleep(policy.wait_before(attempt, path).total_seconds())
-            attempt += 1
+        raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at) from exc
+    finally:
+        driver.release()
+    driver.merge(node.name, state.data, new_json, base_json, since)
+    return None

@@ -6,10 +6,9 @@ Each either completes from what has arrived (the inbox, the clock, the child's e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .._errors import (
     ApprovalRejected,
@@ -18,23 +17,21 @@ from .._errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from .._ids import child_id
 from .._nodes import ApprovalStep, SignalStep, SleepStep, SubWorkflowStep
 from .._state import EventKind, Status, WaitKind, wait_key
 from . import cursor
 from .control import StepFailure, Suspend
-
-if TYPE_CHECKING:
-    from .driver import RunDriver
+from .walk import Walk
 
 
 def child_run_id(parent_id: str, path: str) -> str:
     """The deterministic id of the child run the sub-workflow step at ``path`` starts."""
-    digest = hashlib.blake2b(path.encode(), digest_size=6).hexdigest()
-    return f"{parent_id}.{cursor.last_name(path)}.{digest}"
+    return child_id(parent_id, cursor.last_name(path), path)
 
 
 def deadline(
-    driver: RunDriver, path: str, kind: Literal["signal", "approval"], timeout: timedelta | None
+    driver: Walk, path: str, kind: Literal["signal", "approval"], timeout: timedelta | None
 ) -> cursor.WaitEntry:
     """The wait's entry, recording its deadline (``dl``) the first time it is reached."""
     entry = cursor.wait_at(driver.nodes, path)
@@ -47,21 +44,21 @@ def deadline(
     return entry
 
 
-def due_time(driver: RunDriver, timestamp: float | None) -> datetime | None:
+def due_time(driver: Walk, timestamp: float | None) -> datetime | None:
     """A stored timestamp as a datetime in the clock's zone (None stays None)."""
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, driver.host.clock.now().tzinfo)
 
 
-async def inbox(driver: RunDriver, kind: WaitKind, name: str) -> list[Any]:
+async def inbox(driver: Walk, kind: WaitKind, name: str) -> list[Any]:
     """The run's unconsumed messages for one wait, less those this walk already took."""
     messages = await driver.host.persistence.read_inbox(driver.run_id, kind, name)
     taken = set(driver.consumed)
     return [m for m in messages if m.seq not in taken]
 
 
-def timed_out(driver: RunDriver, node: SignalStep | ApprovalStep, due: datetime | None) -> None:
+def timed_out(driver: Walk, node: SignalStep | ApprovalStep, due: datetime | None) -> None:
     """Fail the wait with WaitTimeout if its deadline has passed, else suspend for it."""
     if due is not None and driver.host.clock.now() >= due:
         error = WaitTimeout(node.kind, node.name)
@@ -70,7 +67,7 @@ def timed_out(driver: RunDriver, node: SignalStep | ApprovalStep, due: datetime 
     raise Suspend([wait_key(WaitKind(node.kind), node.name)], due)
 
 
-async def run_signal(driver: RunDriver, node: SignalStep, path: str) -> None:
+async def run_signal(driver: Walk, node: SignalStep, path: str) -> None:
     """``await_signal``: take the oldest signal of that name into ``data[name]``."""
     clean = not driver.dirty
     entry = deadline(driver, path, "signal", node.timeout)
@@ -86,7 +83,7 @@ async def run_signal(driver: RunDriver, node: SignalStep, path: str) -> None:
     timed_out(driver, node, due_time(driver, entry["dl"]))
 
 
-async def run_approval(driver: RunDriver, node: ApprovalStep, path: str) -> None:
+async def run_approval(driver: Walk, node: ApprovalStep, path: str) -> None:
     """``await_approval``: count distinct approvers up to the quorum; a rejection fails."""
     entry = deadline(driver, path, "approval", node.timeout)
     assert entry["k"] == "approval"
@@ -117,7 +114,7 @@ async def run_approval(driver: RunDriver, node: ApprovalStep, path: str) -> None
     timed_out(driver, node, due_time(driver, entry["dl"]))
 
 
-def run_sleep(driver: RunDriver, node: SleepStep, path: str) -> None:
+def run_sleep(driver: Walk, node: SleepStep, path: str) -> None:
     """``sleep``: a durable timer; the due time is recorded the first time."""
     entry = cursor.sleep_at(driver.nodes, path)
     if entry is None:
@@ -132,7 +129,7 @@ def run_sleep(driver: RunDriver, node: SleepStep, path: str) -> None:
     driver.note(EventKind.TIMER_FIRED, node.name)
 
 
-async def run_subworkflow(driver: RunDriver, node: SubWorkflowStep, path: str) -> None:
+async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> None:
     """``sub_workflow``: start the child once (deterministic id), then wait for its end."""
     host = driver.host
     entry = cursor.child_at(driver.nodes, path)

@@ -1,8 +1,8 @@
 """The root command, the options every command shares, one-line errors, and opening an engine.
 
 Exit codes: 0 done, 1 a user error (unknown run, not an approver, a bad workflow name...), 2 a
-usage error (a missing argument, an option that is not valid JSON...). Errors are one line on
-stderr, never a traceback.
+usage error as click gives it (a missing argument, an option that is not valid JSON, a run id
+that is not an id...). Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,13 +18,22 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import click
+from click.core import ParameterSource
 
 from .._engine import Engine
 from .._errors import TreadleError, WorkflowNotFound
-from .._loader import LoadError
-from .._loader import load_workflows as _load_workflows
+from .._ids import check_id
+from .._loader import App, LoadError
+from .._loader import load_app as _load_app
 from .._nodes import Workflow
-from ..persistence import Persistence, SQLitePersistence, persistence_from_url
+from ..persistence import (
+    MemoryPersistence,
+    Persistence,
+    SQLitePersistence,
+    persistence_from_url,
+)
+
+log = logging.getLogger("treadle.cli")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,6 +160,16 @@ def json_object(ctx: click.Context, param: click.Parameter, value: str | None) -
     return data
 
 
+def run_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a run id (see :func:`treadle.check_id`), or None when not given."""
+    if value is None:
+        return None
+    try:
+        return check_id(value, "run id")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 # Running coroutines with friendly errors -------------------------------------------------------
 
 
@@ -216,17 +235,94 @@ def make_persistence(db_url: str, *, create: bool = True) -> Persistence:
     return persistence
 
 
+def database_name(persistence: Persistence) -> str:
+    """The database ``persistence`` works on, for messages (without a password)."""
+    if isinstance(persistence, MemoryPersistence):
+        return "memory://"
+    if isinstance(persistence, SQLitePersistence):
+        return f"sqlite:///{persistence.path}"
+    dsn = _dsn(persistence)
+    return repr(persistence) if dsn is None else redact(dsn)
+
+
+def _dsn(persistence: Persistence) -> str | None:
+    try:
+        from ..persistence._postgres import PostgresPersistence
+    except ImportError:  # no driver: it cannot be a PostgresPersistence
+        return None
+    return persistence.dsn if isinstance(persistence, PostgresPersistence) else None
+
+
+def _database_key(persistence: Persistence) -> object:
+    """What two persistences on the same database have in common."""
+    if isinstance(persistence, MemoryPersistence):
+        return "memory://"
+    if isinstance(persistence, SQLitePersistence):
+        return ("sqlite", os.path.realpath(persistence.path))
+    dsn = _dsn(persistence)
+    if dsn is None:
+        return persistence
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return ("postgresql", sorted((k, str(v)) for k, v in conninfo_to_dict(dsn).items()))
+    except ProgrammingError:  # not a DSN libpq can read: compare the text
+        return ("postgresql", dsn)
+
+
+def _db_given() -> bool:
+    """Whether ``--db`` (or ``TREADLE_DB``) was given to the running command."""
+    ctx = click.get_current_context(silent=True)
+    source = None if ctx is None else ctx.get_parameter_source("db_url")
+    return source not in (None, ParameterSource.DEFAULT)
+
+
+def app_database(app: App, db_url: str) -> Persistence:
+    """The database for ``--app`` (or a worker's MODULE:ATTR) and ``--db``, and a log line
+    saying which it is and why.
+
+    When ``app`` names an Engine, its persistence is the database; a ``--db`` naming another
+    database is a :class:`UserError` that names both. Otherwise it is ``--db``, the default
+    when that is not given.
+    """
+    if app.engine is None:
+        persistence = make_persistence(db_url)
+        if _db_given():
+            log.info("database %s", database_name(persistence))
+        else:
+            log.info(
+                "database %s: the default, as %s names no Engine (choose one with --db or "
+                "TREADLE_DB)",
+                database_name(persistence),
+                app.spec,
+            )
+        return persistence
+    persistence = app.engine.persistence
+    if _db_given() and _database_key(make_persistence(db_url)) != _database_key(persistence):
+        raise UserError(
+            f"--db {redact(db_url)} is not the database of the Engine in {app.spec} "
+            f"({database_name(persistence)}): leave --db and TREADLE_DB out to use the "
+            "engine's, or give the same database"
+        )
+    log.info("database %s, from the Engine in %s", database_name(persistence), app.spec)
+    return persistence
+
+
 @asynccontextmanager
 async def open_engine(
-    db_url: str, *, workflows: Sequence[Workflow] = (), create: bool = False
+    database: str | Persistence, *, workflows: Sequence[Workflow] = (), create: bool = False
 ) -> AsyncIterator[Engine]:
-    """An open engine on ``db_url`` that executes nothing (``max_concurrent_runs=0``).
+    """An open engine on ``database`` (a URL or a persistence) that executes nothing
+    (``max_concurrent_runs=0``).
 
     Runs it starts stay PENDING and unclaimed for a worker; signals, approvals, pause, resume
     and cancel are recorded for whichever engine executes the run. Signals and approvals are
     checked against the definition stored with the run, so no workflow needs registering.
     """
-    engine = Engine(make_persistence(db_url, create=create), max_concurrent_runs=0)
+    if isinstance(database, str):
+        database = make_persistence(database, create=create)
+    engine = Engine(database, max_concurrent_runs=0)
     for workflow in workflows:
         engine.register(workflow)
     await engine.open()
@@ -239,12 +335,17 @@ async def open_engine(
 # Loading the user's workflows -----------------------------------------------------------------
 
 
-def load_workflows(spec: str) -> list[Workflow]:
-    """The workflows that ``MODULE:ATTR`` names, as a one-line user error when it names none."""
+def load_app(spec: str) -> App:
+    """What ``MODULE:ATTR`` names, as a one-line user error when it names no workflows."""
     try:
-        return _load_workflows(spec)
+        return _load_app(spec)
     except LoadError as exc:
         raise UserError(str(exc)) from None
+
+
+def load_workflows(spec: str) -> list[Workflow]:
+    """The workflows that ``MODULE:ATTR`` names, as a one-line user error when it names none."""
+    return load_app(spec).workflows
 
 
 def resolve_app(app: str | None) -> list[Workflow]:

@@ -16,18 +16,20 @@ from .._state import State, Status
 from .._wire import Event, Run
 from . import _output
 from ._app import (
+    app_database,
     app_option,
     cli,
     db_option,
     json_object,
     json_option,
     json_value,
+    load_app,
     open_engine,
-    resolve_app,
     run,
+    run_id_value,
 )
 
-RUN_ID = click.argument("run_id", metavar="RUN")
+RUN_ID = click.argument("run_id", metavar="RUN", callback=run_id_value)
 
 
 def _report(state: State, done: str, as_json: bool) -> None:
@@ -58,7 +60,11 @@ def _control(db_url: str, run_id: str, action: Callable[[Engine], Awaitable[None
     metavar="JSON",
     help="The run's data: a JSON object, @file or - (stdin).",
 )
-@click.option("--run-id", help="Choose the run's id (starting an existing id starts nothing).")
+@click.option(
+    "--run-id",
+    callback=run_id_value,
+    help="Choose the run's id (letters, digits and ._:@-; starting an existing id starts nothing).",
+)
 @app_option
 @db_option
 @json_option
@@ -72,17 +78,19 @@ def start(
 ) -> None:
     """Start a run of WORKFLOW and print its id. A worker executes it.
 
-    The workflow must be known: pass --app MODULE:ATTR (or set TREADLE_APP).
+    The workflow must be known: pass --app MODULE:ATTR (or set TREADLE_APP). When it names an
+    Engine, the run goes to that engine's database.
     """
     if app is None:
         raise click.UsageError(
             f"starting {workflow!r} needs its definition: pass --app MODULE:ATTR (or set "
             "TREADLE_APP) naming an Engine, a Workflow or a list of Workflows"
         )
-    workflows = resolve_app(app)
+    loaded = load_app(app)
+    database = app_database(loaded, db_url)
 
     async def work() -> State:
-        async with open_engine(db_url, workflows=workflows, create=True) as engine:
+        async with open_engine(database, workflows=loaded.workflows, create=True) as engine:
             return await engine.status(await engine.start(workflow, data, run_id=run_id))
 
     started = run(work, app=app)

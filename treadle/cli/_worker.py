@@ -13,7 +13,8 @@ import click
 
 from .._engine import Engine
 from .._nodes import Workflow
-from ._app import cli, db_option, load_workflows, make_persistence, redact, run
+from ..persistence import Persistence
+from ._app import app_database, cli, db_option, load_app, run
 
 log = logging.getLogger("treadle.worker")
 
@@ -89,10 +90,10 @@ async def serve_until_stopped(
 
 
 def build_engine(
-    db_url: str, workflows: Sequence[Workflow], *, concurrency: int, lease: float
+    persistence: Persistence, workflows: Sequence[Workflow], *, concurrency: int, lease: float
 ) -> Engine:
-    """An engine on ``db_url`` with ``workflows`` registered."""
-    engine = Engine(make_persistence(db_url), max_concurrent_runs=concurrency, lease=lease)
+    """An engine on ``persistence`` with ``workflows`` registered."""
+    engine = Engine(persistence, max_concurrent_runs=concurrency, lease=lease)
     for workflow in workflows:
         engine.register(workflow)
     return engine
@@ -144,11 +145,14 @@ def worker(
     """Execute the runs of the workflows in MODULE:ATTR (an Engine, a Workflow or a list of
     Workflows) until SIGTERM or SIGINT, then drain and release what is left.
 
+    When MODULE:ATTR names an Engine, the worker works on that engine's database (--db, if
+    given, must name the same one); otherwise on --db.
+
     Start as many workers as you like on one PostgreSQL database (or one SQLite file on one
     machine): each run is executed by one of them at a time.
     """
-    workflows = load_workflows(app)
+    loaded = load_app(app)
     setup_logging(log_level.upper())
-    engine = build_engine(db_url, workflows, concurrency=concurrency, lease=lease)
-    log.info("database %s", redact(db_url))
+    persistence = app_database(loaded, db_url)
+    engine = build_engine(persistence, loaded.workflows, concurrency=concurrency, lease=lease)
     run(lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron), app=app)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import hashlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -26,30 +26,49 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from treadle._control import encode_data
 from treadle._duration import Duration, parse_duration
 from treadle._errors import TreadleError, WorkflowNotFound
+from treadle._ids import MAX_SCHEDULE_ID_LENGTH, check_id
 from treadle._state import Status
+from treadle.cron._due import (
+    due_after,
+    first_due_from,
+    jitter_delay,
+    latest_due,
+    next_due,
+    run_id_for,
+    utc_text,
+)
 from treadle.cron._expression import CronExpression
+from treadle.cron._options import (
+    CATCH_UP,
+    OVERLAP,
+    SCHEDULED_AT,
+    Options,
+    check_options,
+    input_json,
+    same_definition,
+)
 from treadle.persistence._records import RunRecord, ScheduleRecord
 
 if TYPE_CHECKING:
     from treadle._engine import Engine
 
-__all__ = ["CATCH_UP", "OVERLAP", "Cron", "Schedule", "ScheduleExists", "ScheduleNotFound"]
+__all__ = [
+    "CATCH_UP",
+    "OVERLAP",
+    "SCHEDULED_AT",
+    "Cron",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "jitter_delay",
+    "run_id_for",
+]
 
 log = logging.getLogger("treadle.cron")
 
-CATCH_UP = ("one", "none", "all")
-"""Missed-fire policies: one run for all missed due times, none, or one per missed due time."""
-OVERLAP = ("allow", "skip", "buffer_one")
-"""Overlap policies: start regardless, skip while the last run is active, or hold one fire."""
-
-SCHEDULED_AT = "scheduled_at"
-"""The key of the run data that holds the due time the run was started for."""
-
 _MICROSECOND = timedelta(microseconds=1)
-_MINUTE = timedelta(minutes=1)
 _Ids = list[str]
 
 
@@ -60,15 +79,15 @@ class ScheduleNotFound(TreadleError, LookupError):
         super().__init__(f"schedule {schedule_id!r} does not exist")
         self.schedule_id = schedule_id
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class ScheduleExists(TreadleError, ValueError):
     """A schedule with that id exists already."""
 
     def __init__(self, schedule_id: str) -> None:
-        super().__init__(f"schedule {schedule_id!r} already exists: remove it first or pick an id")
+        super().__init__(
+            f"schedule {schedule_id!r} already exists: pass replace=True to update it, remove it"
+            " first, or pick another id"
+        )
         self.schedule_id = schedule_id
 
 
@@ -95,111 +114,6 @@ class Schedule:
     overlap: str
     jitter: timedelta | None
     catch_up_window: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class _Options:
-    catch_up: str = "one"
-    window: timedelta | None = None
-    overlap: str = "allow"
-    jitter: timedelta | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "catch_up": self.catch_up,
-                "catch_up_window": _seconds(self.window),
-                "overlap": self.overlap,
-                "jitter": _seconds(self.jitter),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> _Options:
-        raw = json.loads(text or "{}")
-        window, jitter = raw.get("catch_up_window"), raw.get("jitter")
-        return cls(
-            catch_up=raw.get("catch_up", "one"),
-            window=None if window is None else timedelta(seconds=window),
-            overlap=raw.get("overlap", "allow"),
-            jitter=None if jitter is None else timedelta(seconds=jitter),
-        )
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
-
-
-def run_id_for(schedule_id: str, due: datetime) -> str:
-    """The deterministic id of the run that schedule ``schedule_id`` starts for ``due``."""
-    return f"cron:{schedule_id}:{_utc_text(due)}"
-
-
-def _utc_text(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def jitter_delay(
-    schedule_id: str, due: datetime, jitter: timedelta | None, gap: timedelta
-) -> timedelta:
-    """The delay of the run for ``due``: in ``[0, min(jitter, gap / 2))``, the same every time.
-
-    ``gap`` is the time from ``due`` to the following due time; capping the delay at half of it
-    keeps the runs of a schedule in the order of their due times.
-    """
-    if not jitter:
-        return timedelta(0)
-    bound = min(jitter, gap / 2)
-    digest = hashlib.blake2b(f"{schedule_id}\n{_utc_text(due)}".encode(), digest_size=8).digest()
-    fraction = int.from_bytes(digest, "big") / 2**64
-    return timedelta(microseconds=int(bound / _MICROSECOND * fraction))
-
-
-# Due times ---------------------------------------------------------------------------------------
-
-
-def _next(expr: CronExpression, after: datetime) -> datetime:
-    """The first due time strictly after ``after``, in UTC."""
-    return expr.next_fire(after).astimezone(UTC)
-
-
-def _latest(expr: CronExpression, first: datetime, at: datetime) -> datetime:
-    """The latest due time in ``[first, at]``; ``first`` is a due time not after ``at``.
-
-    ``@every`` due times lie on the grid ``first + k * interval``; five-field ones are found by
-    bisection, so that a long downtime costs a few dozen evaluations, not one per missed time.
-    """
-    if expr.interval is not None:
-        return first + ((at - first) // expr.interval) * expr.interval
-    low, high = first, at  # low is a due time <= at; no due time lies in (high, at]
-    while high - low > _MINUTE:
-        middle = low + (high - low) / 2
-        candidate = _next(expr, middle)
-        if candidate <= at:
-            low = candidate
-        else:
-            high = middle
-    while (candidate := _next(expr, low)) <= at:
-        low = candidate
-    return low
-
-
-def _first_from(expr: CronExpression, first: datetime, at: datetime) -> datetime:
-    """The first due time at or after ``at`` on the schedule whose due times start at ``first``."""
-    if at <= first:
-        return first
-    if expr.interval is not None:
-        return first - ((first - at) // expr.interval) * expr.interval
-    return _next(expr, at - _MICROSECOND)
-
-
-def _after(expr: CronExpression, first: datetime, at: datetime) -> datetime:
-    """The first due time after ``at`` of the schedule whose due times start at ``first``."""
-    if at < first:
-        return first
-    if expr.interval is not None:
-        return first + ((at - first) // expr.interval + 1) * expr.interval
-    return _next(expr, at)
 
 
 @dataclass(frozen=True)
@@ -255,8 +169,15 @@ class Cron:
         catch_up_window: Duration | None = None,
         overlap: str = "allow",
         jitter: Duration | None = None,
+        replace: bool = False,
     ) -> Schedule:
         """Store a new enabled schedule and return it; its first due time is the first after now.
+
+        With ``replace=True`` an existing schedule of that id is updated in place instead (the
+        deploy pattern: add every schedule at each start): an unchanged one is left exactly as
+        it is; a changed one keeps its last run, its enabled state and, while its expression
+        and time zone stay the same, its next due time. Without it a taken id raises
+        :class:`ScheduleExists`.
 
         Everything is checked before anything is stored: a bad expression or time zone raises
         :class:`~treadle.cron.CronError`, bad options or input a ``ValueError``
@@ -275,12 +196,12 @@ class Cron:
         delays each run by up to that much, the same for the same due time.
         """
         self._require_open()
-        _check_id(id)
+        check_id(id, "schedule id", max_length=MAX_SCHEDULE_ID_LENGTH)
         expr = CronExpression(expression, timezone)
-        options = _options(catch_up, catch_up_window, overlap, jitter)
+        options = check_options(catch_up, catch_up_window, overlap, jitter)
         if not isinstance(workflow, str) or workflow not in self.engine.workflows:
             raise WorkflowNotFound(workflow)
-        input_text = _input_json(id, input)
+        input_text = input_json(id, input)
         now = self.engine.clock.now().astimezone(UTC)
         record = ScheduleRecord(
             id=id,
@@ -290,16 +211,43 @@ class Cron:
             input=input_text,
             enabled=True,
             options=options.to_json(),
-            next_run=_next(expr, now),
+            next_run=next_due(expr, now),
             last_run=None,
             last_run_id=None,
             created_at=now,
             updated_at=now,
         )
-        if not await self.engine.persistence.add_schedule(record):
+        if await self.engine.persistence.add_schedule(record):
+            self._wake.set()
+            return await self._schedule(record)
+        if not replace:
             raise ScheduleExists(id)
+        return await self._replace(record)
+
+    async def _replace(self, new: ScheduleRecord) -> Schedule:
+        """Store ``new`` over the schedule of its id, keeping what that schedule has done."""
+        persistence = self.engine.persistence
+        old = await persistence.get_schedule(new.id)
+        if old is not None and same_definition(old, new):
+            return await self._schedule(old)
+        if old is not None:
+            if (old.expression, old.timezone) == (new.expression, new.timezone) and old.next_run:
+                new = dataclasses.replace(new, next_run=old.next_run)
+            await persistence.remove_schedule(new.id)
+        if not await persistence.add_schedule(new):
+            # Another process stored this id between the two writes: fine if it is this one.
+            current = await persistence.get_schedule(new.id)
+            if current is not None and same_definition(current, new):
+                return await self._schedule(current)
+            raise ScheduleExists(new.id)
+        if old is not None and new.next_run is not None and old.last_run is not None:
+            await persistence.advance_schedule(
+                new.id, new.next_run, new.next_run, old.last_run, old.last_run_id
+            )
+        if old is not None and not old.enabled:
+            await persistence.set_schedule_enabled(new.id, False, None)
         self._wake.set()
-        return await self._schedule(record)
+        return await self.get(new.id)
 
     async def remove(self, id: str) -> None:
         """Delete a schedule (its runs stay); :class:`ScheduleNotFound` if there is none."""
@@ -314,7 +262,7 @@ class Cron:
         if record.enabled:
             return
         expr = CronExpression(record.expression, record.timezone)
-        next_run = _next(expr, self.engine.clock.now())
+        next_run = next_due(expr, self.engine.clock.now())
         if not await self.engine.persistence.set_schedule_enabled(id, True, next_run):
             raise ScheduleNotFound(id)
         self._wake.set()
@@ -343,7 +291,7 @@ class Cron:
         return record
 
     async def _schedule(self, record: ScheduleRecord) -> Schedule:
-        options = _Options.from_json(record.options)
+        options = Options.from_json(record.options)
         status = None
         if record.last_run_id is not None:
             run = await self.engine.persistence.get_run(record.last_run_id)
@@ -450,7 +398,7 @@ class Cron:
         if not record.enabled or record.next_run is None:
             return [], None
         expr = CronExpression(record.expression, record.timezone)
-        options = _Options.from_json(record.options)
+        options = Options.from_json(record.options)
         now = self.engine.clock.now().astimezone(UTC)
         first = record.next_run.astimezone(UTC)
         planned = first + self._delay(record.id, expr, options, first)
@@ -495,23 +443,23 @@ class Cron:
                 "cron: schedule %r started %d runs for due times up to %s; next due %s",
                 record.id,
                 len(plan.starts),
-                _utc_text(now),
-                _utc_text(plan.following),
+                utc_text(now),
+                utc_text(plan.following),
             )
         return ids, plan.following + self._delay(record.id, expr, options, plan.following)
 
     def _delay(
-        self, schedule_id: str, expr: CronExpression, options: _Options, due: datetime
+        self, schedule_id: str, expr: CronExpression, options: Options, due: datetime
     ) -> timedelta:
         if not options.jitter:
             return timedelta(0)
-        return jitter_delay(schedule_id, due, options.jitter, _next(expr, due) - due)
+        return jitter_delay(schedule_id, due, options.jitter, next_due(expr, due) - due)
 
     def _plan(
         self,
         schedule_id: str,
         expr: CronExpression,
-        options: _Options,
+        options: Options,
         first: datetime,
         now: datetime,
         last: RunRecord | None,
@@ -522,10 +470,10 @@ class Cron:
             return due + self._delay(schedule_id, expr, options, due)
 
         # The pending due times whose (jittered) time has come: first .. latest.
-        latest = _latest(expr, first, now)
+        latest = latest_due(expr, first, now)
         if latest > first and planned(latest) > now:
-            latest = _latest(expr, first, latest - _MICROSECOND)
-        following = _next(expr, latest)
+            latest = latest_due(expr, first, latest - _MICROSECOND)
+        following = next_due(expr, latest)
         if last is not None and options.overlap != "allow":
             if not last.status.finished:
                 return _Plan([], following if options.overlap == "skip" else None)
@@ -533,7 +481,7 @@ class Cron:
             if options.overlap == "buffer_one" and ended > planned(first):
                 # ``first`` came due while the last run was active: it was held, start it now;
                 # the due times held with it are dropped, later ones wait for this run.
-                return _Plan([first], _after(expr, first, ended))
+                return _Plan([first], due_after(expr, first, ended))
         if options.catch_up == "none":
             late = now - planned(latest)
             return _Plan([latest] if late <= self.grace else [], following)
@@ -544,70 +492,10 @@ class Cron:
             return _Plan([latest], following)
         assert window is not None  # catch_up="all" needs a window (checked at add)
         cutoff = now - window
-        due = _first_from(expr, first, cutoff - (options.jitter or timedelta(0)))
+        due = first_due_from(expr, first, cutoff - (options.jitter or timedelta(0)))
         starts = []
         while due <= latest:
             if planned(due) >= cutoff:
                 starts.append(due)
-            due = _next(expr, due)
+            due = next_due(expr, due)
         return _Plan(starts, following)
-
-
-# Checking input -----------------------------------------------------------------------------------
-
-
-def _check_id(schedule_id: object) -> None:
-    if not isinstance(schedule_id, str) or not schedule_id.strip():
-        raise ValueError(f"schedule id must be a non-empty string, got {schedule_id!r}")
-    if len(schedule_id) > 200 or any(c.isspace() or not c.isprintable() for c in schedule_id):
-        raise ValueError(
-            f"invalid schedule id {schedule_id!r}: use at most 200 printable characters"
-            " without spaces"
-        )
-
-
-def _options(
-    catch_up: str, window: Duration | None, overlap: str, jitter: Duration | None
-) -> _Options:
-    if catch_up not in CATCH_UP:
-        raise ValueError(f"invalid catch_up {catch_up!r}: expected one of {', '.join(CATCH_UP)}")
-    if overlap not in OVERLAP:
-        raise ValueError(f"invalid overlap {overlap!r}: expected one of {', '.join(OVERLAP)}")
-    window_value = _duration("catch_up_window", window)
-    if window_value is not None and window_value <= timedelta(0):
-        raise ValueError(f"invalid catch_up_window {window!r}: it must be greater than 0")
-    if catch_up == "all" and window_value is None:
-        raise ValueError(
-            "catch_up='all' needs a catch_up_window (such as '6h'): it starts one run for"
-            " every due time missed within it"
-        )
-    if catch_up == "none" and window_value is not None:
-        raise ValueError("catch_up_window applies to catch_up='one' or 'all', not 'none'")
-    if catch_up == "all" and overlap != "allow":
-        raise ValueError(
-            f"catch_up='all' may start several runs at once, which overlap={overlap!r} forbids:"
-            " use catch_up='one' or overlap='allow'"
-        )
-    jitter_value = _duration("jitter", jitter)
-    return _Options(catch_up, window_value, overlap, jitter_value or None)
-
-
-def _duration(name: str, value: Duration | None) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(f"invalid {name}: {exc}") from None
-
-
-def _input_json(schedule_id: str, value: dict[str, Any] | None) -> str:
-    if value is None:
-        return "null"
-    where = f"input of schedule {schedule_id!r}"
-    encode_data(value, where)  # a JSON object, or DataError saying why not
-    if SCHEDULED_AT in value:
-        raise ValueError(
-            f"{where} must not contain {SCHEDULED_AT!r}: each run gets its due time there"
-        )
-    return json.dumps(value, separators=(",", ":"))

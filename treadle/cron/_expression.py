@@ -11,8 +11,8 @@ Accepted forms:
   a seconds field are rejected;
 * the macros ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``)
   and ``@hourly``;
-* ``@every <duration>`` with a Go-style duration (``@every 1h30m``): due ``duration`` after the
-  given instant, measured in elapsed time.
+* ``@every <duration>`` with a Go-style duration (``@every 1h30m``, at least ``1s``): due
+  ``duration`` after the given instant, measured in elapsed time.
 
 Five-field expressions are evaluated by `cronsim <https://github.com/cuu508/cronsim>`_ in the
 schedule's IANA time zone. Daylight-saving days follow Debian/Vixie cron:
@@ -40,7 +40,7 @@ from cronsim import CronSim, CronSimError
 from treadle._duration import parse_duration
 from treadle._errors import TreadleError
 
-__all__ = ["CronError", "CronExpression", "next_fire", "next_fires"]
+__all__ = ["MIN_EVERY", "CronError", "CronExpression", "next_fire", "next_fires"]
 
 
 class CronError(TreadleError, ValueError):
@@ -61,6 +61,9 @@ MACROS: dict[str, str] = {
     "@hourly": "0 * * * *",
 }
 """The macros and the five-field expressions they stand for (``@every`` is separate)."""
+
+MIN_EVERY = timedelta(seconds=1)
+"""The shortest ``@every`` interval."""
 
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 _DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
@@ -244,6 +247,12 @@ def _parse_macro(expression: str, text: str) -> tuple[str | None, timedelta | No
             raise CronError(
                 expression,
                 f"bad @every duration {argument!r} in {expression!r}: it must be greater than 0",
+            )
+        if interval < MIN_EVERY:
+            raise CronError(
+                expression,
+                f"bad @every duration {argument!r} in {expression!r}: the minimum is "
+                f"{MIN_EVERY.total_seconds():g}s (a schedule is not a busy loop)",
             )
         return None, interval
     if name not in MACROS:

@@ -229,11 +229,28 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         tx.execute("consume_inbox", seqs=list(cp.consumed))
     for event in cp.events:
         _event(tx, cp.run_id, event, cp.now)
+    if finished:
+        _drop_unconsumed(tx, cp)
     if suspended and cp.wake_at is not None:
         tx.notify(cp.run_id)
     if finished and cp.parent_id:
         _notify_parent(tx, cp.parent_id, cp.run_id, status, cp.now)
     return CheckpointAck(suspended=suspended, control=row["control"])
+
+
+def _drop_unconsumed(tx: Tx, cp: Checkpoint) -> None:
+    """A finished run consumes nothing more: its messages still in the inbox (a signal sent
+    after its wait had passed) are dropped, and the history says which."""
+    consumed = set(cp.consumed)
+    left = [r for r in tx.all("pending_inbox", run_id=cp.run_id) if r["seq"] not in consumed]
+    if not left:
+        return
+    tx.execute("consume_inbox", seqs=[r["seq"] for r in left])
+    counts: dict[str, int] = {}
+    for r in left:
+        key = f"{r['kind']}:{r['name']}"
+        counts[key] = counts.get(key, 0) + 1
+    _event(tx, cp.run_id, NewEvent(EventKind.SIGNALS_DROPPED, detail={"dropped": counts}), cp.now)
 
 
 def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished: bool) -> Any:

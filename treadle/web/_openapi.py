@@ -105,6 +105,8 @@ def _operation(row: _Row) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(status): _json(schema, "Done") if schema else {"description": "Done"}
     }
+    if params:  # an id in the path that breaks the id rule is refused as an invalid field
+        errors = tuple(sorted({400, *errors}))
     responses.update({str(code): _json("Error", _ERRORS[code]) for code in errors})
     operation: dict[str, Any] = {
         "summary": summary,
