@@ -214,8 +214,8 @@ async def test_runs_waiting_for_signals_survive_a_kill(harness: Harness) -> None
     final = await harness.finished("w-2")
     assert final.status is Status.COMPLETED
     assert final.data["go"] == {"sent": "while dead"}
-    await asyncio.sleep(0.2)
     assert (await harness.client.status("w-1")).status is Status.WAITING
+    assert "signal_consumed" not in [e.kind for e in await harness.client.history("w-1")]
 
     await harness.client.signal("w-1", "go", {"sent": "after restart"})
     final = await harness.finished("w-1")
@@ -314,7 +314,16 @@ async def test_a_completed_branch_of_a_parallel_killed_midway_is_not_run_again(
         lambda: harness.count("p-1", "slow") == 1 and harness.count("p-1", "quick") == 1,
         "quick done while slow is in flight",
     )
-    await asyncio.sleep(0.3)  # time for the engine to record the completed branch
+    # The kill comes once the completed branch is stored (its step_completed event is written
+    # with its checkpoint), not after a guessed time.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(
+        e.kind == "step_completed" and e.step == "quick"
+        for e in await harness.client.history("p-1")
+    ):
+        assert loop.time() < deadline, "the completed branch was never checkpointed"
+        await asyncio.sleep(0.01)
     harness.kill()
     harness.spawn()
     final = await harness.finished("p-1")
