@@ -334,14 +334,18 @@ class Executor:
         except asyncio.CancelledError:
             await asyncio.shield(self._release(driver))
         except Exception:
-            delay = self.backoff.failed(run_id)
-            log.exception(
-                "run %s: execution stopped by an unexpected error; executed again in %.1fs",
-                run_id,
-                delay,
-                extra={"run_id": run_id},
-            )
-            self._hold(run_id, driver.token, delay)
+            if self.closing or not self.running:
+                log.exception("run %s: execution stopped by an unexpected error", run_id)
+                await asyncio.shield(self._release(driver))
+            else:
+                delay = self.backoff.failed(run_id)
+                log.exception(
+                    "run %s: execution stopped by an unexpected error; executed again in %.1fs",
+                    run_id,
+                    delay,
+                    extra={"run_id": run_id},
+                )
+                self._hold(run_id, driver.token, delay)
         finally:
             self.active.pop(run_id, None)
             self.waiters.wake(run_id)
@@ -357,9 +361,6 @@ class Executor:
 
         A timer, not a task, while it waits; the heartbeat keeps renewing the lease meanwhile.
         """
-        if self.closing or not self.running:
-            self.chore(self._release_lease(run_id, token))
-            return
         loop = asyncio.get_running_loop()
         self._held[run_id] = loop.call_later(delay, self._unhold, run_id, token)
 

@@ -319,7 +319,8 @@ class Engine:
                 f"this engine belongs to the event loop it was opened on (in thread "
                 f"{self._thread!r}) and was called from another loop (thread "
                 f"{threading.current_thread().name!r}): use one engine per event loop, or call "
-                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads)"
+                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); a "
+                "synchronous facade is planned"
             )
 
 
