@@ -65,7 +65,8 @@ async def test_for_each_bodies_in_parallel_branches_fill_one_results_list(
             .build()
         )
 
-    wf = treadle.new("fan-collect").parallel("both", branch("left", "a"), branch("right", "b")).build()
+    both = (branch("left", "a"), branch("right", "b"))
+    wf = treadle.new("fan-collect").parallel("both", *both).build()
     engine.register(wf)
     run_id = await engine.start("fan-collect", {"a": [1, 2, 3], "b": [10, 20], "results": []})
     final = await engine.wait(run_id, 10)
