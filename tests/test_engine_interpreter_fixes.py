@@ -47,6 +47,8 @@ async def test_parallel_branches_keep_each_others_writes_and_record_the_conflict
     assert conflicts[0].step == "sms"
     assert conflicts[0].detail["path"] == "count"
     assert conflicts[0].detail["other"] == "email"
+    # both values as JSON text: sms's 1 is kept, email's 1 is lost (a lost count, said so)
+    assert conflicts[0].detail["kept"] == "1" and conflicts[0].detail["lost"] == "1"
 
 
 async def test_for_each_bodies_in_parallel_branches_fill_one_results_list(
@@ -170,3 +172,105 @@ async def test_a_step_error_holding_a_lone_surrogate_is_stored_and_fails_the_run
     assert ran == [1]
     stored = await engine.status(run_id)
     assert "cannot open" in (stored.error or "") and "\udcff" not in (stored.error or "")
+
+
+async def test_a_waiting_compensation_retry_resumes_in_a_restarted_engine(
+    make_engine: EngineFactory, clock: treadle.FakeClock
+) -> None:
+    attempts: list[int] = []
+
+    def undo(ctx: treadle.Context, state: treadle.State) -> None:
+        attempts.append(ctx.attempt)
+        if len(attempts) < 2:
+            raise RuntimeError("the partner API is down")
+
+    def fail(ctx: treadle.Context, state: treadle.State) -> None:
+        raise treadle.NonRetryableError("out of stock")
+
+    retry = treadle.RetryPolicy().attempts(3).backoff("1h", "2h")
+    wf = (
+        treadle.new("saga-restart")
+        .step("reserve", lambda c, s: None, compensate=undo, retry=retry)
+        .step("ship", fail)
+        .build()
+    )
+    first = await make_engine(wf, clock=clock)
+    run_id = await first.start("saga-restart")
+    await waiting_for(first, run_id, "retry:reserve")
+    await first.close(drain=0.5)
+    assert attempts == [1]
+    second = await make_engine(wf, clock=clock)
+    await waiting_for(second, run_id, "retry:reserve")  # the timer survived the restart
+    clock.advance("3h")
+    final = await second.wait(run_id, 10)
+    assert final.status is Status.FAILED and "out of stock" in (final.error or "")
+    assert attempts == [1, 2]  # the next attempt, numbered on from the stored one
+    kinds = [e.kind for e in await second.history(run_id)]
+    assert kinds.count("compensating") == 1  # the unwind did not start over
+    assert kinds.count("compensation_retry") == 1 and kinds.count("compensated") == 1
+
+
+async def test_a_refused_checkpoint_fails_the_run_on_every_backend(
+    engine: treadle.Engine, persistence: treadle.Persistence
+) -> None:
+    real = persistence.save_checkpoint
+    refused: list[str] = []
+
+    async def save_checkpoint(checkpoint: Any) -> Any:
+        if "refused-by-the-database" in checkpoint.data:
+            refused.append(checkpoint.run_id)
+            raise treadle.DataError("value too long for type character varying(10)")
+        return await real(checkpoint)
+
+    persistence.save_checkpoint = save_checkpoint  # type: ignore[method-assign]
+    ran: list[str] = []
+
+    def poison(ctx: treadle.Context, state: treadle.State) -> None:
+        ran.append("poison")
+        state.data["note"] = "refused-by-the-database"
+
+    wf = (
+        treadle.new("refused-everywhere")
+        .step(
+            "reserve",
+            lambda c, s: ran.append("reserve"),
+            compensate=lambda c, s: ran.append("release"),
+        )
+        .step("poison", poison)
+        .step("after", lambda c, s: ran.append("after"))
+        .build()
+    )
+    engine.register(wf)
+    run_id = await engine.start("refused-everywhere")
+    final = await engine.wait(run_id, 10)
+    assert final.status is Status.FAILED
+    assert "cannot be stored" in (final.error or "") and "varying(10)" in (final.error or "")
+    await engine.settle()
+    assert ran == ["reserve", "poison", "release"]  # once each; "after" never ran
+    assert refused == [run_id]  # refused once, not retried in a loop
+    stored = await engine.status(run_id)
+    assert stored.status is Status.FAILED and "note" not in stored.data
+    kinds = [e.kind for e in await engine.history(run_id)]
+    assert kinds.count("compensated") == 1
+
+
+async def test_a_surrogate_step_error_is_read_back_by_a_fresh_engine(
+    make_engine: EngineFactory,
+) -> None:
+    ran: list[int] = []
+
+    def bad(ctx: treadle.Context, state: treadle.State) -> None:
+        ran.append(1)
+        raise RuntimeError("cannot open \udcff.csv")
+
+    wf = treadle.new("surrogate-restart").step("read", bad).build()
+    first = await make_engine(wf)
+    run_id = await first.start("surrogate-restart")
+    assert (await first.wait(run_id, 10)).status is Status.FAILED
+    await first.close(drain=0.5)
+    second = await make_engine(wf)
+    stored = await second.status(run_id)
+    assert stored.status is Status.FAILED
+    assert "cannot open" in (stored.error or "") and ".csv" in (stored.error or "")
+    await second.settle()
+    assert ran == [1]
