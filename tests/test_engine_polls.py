@@ -4,7 +4,7 @@ nothing makes none at all (issue 11.0b), on every backend: counted, not timed.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,13 +21,13 @@ class _Polls:
         self.count = 0
         claim, next_wake = persistence.claim_runs, persistence.next_wake
 
-        async def counted_claim(*args: Any) -> Any:
+        async def counted_claim(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
-            return await claim(*args)
+            return await claim(*args, **kwargs)
 
-        async def counted_next_wake(workflows: Sequence[str]) -> datetime | None:
+        async def counted_next_wake(*args: Any, **kwargs: Any) -> datetime | None:
             self.count += 1
-            return await next_wake(workflows)
+            return await next_wake(*args, **kwargs)
 
         persistence.claim_runs = counted_claim  # type: ignore[method-assign]
         persistence.next_wake = counted_next_wake  # type: ignore[method-assign]

@@ -38,13 +38,13 @@ async def test_a_stale_token_cannot_checkpoint(fresh_pg_dsn: str) -> None:  # no
         )
         await first.create_run(run, NewEvent("created"))
         claimed = await second.claim_runs(
-            "b:2:y", ["w"], utcnow(), utcnow() + timedelta(seconds=10), 10
+            "b:2:y", ["d"], utcnow(), utcnow() + timedelta(seconds=10), 10
         )
         assert [r.id for r in claimed] == ["r1"]
         assert claimed[0].token == 2
         # While b holds it, nobody else can claim it.
         assert (
-            await first.claim_runs("a:1:x", ["w"], utcnow(), utcnow() + timedelta(seconds=10), 10)
+            await first.claim_runs("a:1:x", ["d"], utcnow(), utcnow() + timedelta(seconds=10), 10)
             == []
         )
 

@@ -102,7 +102,7 @@ def _expired() -> datetime:
 
 
 async def _claim(store: Persistence, owner: str, limit: int = 10) -> list[RunRecord]:
-    return await store.claim_runs(owner, ["w"], utcnow(), _soon(), limit)
+    return await store.claim_runs(owner, ["d"], utcnow(), _soon(), limit)
 
 
 async def test_every_backend_is_a_persistence(store: Persistence) -> None:
@@ -150,7 +150,7 @@ async def test_claims_take_the_oldest_runnable_runs_and_bump_the_token(store: Pe
     assert all(r.status is Status.RUNNING and r.owner == "a" and r.token == 2 for r in claimed)
     assert [r.id for r in await _claim(store, "b")] == ["r2"]  # a live lease is not runnable
     assert await store.claim_runs("c", [], utcnow(), _soon(), 10) == []
-    assert await store.claim_runs("c", ["w"], utcnow(), _soon(), 0) == []
+    assert await store.claim_runs("c", ["d"], utcnow(), _soon(), 0) == []
 
 
 async def test_two_claimers_never_get_the_same_run(stores: Stores) -> None:
@@ -177,9 +177,9 @@ async def test_a_waiting_run_is_claimed_once_its_timer_is_due(store: Persistence
         _checkpoint("r1", run.token, Status.WAITING, waiting_for=["timer:t"], wake_at=wake)
     )
     assert ack.suspended
-    assert await store.next_wake(["w"]) == wake
-    assert await store.claim_runs("b", ["w"], wake - timedelta(seconds=1), _soon(), 10) == []
-    [woken] = await store.claim_runs("b", ["w"], wake, _soon(), 10)
+    assert await store.next_wake(["d"]) == wake
+    assert await store.claim_runs("b", ["d"], wake - timedelta(seconds=1), _soon(), 10) == []
+    [woken] = await store.claim_runs("b", ["d"], wake, _soon(), 10)
     assert (woken.status, woken.waiting_for, woken.wake_at) == (Status.RUNNING, [], None)
 
 
@@ -480,18 +480,19 @@ async def test_an_older_database_names_the_command_that_upgrades_it(
         url = fresh_database(request.getfixturevalue("pg_dsn"), migrated=False)
         migration = "ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0"
     first = persistence_from_url(url)
-    await first.open()  # version 1
+    await first.open()  # the current version
     await first.close()
     # This treadle is one schema version ahead, with a migration to get there.
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(queries(dialect), "migrate_2", migration)  # type: ignore[index]
+    ahead = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", ahead)
+    monkeypatch.setitem(queries(dialect), f"migrate_{ahead}", migration)  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older") as refused:
         await persistence_from_url(url).open()
     command = re.search(r"run '(treadle [^']+)'", str(refused.value))
     assert command is not None, refused.value
     assert command.group(1) == f"treadle db upgrade --db {url}"
     out = await _cli(*shlex.split(command.group(1))[1:])
-    assert "upgraded the treadle schema from version 1 to 2" in out
+    assert f"upgraded the treadle schema from version {ahead - 1} to {ahead}" in out
     assert "nothing to do" in await _cli(*shlex.split(command.group(1))[1:])
     again = persistence_from_url(url)
     await again.open()

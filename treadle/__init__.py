@@ -21,7 +21,7 @@ from ._builder import (
 )
 from ._clock import Clock, FakeClock, RealClock
 from ._duration import Duration, parse_duration
-from ._engine import Engine
+from ._engine import Engine, MigrationPlan
 from ._errors import (
     ApprovalRejected,
     DataError,
@@ -107,6 +107,7 @@ __all__ = [
     "LeaseLost",
     "LoopBuilder",
     "MemoryPersistence",
+    "MigrationPlan",
     "NonRetryableError",
     "NotAnApprover",
     "ParallelBuilder",

@@ -38,6 +38,7 @@ from ._nodes import (
     WaitStrategy,
     Workflow,
     as_node,
+    check_on_failure,
     check_workflow_name,
     is_step_name,
     validate,
@@ -56,9 +57,35 @@ __all__ = [
 ]
 
 
-def new(name: str) -> Builder:
-    """Start building a workflow called ``name`` (an id: see :func:`treadle.check_id`)."""
-    return Builder(check_workflow_name(name))
+def new(
+    name: str,
+    *,
+    version: str | None = None,
+    on_failure: str = "compensate",
+    auto_upgrade: bool = False,
+) -> Builder:
+    """Start building a workflow called ``name`` (an id: see :func:`treadle.check_id`).
+
+    ``version`` labels the definition for people (the fingerprint ``Workflow.id`` tells
+    definitions apart either way); ``on_failure`` is what a step that fails for good does to
+    the run, ``"compensate"`` (the saga) or ``"hold"`` (stop HELD for an operator); with
+    ``auto_upgrade`` an engine moves runs of older definitions of this name onto this one when
+    their position maps (see "Changing a workflow while runs are in flight" in API.md).
+    """
+    name = check_workflow_name(name)
+    if version is not None and (not isinstance(version, str) or not version.strip()):
+        raise DefinitionError(f"workflow {name!r}: version must be a non-empty string or None")
+    check_on_failure(f"workflow {name!r}", on_failure)
+    return Builder(name, None, _Options(version, on_failure, bool(auto_upgrade)))
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What ``new()`` was given besides the name."""
+
+    version: str | None = None
+    on_failure: str = "compensate"
+    auto_upgrade: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,11 +152,14 @@ class Builder:
     """Builds a workflow step by step. A builder never changes: every method returns a new
     builder with the step added, so one partial chain may be continued in several ways."""
 
-    __slots__ = ("_chain", "_name")
+    __slots__ = ("_chain", "_name", "_opts")
 
-    def __init__(self, name: str, chain: _Chain | None = None) -> None:
+    def __init__(
+        self, name: str, chain: _Chain | None = None, opts: _Options | None = None
+    ) -> None:
         self._name = name
         self._chain = chain
+        self._opts = opts or _Options()
 
     @property
     def name(self) -> str:
@@ -140,7 +170,7 @@ class Builder:
         return _Chain(node, self._chain)
 
     def _then(self, node: Node) -> Builder:
-        return Builder(self._name, self._link(node))
+        return Builder(self._name, self._link(node), self._opts)
 
     def step(
         self,
@@ -150,10 +180,16 @@ class Builder:
         compensate: StepFunc | None = None,
         retry: RetryPolicy | None = None,
         timeout: Duration | None = None,
+        on_failure: str | None = None,
     ) -> Builder:
-        """Add an :class:`ActionStep` that calls ``fn(ctx, state)``."""
+        """Add an :class:`ActionStep` that calls ``fn(ctx, state)`` (``on_failure``: this
+        step's own ``"compensate"`` or ``"hold"``, else the workflow's)."""
         name = _step_name(self._name, "action", name)
-        return self._then(ActionStep(name, fn, compensate=compensate, retry=retry, timeout=timeout))
+        return self._then(
+            ActionStep(
+                name, fn, compensate=compensate, retry=retry, timeout=timeout, on_failure=on_failure
+            )
+        )
 
     def then(self) -> Builder:
         """Read as "and then": adds nothing."""
@@ -177,12 +213,14 @@ class Builder:
         owner = f"parallel {name!r}"
         if not steps:
             raise DefinitionError(f"{owner} has no branches: give it at least one step")
-        return ParallelBuilder(self._name, self._link(ParallelStep(name, _nodes(owner, steps))))
+        return ParallelBuilder(
+            self._name, self._link(ParallelStep(name, _nodes(owner, steps))), self._opts
+        )
 
     def await_signal(self, name: str) -> SignalBuilder:
         """Wait for the signal ``name`` (an id); its data lands at ``state.data[name]``."""
         name = _wait_name(self._name, "signal", name)
-        return SignalBuilder(self._name, self._link(SignalStep(name)))
+        return SignalBuilder(self._name, self._link(SignalStep(name)), self._opts)
 
     def await_approval(self, name: str, approvers: Sequence[str] = ()) -> ApprovalBuilder:
         """Wait for approval ``name`` (an id) by one of ``approvers`` (anyone when empty)."""
@@ -194,7 +232,7 @@ class Builder:
             if not isinstance(who, str) or not who:
                 raise DefinitionError(f"{owner}: approver {who!r} is not a non-empty string")
         node = ApprovalStep(name, tuple(dict.fromkeys(approvers)))
-        return ApprovalBuilder(self._name, self._link(node))
+        return ApprovalBuilder(self._name, self._link(node), self._opts)
 
     def sub_workflow(
         self, name: str, workflow_name: str, input: Mapping[str, Any] | None = None
@@ -234,7 +272,14 @@ class Builder:
                 raise DefinitionError(
                     f"parallel {node.name!r}: wait_for(WaitCount) needs wait_count(n)"
                 )
-        workflow = Workflow(self._name, steps)
+        opts = self._opts
+        workflow = Workflow(
+            self._name,
+            steps,
+            version=opts.version,
+            on_failure=opts.on_failure,
+            auto_upgrade=opts.auto_upgrade,
+        )
         validate(workflow)
         return workflow
 
@@ -252,7 +297,7 @@ class _OptionBuilder(Builder):
     def _with(self, **changes: Any) -> Self:
         assert self._chain is not None
         node = dataclasses.replace(self._node(), **changes)
-        return type(self)(self._name, _Chain(node, self._chain.before))
+        return type(self)(self._name, _Chain(node, self._chain.before), self._opts)
 
 
 class ParallelBuilder(_OptionBuilder):

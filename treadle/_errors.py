@@ -12,11 +12,21 @@ class DefinitionError(TreadleError, ValueError):
 
 
 class WorkflowNotFound(TreadleError, LookupError):
-    """No workflow of that name is registered."""
+    """No workflow of that name is registered, or it has no definition ``version``."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"workflow {name!r} is not registered")
+    def __init__(
+        self, name: str, version: str | None = None, known: list[str] | None = None
+    ) -> None:
+        if version is None:
+            message = f"workflow {name!r} is not registered"
+        else:
+            message = (
+                f"workflow {name!r} has no definition {version!r} "
+                f"(known: {', '.join(known or []) or 'none'})"
+            )
+        super().__init__(message)
         self.name = name
+        self.version = version
 
 
 class RunNotFound(TreadleError, LookupError):
@@ -132,7 +142,12 @@ class SubWorkflowFailed(TreadleError):
 
 
 class DefinitionMismatch(TreadleError):
-    """A run's recorded position does not exist in the workflow definition it resumes under."""
+    """A run's recorded position does not exist in the workflow definition it was to go on
+    with (a migration refused, or a run held by an ``auto_upgrade``): ``reasons`` says why."""
+
+    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or [message]
 
 
 class LeaseLost(TreadleError):

@@ -53,15 +53,32 @@ WaitAny = WaitStrategy.ANY
 WaitCount = WaitStrategy.COUNT
 
 
+ON_FAILURE = ("compensate", "hold")
+"""What a step that fails for good does to its run: ``"compensate"`` (undo the completed steps
+and end FAILED, the saga) or ``"hold"`` (stop the run HELD for an operator, nothing undone)."""
+
+
+def check_on_failure(owner: str, value: object) -> None:
+    """Raise :class:`DefinitionError` unless ``value`` is one of :data:`ON_FAILURE`."""
+    if value not in ON_FAILURE:
+        raise DefinitionError(
+            f"{owner}: on_failure must be 'compensate' or 'hold', not {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class ActionStep:
-    """A step that calls a function; the unit of work, retry and compensation."""
+    """A step that calls a function; the unit of work, retry and compensation.
+
+    ``on_failure`` (``"compensate"`` or ``"hold"``) overrides the workflow's for this step.
+    """
 
     name: str
     action: StepFunc
     compensate: StepFunc | None = None
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
+    on_failure: str | None = None
 
     kind = "action"
 
@@ -78,6 +95,8 @@ class ActionStep:
                 object.__setattr__(self, "timeout", parse_duration(self.timeout))
             except ValueError as exc:
                 raise DefinitionError(f"step {self.name!r}: {exc}") from None
+        if self.on_failure is not None:
+            check_on_failure(f"step {self.name!r}", self.on_failure)
 
     @property
     def timeout_seconds(self) -> float | None:
@@ -100,9 +119,12 @@ def step(
     compensate: StepFunc | None = None,
     retry: RetryPolicy | None = None,
     timeout: Duration | None = None,
+    on_failure: str | None = None,
 ) -> ActionStep:
     """Make an :class:`ActionStep` for ``then``/``else_``/``do``/``parallel``."""
-    return ActionStep(name, fn, compensate=compensate, retry=retry, timeout=timeout)
+    return ActionStep(
+        name, fn, compensate=compensate, retry=retry, timeout=timeout, on_failure=on_failure
+    )
 
 
 @dataclass(frozen=True)
@@ -208,17 +230,34 @@ class Workflow:
     """A built workflow: a named sequence of steps, itself usable as a step of another one
     (a :data:`StepLike`, not a :class:`Step`: it has no ``execute``; the engine runs it).
 
-    ``id`` is the fingerprint of the definition's shape: names, kinds and options, not code.
+    ``id`` is the fingerprint of the definition's shape: names, kinds and every option that
+    changes what happens at a position (timeouts, retries, ``on_failure``, the ``version``
+    label), not code. ``version`` is a label for people (``treadle.new("order",
+    version="2026-12")``); ``on_failure`` is what a step that fails for good does (see
+    :data:`ON_FAILURE`; a step's own setting wins); ``auto_upgrade`` lets an engine move runs of
+    older definitions of this name onto this one when their position maps (not part of the
+    fingerprint: it is how runs are deployed, not what they do).
     """
 
     name: str
     steps: tuple[Node, ...]
     id: str = field(default="", compare=False)
+    version: str | None = None
+    on_failure: str = "compensate"
+    auto_upgrade: bool = field(default=False, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:
+        check_on_failure(f"workflow {self.name!r}", self.on_failure)
         if not self.id:
             object.__setattr__(self, "id", fingerprint(self))
+
+    @property
+    def legacy_id(self) -> str:
+        """The fingerprint that treadle gave this definition before fingerprints covered
+        timeouts, retry backoffs, ``on_failure`` and labels: runs stored under it are this
+        definition's runs."""
+        return fingerprint(self, legacy=True)
 
     def nodes(self) -> Iterator[Node]:
         """Every node below this workflow, depth first, in definition order."""
@@ -338,17 +377,30 @@ def _callable_name(fn: object) -> str | None:
     return getattr(fn, "__qualname__", type(fn).__name__)
 
 
-def describe(node: Node) -> dict[str, Any]:
-    """The shape of a node and its children, as JSON-ready data."""
+def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
+    """The shape of a node and its children, as JSON-ready data (``legacy``: as treadle wrote it
+    before the shape covered timeouts, retry backoffs, ``on_failure`` and labels)."""
     out: dict[str, Any] = {"name": node.name, "kind": node.kind}
     if isinstance(node, ActionStep):
         out["fn"] = _callable_name(node.action)
         out["compensate"] = _callable_name(node.compensate)
         if node.retry is not None:
             out["retry"] = node.retry.max_attempts
+        if not legacy:
+            if node.retry is not None:
+                out["backoff"] = [
+                    node.retry.initial_wait.total_seconds(),
+                    node.retry.max_wait.total_seconds(),
+                    node.retry.multiplier,
+                ]
+                out["retry_on"] = _callable_name(node.retry.retry_on)
+            out["timeout"] = node.timeout_seconds
+            if node.on_failure is not None:
+                out["on_failure"] = node.on_failure
     elif isinstance(node, IfStep):
         out["branches"] = [
-            {"else": b.cond is None, "steps": [describe(s) for s in b.steps]} for b in node.branches
+            {"else": b.cond is None, "steps": [describe(s, legacy=legacy) for s in b.steps]}
+            for b in node.branches
         ]
     elif isinstance(node, LoopStep):
         out.update(
@@ -356,13 +408,13 @@ def describe(node: Node) -> dict[str, Any]:
             has_while=node.while_ is not None,
             has_break=node.break_when is not None,
             max_iterations=node.max_iterations,
-            steps=[describe(s) for s in node.body],
+            steps=[describe(s, legacy=legacy) for s in node.body],
         )
     elif isinstance(node, ParallelStep):
         out.update(
             strategy=node.strategy.value,
             needed=node.needed,
-            branches=[describe(s) for s in node.branches],
+            branches=[describe(s, legacy=legacy) for s in node.branches],
         )
     elif isinstance(node, SignalStep | ApprovalStep | SleepStep):
         timeout = node.duration if isinstance(node, SleepStep) else node.timeout
@@ -372,11 +424,13 @@ def describe(node: Node) -> dict[str, Any]:
     elif isinstance(node, SubWorkflowStep):
         out["workflow"] = node.workflow_name
     elif isinstance(node, Workflow):
-        out["steps"] = [describe(s) for s in node.steps]
+        if not legacy:
+            out.update(version=node.version, on_failure=node.on_failure)
+        out["steps"] = [describe(s, legacy=legacy) for s in node.steps]
     return out
 
 
-def fingerprint(workflow: Workflow) -> str:
-    """A short stable hash of a workflow's shape."""
-    text = json.dumps(describe(workflow), sort_keys=True, separators=(",", ":"))
+def fingerprint(workflow: Workflow, *, legacy: bool = False) -> str:
+    """A short stable hash of a workflow's shape (``legacy``: of its legacy shape)."""
+    text = json.dumps(describe(workflow, legacy=legacy), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -17,14 +17,17 @@ class Status(str, Enum):
 
     PENDING: queued for an engine (new, or woken, resumed or cancelled while no engine of this
     process could take it); RUNNING: an engine executes it; WAITING: for a signal, an approval,
-    a timer, a retry backoff or a child run; PAUSED; and the finished COMPLETED, FAILED and
-    CANCELLED.
+    a timer, a retry backoff or a child run; PAUSED; HELD: stopped for an operator, with its
+    position, data and compensations kept (a step failed for good under ``on_failure="hold"``,
+    or its position does not exist in the definition it was to continue on): retry, skip,
+    abort, cancel or migrate it; and the finished COMPLETED, FAILED and CANCELLED.
     """
 
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
     PAUSED = "paused"
+    HELD = "held"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -68,6 +71,12 @@ class EventKind(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
     DATA_CONFLICT = "data_conflict"
     SIGNALS_DROPPED = "signals_dropped"
+    RUN_HELD = "run_held"
+    RUN_RETRIED = "run_retried"
+    STEP_SKIPPED = "step_skipped"
+    RUN_ABORTED = "run_aborted"
+    RUN_MIGRATED = "run_migrated"
+    RUN_FORKED = "run_forked"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
@@ -81,6 +90,8 @@ class WaitKind(StrEnum):
     TIMER = "timer"
     RETRY = "retry"
     RUN = "run"  # the end of a child run (the name is its id)
+    HELD = "held"  # an operator's decision on a held run (the name is the step, or "definition")
+    WORKER = "worker"  # an engine that has the run's definition (the name is its id)
 
 
 def wait_key(kind: WaitKind, name: str) -> str:
@@ -121,6 +132,12 @@ class State:
     error: str | None = None
     waiting_for: list[str] = field(default_factory=list)
     parent_id: str | None = None
+    #: The fingerprint of the definition the run is pinned to (``Workflow.id``).
+    definition_id: str = ""
+    #: That definition's label (``treadle.new(name, version=...)``), if it has one.
+    version: str | None = None
+    #: The run this one was forked from (:meth:`Engine.fork`), if any.
+    forked_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,16 @@ import json
 import secrets
 import time
 
-from .._state import State
+from .._state import State, Status, WaitKind, wait_key
 from ..persistence._records import RunRecord
 
 
 def to_state(record: RunRecord) -> State:
-    """A detached snapshot of a stored run."""
+    """A detached snapshot of a stored run. A run that no engine holds while it could go on
+    waits for ``worker:<definition id>``: an engine that has its definition."""
+    waiting = list(record.waiting_for)
+    if record.status in (Status.PENDING, Status.RUNNING) and record.owner is None:
+        waiting = [wait_key(WaitKind.WORKER, record.definition_id)]
     return State(
         id=record.id,
         workflow=record.workflow,
@@ -20,8 +24,11 @@ def to_state(record: RunRecord) -> State:
         created_at=record.created_at,
         updated_at=record.updated_at,
         error=record.error,
-        waiting_for=list(record.waiting_for),
+        waiting_for=waiting,
         parent_id=record.parent_id,
+        definition_id=record.definition_id,
+        version=record.version,
+        forked_from=record.forked_from,
     )
 
 

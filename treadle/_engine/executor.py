@@ -198,19 +198,28 @@ class Executor:
         busy = len(self.active) + self._starting
         return self.running and not self.closing and busy < self.max_concurrent_runs
 
-    def can_run(self, workflow: str) -> bool:
-        """Whether a run of ``workflow`` can execute here now."""
-        return workflow in self.registry.workflows and self.has_room()
+    def can_run(self, record: RunRecord) -> bool:
+        """Whether ``record`` can execute here now (its definition is here, and room)."""
+        return self.registry.for_run(record) is not None and self.has_room()
 
-    def runs_here(self, workflow: str | None) -> bool:
-        """Whether runs of ``workflow`` would execute here (it is registered, and there is room
-        for runs at all)."""
-        return workflow in self.registry.workflows and self.max_concurrent_runs > 0
+    def runs_here(self, record: RunRecord | None) -> bool:
+        """Whether ``record`` would execute here (its definition is registered, and there is
+        room for runs at all)."""
+        runnable = record is not None and self.registry.for_run(record) is not None
+        return runnable and self.max_concurrent_runs > 0
 
     # Starting and steering runs ------------------------------------------------------------
 
     async def create(
-        self, workflow: Workflow, data_json: str, run_id: str, parent_id: str | None
+        self,
+        workflow: Workflow,
+        data_json: str,
+        run_id: str,
+        parent_id: str | None,
+        *,
+        cursor: str = NEW_CURSOR,
+        detail: dict[str, Any] | None = None,
+        forked_from: str | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room."""
         # Other processes validate signals against the stored definition: store it first.
@@ -225,17 +234,18 @@ class Executor:
                 workflow=workflow.name,
                 definition_id=workflow.id,
                 data=data_json,
-                cursor=NEW_CURSOR,
+                cursor=cursor,
                 created_at=now,
                 updated_at=now,
                 parent_id=parent_id,
                 token=1,
                 status=Status.RUNNING if claim else Status.PENDING,
+                version=workflow.version,
+                forked_from=forked_from,
                 **self.lease_if(claim),
             )
-            event = NewEvent(
-                EventKind.CREATED, None, {"workflow": workflow.name, "definition": workflow.id}
-            )
+            about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
+            event = NewEvent(EventKind.CREATED, None, about)
             stored, created = await self.persistence.create_run(record, event)
             if created:
                 self.metrics.started(workflow.name)
@@ -264,7 +274,7 @@ class Executor:
     async def resume(self, record: RunRecord) -> None:
         """Resume a paused run; execute it here if it is this engine's to run."""
         after = await self.persistence.resume(
-            record.id, **self.lease_if(self.can_run(record.workflow))
+            record.id, **self.lease_if(self.can_run(record))
         )
         driver = self.active.get(record.id)
         if driver is not None:
@@ -275,7 +285,7 @@ class Executor:
     async def cancel(self, record: RunRecord) -> None:
         """Cancel a run: its driver here stops at once, or it is executed to compensate."""
         run_id = record.id
-        claim = self.can_run(record.workflow) and run_id not in self.active
+        claim = self.can_run(record) and run_id not in self.active
         after = await self.persistence.request_cancel(run_id, **self.lease_if(claim))
         driver = self.active.get(run_id)
         if driver is not None:
@@ -293,16 +303,26 @@ class Executor:
                     await self.cancel(child)
 
     async def deliver(
-        self, record: RunRecord, kind: WaitKind, name: str, payload: Any, detail: dict[str, Any]
+        self,
+        record: RunRecord,
+        kind: WaitKind,
+        name: str,
+        payload: Any,
+        detail: dict[str, Any],
+        *,
+        event: EventKind | None = None,
+        awaited: bool = False,
     ) -> None:
-        """Put a signal or decision in the run's inbox; execute the run here if it woke it."""
-        claim = self.can_run(record.workflow) and record.id not in self.active
+        """Put a signal or decision in the run's inbox; execute the run here if it woke it
+        (``awaited``: only if the run waits for it now, see ``Persistence.deliver``)."""
+        claim = self.can_run(record) and record.id not in self.active
         after = await self.persistence.deliver(
             record.id,
             kind,
             name,
             payload,
-            NewEvent(EventKind(f"{kind}_received"), name, detail),
+            NewEvent(event or EventKind(f"{kind}_received"), name, detail),
+            awaited=awaited,
             **self.lease_if(claim),
         )
         if claim and after.owner == self.owner and after.id not in self.active:
@@ -311,7 +331,9 @@ class Executor:
     # Executing -----------------------------------------------------------------------------
 
     def _spawn(self, record: RunRecord) -> None:
-        driver = RunDriver(self, record, self.registry.workflows[record.workflow])
+        workflow = self.registry.for_run(record)
+        assert workflow is not None, "only runs whose definition is here are claimed"
+        driver = RunDriver(self, record, workflow)
         self.active[record.id] = driver
         driver.task = asyncio.create_task(self._execute(driver), name=f"treadle-run:{record.id}")
         self.waiters.wake(record.id)  # they now follow the driver
@@ -410,7 +432,8 @@ class Executor:
                 # Without room, a due timer is no work for this engine: wait for room instead.
                 self._wants_room = not self.has_room()
                 if not self._wants_room:
-                    due = await self.persistence.next_wake(list(self.registry.workflows))
+                    ids, upgrades = self.registry.claimable()
+                    due = await self.persistence.next_wake(ids, upgrades=upgrades)
                     if due is not None:
                         timeout = min(timeout, (due - self.clock.now()).total_seconds())
                     if timeout <= 0 and not claimed:
@@ -435,15 +458,15 @@ class Executor:
         claimed = 0
         while not self.closing:
             room = self.max_concurrent_runs - len(self.active) - self._starting
-            names = list(self.registry.workflows)
-            if room <= 0 or not names:
+            ids, upgrades = self.registry.claimable()
+            if room <= 0 or not (ids or upgrades):
                 return claimed
             limit = min(room, 200)
             lease = self.new_lease()
             self._starting += limit  # hold the room while claiming, as create() does
             try:
                 records = await self.persistence.claim_runs(
-                    lease.owner, names, self.clock.now(), lease.until, limit
+                    lease.owner, ids, self.clock.now(), lease.until, limit, upgrades=upgrades
                 )
             finally:
                 self._starting -= limit

@@ -12,6 +12,7 @@ from typing import Any
 from .._clock import Clock, RealClock
 from .._errors import (
     DataError,
+    DefinitionMismatch,
     InvalidTransition,
     NotAnApprover,
     RunNotFound,
@@ -29,6 +30,7 @@ from ..persistence import MemoryPersistence, Persistence
 from ..persistence._records import RunRecord
 from .convert import new_run_id, to_state
 from .executor import Executor
+from .operator import MigrationPlan, Operator
 from .registry import Registry
 
 
@@ -65,6 +67,7 @@ class Engine:
             poll_interval=poll_interval,
             step_threads=step_threads,
         )
+        self._operator = Operator(self._executor)
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ""
@@ -122,20 +125,29 @@ class Engine:
 
     # Definitions ---------------------------------------------------------------------------
 
-    def register(self, workflow: Workflow) -> None:
-        """Make a workflow known to this engine (before or after it is opened).
+    def register(self, *workflows: Workflow) -> None:
+        """Make workflow definitions known to this engine (before or after it is opened).
 
-        Registering another definition under a taken name raises :class:`DefinitionError`.
+        Several definitions of one name are kept, the last registered being the newest: new
+        runs start on it, and each run goes on on the definition it started on. Registering a
+        definition again (the same ``Workflow.id``) replaces it; two definitions of one name
+        with the same ``version`` label raise :class:`DefinitionError`.
         """
-        self._registry.add(workflow)
+        for workflow in workflows:
+            self._registry.add(workflow)
+            if self._open:
+                self._executor.chore(self._registry.save(self.persistence, workflow))
         if self._open:
-            self._executor.chore(self._registry.save(self.persistence, workflow))
             self._executor.wake()
 
     @property
     def workflows(self) -> dict[str, Workflow]:
-        """The workflows registered with this engine, by name."""
+        """The newest registered definition of each workflow, by name."""
         return dict(self._registry.workflows)
+
+    def versions(self, name: str) -> list[Workflow]:
+        """The registered definitions of workflow ``name``, oldest first."""
+        return self._registry.versions(name)
 
     async def definition(self, run_id: str) -> dict[str, Any]:
         """The shape of the definition a run follows (for checks, the CLI and the dashboard)."""
@@ -157,8 +169,7 @@ class Engine:
         self._executor.prepare()
         await self.persistence.open()
         self._open = True
-        for workflow in self._registry.workflows.values():
-            await self._registry.save(self.persistence, workflow)
+        await self._registry.save_all(self.persistence)
         await self._executor.start()
 
     async def close(self, drain: float = 5.0) -> None:
@@ -197,14 +208,21 @@ class Engine:
     # Starting and reading runs -------------------------------------------------------------
 
     async def start(
-        self, name: str, data: dict[str, Any] | None = None, *, run_id: str | None = None
+        self,
+        name: str,
+        data: dict[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
     ) -> str:
-        """Start a run of a registered workflow; return its id.
+        """Start a run of a registered workflow on its newest definition (or the one whose
+        ``version`` label or id is ``version``); return its id. The run stays pinned to that
+        definition.
 
         With a ``run_id`` that exists already, nothing is started and that id is returned.
         """
         self._require_open()
-        workflow = self._registry.get(check_id(name, "workflow name"))
+        workflow = self._registry.get(check_id(name, "workflow name"), version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
         data = {} if data is None else data
         require_storable(data, f"data of the start of {workflow.name!r}")
@@ -310,6 +328,98 @@ class Engine:
             raise NotAnApprover(run_id, name, by, approvers)
         _check_json(payload, f"decision on approval {name!r}")
         await self._executor.deliver(record, WaitKind.APPROVAL, name, payload, payload)
+
+    # Runs that outlive their code -----------------------------------------------------------
+
+    async def retry(self, run_id: str, *, by: str | None = None) -> None:
+        """Go on with a HELD run: its failed step runs again with fresh attempts (a run held by
+        its definition checks its position again, e.g. after :meth:`migrate`)."""
+        await self._operator.decide(await self._get(run_id), "retry", by)
+
+    async def skip(
+        self, run_id: str, data: dict[str, Any] | None = None, *, by: str | None = None
+    ) -> None:
+        """Mark the failed step of a HELD run done, with ``data`` merged into the run's data
+        (its top-level keys replaced), and go on after it; its compensation is not stacked."""
+        if data is not None and not isinstance(data, dict):
+            raise DataError(
+                f"skip of run {run_id!r}: data must be a dict, not {type(data).__name__}"
+            )
+        await self._operator.decide(await self._get(run_id), "skip", by, data=data or {})
+
+    async def abort(self, run_id: str, reason: str, *, by: str | None = None) -> None:
+        """End a HELD run as a failed one would: compensate its completed steps, end FAILED
+        with ``aborted: <reason>``."""
+        await self._operator.decide(await self._get(run_id), "abort", by, reason=str(reason))
+
+    async def plan_migration(
+        self, run_id: str, *, to: str | None = None, rename: dict[str, str] | None = None
+    ) -> MigrationPlan:
+        """Whether :meth:`migrate` would move the run, and why not (nothing is changed)."""
+        record = await self._get(run_id)
+        plan, _, _ = await self._operator.plan(record, to, rename)
+        return plan
+
+    async def migrate(
+        self,
+        run_id: str,
+        *,
+        to: str | None = None,
+        rename: dict[str, str] | None = None,
+        by: str | None = None,
+    ) -> MigrationPlan:
+        """Move an unfinished run that no engine executes right now (pending, waiting, paused
+        or held) onto definition ``to`` of its workflow (a label or id, stored by any engine;
+        None: the newest registered here), renaming steps by ``rename`` (old → new).
+
+        Raises :class:`DefinitionMismatch` (with ``reasons``) when its position does not map
+        onto that definition, and changes nothing then; a held run stays held (then
+        :meth:`retry` it).
+        """
+        record = await self._get(run_id)
+        result = await self._operator.migrate(record, to, rename, by)
+        if not result.ok:
+            raise DefinitionMismatch(
+                f"run {run_id!r} cannot move to definition "
+                f"{result.target_version or result.target}: " + "; ".join(result.reasons),
+                result.reasons,
+            )
+        return result
+
+    async def migrate_runs(
+        self,
+        workflow: str,
+        *,
+        source: str | None = None,
+        to: str | None = None,
+        rename: dict[str, str] | None = None,
+        dry_run: bool = False,
+        by: str | None = None,
+        limit: int = 10_000,
+    ) -> list[MigrationPlan]:
+        """Move every unfinished run of ``workflow`` (on definition ``source`` only, if given)
+        that can move onto definition ``to``; one plan per run, moved or with the reasons it
+        cannot. ``dry_run`` moves none."""
+        self._require_open()
+        check_id(workflow, "workflow name")
+        return await self._operator.migrate_runs(workflow, source, to, rename, by, dry_run, limit)
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        data: dict[str, Any] | None = None,
+        version: str | None = None,
+        new_run_id: str | None = None,
+    ) -> str:
+        """Start a new run (its ``forked_from`` set) that counts the top-level steps before
+        ``from_step`` as done and runs from there (None: from the start), on the newest
+        registered definition or ``version``; works on runs of any status. Its data is the
+        original's as last stored (for a failed run: after compensation) unless ``data`` is
+        given. Returns the new run's id."""
+        record = await self._get(run_id)
+        return await self._operator.fork(record, from_step, data, version, new_run_id)
 
     def _require_open(self) -> None:
         if not self._open:

@@ -10,6 +10,7 @@ from .._errors import RunNotFound
 from .._interpreter import RunDriver
 from .._state import State
 from ..persistence import Persistence
+from ..persistence._records import RunRecord
 from .convert import to_state
 
 log = logging.getLogger("treadle")
@@ -23,14 +24,14 @@ class Waiters:
         self,
         persistence: Persistence,
         active: Mapping[str, RunDriver],
-        runs_here: Callable[[str | None], bool],
+        runs_here: Callable[[RunRecord | None], bool],
     ) -> None:
         self.persistence = persistence
         self._active = active
         self._runs_here = runs_here
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._watched = asyncio.Event()  # set while someone waits for a run not executed here
-        self._watched_workflow: dict[str, str] = {}  # the workflow of each such run
+        self._watched_runs: dict[str, RunRecord] = {}  # each such run as last read
 
     def reset(self) -> None:
         """Start afresh (an engine opened again, maybe under another event loop)."""
@@ -54,7 +55,7 @@ class Waiters:
                     if record.status.finished:
                         return to_state(record)
                     # Woken when it starts or ends here, or by the watcher when it ends elsewhere.
-                    self._watched_workflow[run_id] = record.workflow
+                    self._watched_runs[run_id] = record
                     self._watched.set()
                     status = record.status
                 remaining = None if deadline is None else deadline - loop.time()
@@ -70,7 +71,7 @@ class Waiters:
                     waiters.remove(future)
                 if not waiters:
                     self._waiters.pop(run_id, None)
-                    self._watched_workflow.pop(run_id, None)
+                    self._watched_runs.pop(run_id, None)
 
     def wake(self, run_id: str) -> None:
         """The run started or ended here: its waiters look again."""
@@ -82,7 +83,7 @@ class Waiters:
         """Wake the waiters of runs that do not execute here once those runs have ended, with one
         query for all of them; the more there are, the less often.
 
-        A run of a workflow this engine executes starts here (which wakes its waiters) unless
+        A run whose definition this engine executes starts here (which wakes its waiters) unless
         another process takes it first, so those are checked only every 20th round.
         """
         rounds = 0
@@ -98,7 +99,7 @@ class Waiters:
                 run_id
                 for run_id in self._waiters
                 if run_id not in self._active
-                and (rounds % 20 == 0 or not self._runs_here(self._watched_workflow.get(run_id)))
+                and (rounds % 20 == 0 or not self._runs_here(self._watched_runs.get(run_id)))
             ]
             try:
                 for start in range(0, len(ids), 500):

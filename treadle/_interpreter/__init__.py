@@ -2,7 +2,7 @@
 
 - ``driver``: :class:`RunDriver`, the walk and its checkpoints; ``composites``: branches, loops
   and parallel steps; ``waits``: signals, approvals, timers and child runs; ``saga``:
-  compensation; ``recovery``: resuming under a changed definition.
+  compensation; ``mapping``: moving a run onto another definition.
 - ``cursor``: the durable format of where a run is; ``control``: why a walk stops and what a
   run was asked to do; ``host``: what a driver needs from the engine (:class:`RunHost`).
 
@@ -13,6 +13,7 @@ from .control import Control
 from .cursor import NEW as NEW_CURSOR
 from .driver import RunDriver, iso
 from .host import RunHost
+from .mapping import Plan, plan
 from .waits import child_run_id
 
-__all__ = ["NEW_CURSOR", "Control", "RunDriver", "RunHost", "child_run_id", "iso"]
+__all__ = ["NEW_CURSOR", "Control", "Plan", "RunDriver", "RunHost", "child_run_id", "iso", "plan"]

@@ -11,7 +11,7 @@ from .._errors import DataError
 from .._nodes import IfStep, LoopStep, Node, ParallelStep
 from .._state import EventKind, State
 from . import cursor
-from .control import PauseRequested, Scope, ShutdownRequested, StepFailure, Suspend
+from .control import Held, PauseRequested, Scope, ShutdownRequested, StepFailure, Suspend
 from .walk import Walk
 
 
@@ -123,7 +123,7 @@ async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope
                     failure = failure or exc
                     if total - len(entry["failed"]) < needed:
                         raise exc
-                elif isinstance(exc, Suspend | PauseRequested | ShutdownRequested):
+                elif isinstance(exc, Held | Suspend | PauseRequested | ShutdownRequested):
                     held.append(exc)
                 else:
                     raise exc
@@ -139,6 +139,9 @@ async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope
     if len(entry["done"]) >= needed:
         driver.note(EventKind.PARALLEL_COMPLETED, node.name, done=list(entry["done"]))
         return
+    holds = [h for h in held if isinstance(h, Held)]
+    if holds:  # one held step at a time: the others run again after it is dealt with
+        raise holds[0]
     pauses = [h for h in held if isinstance(h, PauseRequested | ShutdownRequested)]
     if pauses:
         raise pauses[0]

@@ -83,6 +83,16 @@ class StepFailure(Exception):
         self.error = error
 
 
+class Held(Exception):
+    """A step failed for good under ``on_failure="hold"``: the run stops HELD for an operator,
+    with nothing compensated."""
+
+    def __init__(self, step: str, path: str, error: BaseException) -> None:
+        super().__init__(f"step {step!r} failed: {type(error).__name__}: {error}")
+        self.step = step
+        self.path = path
+
+
 class CheckpointRefused(Exception):
     """The persistence refused a checkpoint for good (:class:`DataError`): it will never be
     stored as it is, so the run fails rather than retrying it."""

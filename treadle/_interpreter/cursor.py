@@ -11,6 +11,8 @@
   has a ``compensate`` function, in completion order.
 - ``f``: set once the run has failed or been cancelled and is compensating; while the
   compensation on top of ``c`` waits for a retry, its ``retry`` holds the attempts and the time.
+- ``h`` (only while the run is HELD, or woken from it by an operator): what holds it, a step
+  that failed for good (its name and path) or, ``step`` None, its definition.
 
 The keys are short because every checkpoint writes them; this module is their one definition.
 """
@@ -128,6 +130,14 @@ class Failure(TypedDict):
     retry: NotRequired[CompensationRetry]
 
 
+class Hold(TypedDict):
+    """What holds a HELD run: the step that failed for good (name and path), or None for a
+    position that its definition does not have."""
+
+    step: str | None
+    path: str | None
+
+
 class Cursor(TypedDict):
     """The whole document."""
 
@@ -135,6 +145,7 @@ class Cursor(TypedDict):
     n: Nodes
     c: list[CompensationEntry]
     f: Failure | None
+    h: NotRequired[Hold]
 
 
 NEW = json.dumps({"v": VERSION, "n": {}, "c": [], "f": None}, separators=(",", ":"))
@@ -156,9 +167,17 @@ def load(text: str) -> Cursor:
     return cursor
 
 
-def dump(nodes: Nodes, comp: list[CompensationEntry], failure: Failure | None) -> str:
+def dump(
+    nodes: Nodes,
+    comp: list[CompensationEntry],
+    failure: Failure | None,
+    hold: Hold | None = None,
+) -> str:
     """The cursor as stored."""
-    return json.dumps({"v": VERSION, "n": nodes, "c": comp, "f": failure})
+    document: dict[str, Any] = {"v": VERSION, "n": nodes, "c": comp, "f": failure}
+    if hold is not None:
+        document["h"] = hold
+    return json.dumps(document)
 
 
 # The path grammar ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from .._calls import call_step
-from .._errors import DataError, DefinitionMismatch, StepTimeout
+from .._errors import DataError, StepTimeout
 from .._logging import current_run, current_step
 from .._merge import merge, wrote
 from .._nodes import (
@@ -34,13 +34,14 @@ from .._state import Context, EventKind, State, Status, WaitKind, encode_data, w
 from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
-from . import cursor
+from . import cursor, mapping
 from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
     CancelRequested,
     CheckpointRefused,
     Control,
+    Held,
     PauseRequested,
     Scope,
     ShutdownRequested,
@@ -48,7 +49,6 @@ from .control import (
     Suspend,
 )
 from .host import RunHost
-from .recovery import check_definition
 from .saga import unwind
 from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
@@ -82,6 +82,13 @@ class RunDriver:
         #: The compensation stack (see :mod:`.cursor`).
         self.comp: list[cursor.CompensationEntry] = stored["c"]
         self.failure: cursor.Failure | None = stored.get("f")
+        #: What holds the run, while it is HELD or has just been woken from it.
+        self.hold: cursor.Hold | None = stored.get("h")
+        #: The held step to mark done instead of running it (an operator's skip), and its data.
+        self.skip: tuple[str, dict[str, Any]] | None = None
+        #: Set when the run moves onto ``workflow`` (auto_upgrade): written with the next
+        #: checkpoint.
+        self.moved = False
         self.events: list[NewEvent] = []
         self.consumed: list[int] = []
         self.dirty = False
@@ -129,7 +136,7 @@ class RunDriver:
             token=self.token,
             status=status,
             data=self.data_json,
-            cursor=cursor.dump(self.nodes, self.comp, self.failure),
+            cursor=cursor.dump(self.nodes, self.comp, self.failure, self.hold),
             now=self.host.clock.now(),
             error=error,
             waiting_for=waiting_for or [],
@@ -138,10 +145,13 @@ class RunDriver:
             consumed=consumed,
             parent_id=self.record.parent_id,
         )
+        if self.moved:
+            checkpoint.definition_id, checkpoint.version = self.workflow.id, self.workflow.version
         try:
             ack = await self.host.persistence.save_checkpoint(checkpoint)
         except DataError as exc:
             raise CheckpointRefused(exc) from exc
+        self.moved = False
         self.stored_json = self.data_json
         self.error = error
         if ack.control:
@@ -306,6 +316,12 @@ class RunDriver:
 
     async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
         host = self.host
+        if self.skip is not None and self.skip[0] == path:
+            self.data.update(self.skip[1])
+            self.data_json = encode_data(self.data, f"skip of step {node.name!r}")
+            self.skip = None
+            self.note(EventKind.STEP_COMPLETED, node.name, skipped=True)
+            return
         entry = cursor.action_at(self.nodes, path)
         attempt = 1 + (entry["a"] if entry else 0)
         if entry and "r" in entry:
@@ -374,6 +390,9 @@ class RunDriver:
             self.host.metrics.retried(self.workflow.name, node.name)
             raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
         self.note(EventKind.STEP_FAILED, node.name, attempt=attempt, error=text, final=True)
+        on_failure = getattr(node, "on_failure", None) or self.workflow.on_failure
+        if on_failure == "hold":
+            raise Held(node.name, path, error) from error
         raise StepFailure(node.name, error) from error
 
     # Whole runs ----------------------------------------------------------------------------
@@ -383,6 +402,18 @@ class RunDriver:
         current_run.set(self.run_id)
         if self.unreadable is not None:
             raise self.unreadable
+        if self.hold is not None:
+            await self._decision()
+        if self.control is Control.CANCEL:
+            self.hold = None  # a held run that is cancelled compensates
+        elif self.hold is not None:  # woken with no decision: still held
+            return await self._held(self.hold["step"], self.hold["path"], self.error or "held")
+        elif (
+            self.failure is None
+            and self.record.definition_id != self.workflow.id
+            and not self._adopt()
+        ):
+            return await self._held(None, None, self.error or "")
         while True:
             try:
                 return await self._walk()
@@ -417,13 +448,67 @@ class RunDriver:
         else:
             problems.append(reason)
 
+    async def _decision(self) -> None:
+        """Take the operator's decision that woke this held run (retry, skip or abort)."""
+        assert self.hold is not None
+        name = self.hold["step"] or "definition"
+        messages = await self.host.persistence.read_inbox(self.run_id, WaitKind.HELD, name)
+        if not messages:
+            return  # woken otherwise (a cancel): the hold stays until the walk says
+        decision = messages[0].payload
+        self.consumed.extend(m.seq for m in messages)
+        self.touch()
+        action = decision.get("action")
+        if action == "skip" and self.hold["path"] is not None:
+            self.skip = (self.hold["path"], dict(decision.get("data") or {}))
+        elif action == "abort":
+            self.failure = {
+                "status": "failed",
+                "error": storable(f"aborted: {decision.get('reason')}"),
+            }
+        self.hold = None
+
+    def _adopt(self) -> bool:
+        """Move the run onto this engine's definition of its workflow (an ``auto_upgrade``, or
+        a definition stored under its old fingerprint) if its position maps; else say why."""
+        planned = mapping.plan(
+            cursor.dump(self.nodes, self.comp, self.failure, self.hold),
+            self.workflow.describe(),
+            label=f"definition {self.workflow.version or self.workflow.id} of "
+            f"{self.workflow.name!r}",
+        )
+        if not planned.ok:
+            self.hold = {"step": None, "path": None}
+            self.error = storable(
+                f"run {self.run_id!r} cannot go on under definition "
+                f"{self.workflow.version or self.workflow.id} of {self.workflow.name!r}: "
+                + "; ".join(planned.reasons)
+            )
+            return False
+        assert planned.cursor is not None
+        moved = cursor.load(planned.cursor)
+        self.nodes, self.comp = moved["n"], moved["c"]
+        self.by_name = {node.name: node for node in self.workflow.nodes()}
+        self.moved = True
+        self.note(
+            EventKind.RUN_MIGRATED,
+            None,
+            source=self.record.definition_id,
+            target=self.workflow.id,
+            version=self.workflow.version,
+            automatic=True,
+        )
+        return True
+
+    async def _held(self, step: str | None, path: str | None, error: str) -> Status:
+        """Stop the run HELD for an operator, with its position, data and compensations kept."""
+        self.hold = {"step": step, "path": path}
+        self.note(EventKind.RUN_HELD, step, error=error)
+        waits = [wait_key(WaitKind.HELD, step or "definition")]
+        await self.checkpoint(Status.HELD, error=error, waiting_for=waits)
+        return Status.HELD
+
     async def _walk(self) -> Status:
-        try:
-            check_definition(self)
-        except DefinitionMismatch as exc:
-            self.note(EventKind.RUN_FAILED, error=str(exc))
-            await self.checkpoint(Status.FAILED, error=str(exc))
-            return Status.FAILED
         while True:
             try:
                 if self.failure is not None:
@@ -452,6 +537,8 @@ class RunDriver:
             except StepFailure as failure:
                 self.failure = {"status": "failed", "error": storable(str(failure))}
                 continue
+            except Held as held:
+                return await self._held(held.step, held.path, storable(f"{held}; held"))
             except asyncio.CancelledError:
                 if self.control is not Control.CANCEL:
                     raise

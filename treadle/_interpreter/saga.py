@@ -31,8 +31,12 @@ async def unwind(driver: Walk) -> Status:
     problems: list[str] = failure.setdefault("problems", [])
     while driver.comp:
         path, name, index, item = driver.comp[-1]
-        node = driver.by_name[name]
-        assert isinstance(node, ActionStep) and node.compensate is not None
+        node = driver.by_name.get(name)
+        if not isinstance(node, ActionStep) or node.compensate is None:
+            # Only a run aborted while held by its definition can get here.
+            problems.append(f"compensation of {name!r} skipped: its definition has none")
+            driver.comp.pop()
+            continue
         attempt = 1
         pending = failure.get("retry")
         if pending is not None:

@@ -1,4 +1,4 @@
-"""What the step kinds (``composites``, ``waits``, ``saga``, ``recovery``) use of the driver.
+"""What the step kinds (``composites``, ``waits``, ``saga``) use of the driver.
 
 A protocol rather than :class:`~.driver.RunDriver` itself, so that those modules do not import
 the driver that imports them: the interpreter has no import cycle, not even for type checking.

@@ -34,6 +34,7 @@ from .._state import Event
 from ._records import (
     Checkpoint,
     CheckpointAck,
+    DefinitionRecord,
     InboxMessage,
     NewEvent,
     RunRecord,
@@ -94,10 +95,16 @@ class Persistence(Protocol):
 
     # Definitions ----------------------------------------------------------------------------
 
-    async def save_definition(self, definition_id: str, name: str, shape: dict[str, Any]) -> None:
-        """Keep a workflow definition's shape under its fingerprint ``definition_id``, so that any
-        process can check signals and approvals. The first writer wins: saving an id again
-        changes nothing."""
+    async def save_definition(
+        self, definition_id: str, name: str, shape: dict[str, Any], version: str | None = None
+    ) -> None:
+        """Keep a workflow definition's shape (and its ``version`` label) under its fingerprint
+        ``definition_id``, so that any process can check signals and approvals and plan
+        migrations. The first writer wins: saving an id again changes nothing."""
+        ...
+
+    async def definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        """The stored definitions (of workflow ``name``, or all), newest first."""
         ...
 
     async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
@@ -140,20 +147,23 @@ class Persistence(Protocol):
     async def claim_runs(
         self,
         owner: str,
-        workflows: Sequence[str],
+        definitions: Sequence[str],
         due: datetime,
         lease_until: datetime,
         limit: int,
+        *,
+        upgrades: Sequence[str] = (),
     ) -> list[RunRecord]:
-        """Lease up to ``limit`` runnable runs of ``workflows`` to ``owner`` until
+        """Lease up to ``limit`` runnable runs pinned to one of ``definitions`` (definition ids),
+        or of a workflow named in ``upgrades`` whatever their definition, to ``owner`` until
         ``lease_until``, oldest ``created_at`` first, and return them as claimed.
 
         Runnable: PENDING or RUNNING runs that no lease holds (no owner, or a lease that has
         expired by the wall clock), and WAITING runs whose timer is due by ``due`` (the engine's
         clock). A claimed run is RUNNING with its wait cleared, and its token is bumped, so the
         previous owner's writes are fenced from now on. Concurrent claimers never get the same
-        run (on PostgreSQL, rows another claimer holds are skipped, not waited for). Nothing
-        for an empty ``workflows`` or a ``limit`` below 1.
+        run (on PostgreSQL, rows another claimer holds are skipped, not waited for). HELD
+        runs are never claimed. Nothing when both lists are empty or ``limit`` is below 1.
         """
         ...
 
@@ -224,14 +234,18 @@ class Persistence(Protocol):
         *,
         owner: str | None = None,
         lease_until: datetime | None = None,
+        awaited: bool = False,
     ) -> RunRecord:
-        """Append a message (``kind`` ``"signal"`` or ``"approval"``) to the run's inbox after
-        every earlier one, and ``event`` to its history; if the run is WAITING for
-        ``"<kind>:<name>"``, make it runnable (PENDING, listeners woken; or RUNNING leased to
-        ``owner`` until ``lease_until`` when given, token bumped).
+        """Append a message (``kind`` ``"signal"``, ``"approval"`` or ``"held"``, an operator's
+        decision) to the run's inbox after every earlier one, and ``event`` to its history; if
+        the run is WAITING or HELD for ``"<kind>:<name>"``, make it runnable (PENDING,
+        listeners woken; or RUNNING leased to ``owner`` until ``lease_until`` when given, token
+        bumped).
 
         Returns the run as it is after the delivery. Raises :class:`RunNotFound`, or
-        :class:`InvalidTransition` for a finished run, and writes nothing then.
+        :class:`InvalidTransition` for a finished run, or with ``awaited`` for a run that does
+        not wait for ``"<kind>:<name>"`` now (so that of two concurrent decisions on one held
+        run exactly one is taken), and writes nothing then.
         """
         ...
 
@@ -245,7 +259,7 @@ class Persistence(Protocol):
         event); else set its control to ``"pause"`` for the owner to act on
         (``pause_requested`` event). A PAUSED run is returned unchanged.
 
-        Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished run.
+        Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished or HELD run.
         """
         ...
 
@@ -282,8 +296,32 @@ class Persistence(Protocol):
         order; unknown ids are left out."""
         ...
 
-    async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
-        """The earliest timer among WAITING runs of ``workflows`` (due or not), or ``None``."""
+    async def next_wake(
+        self, definitions: Sequence[str], *, upgrades: Sequence[str] = ()
+    ) -> datetime | None:
+        """The earliest timer among WAITING runs that :meth:`claim_runs` with the same
+        ``definitions`` and ``upgrades`` would take once due, or ``None``."""
+        ...
+
+    async def migrate_run(
+        self,
+        run_id: str,
+        token: int,
+        definition_id: str,
+        version: str | None,
+        cursor: str,
+        waiting_for: list[str],
+        event: NewEvent,
+    ) -> RunRecord:
+        """Move an unfinished run that no live lease holds onto definition ``definition_id``
+        with a new ``cursor`` (and ``waiting_for``, kept only for a WAITING or HELD run),
+        appending ``event`` — only if its token is still ``token`` (it is the run the
+        migration was planned on). Its status is kept.
+
+        Returns the run as it is after. Raises :class:`RunNotFound`, or
+        :class:`InvalidTransition` (and writes nothing) for a finished run, a leased one or one
+        whose token moved.
+        """
         ...
 
     # Schedules ------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class RunRecord:
     lease_until: datetime | None = None
     token: int = 0
     control: str | None = None
+    version: str | None = None
+    forked_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
@@ -71,6 +73,8 @@ class RunRecord:
             lease_until=to_datetime(row["lease_until"]),
             token=int(row["token"]),
             control=row["control"],
+            version=row["version"],
+            forked_from=row["forked_from"],
         )
 
 
@@ -128,6 +132,31 @@ class Checkpoint:
     events: list[NewEvent] = field(default_factory=list)
     consumed: list[int] = field(default_factory=list)
     parent_id: str | None = None
+    #: Set when the run moves to another definition (``version`` is that one's label).
+    definition_id: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class DefinitionRecord:
+    """One row of ``workflows``: a stored definition."""
+
+    id: str
+    name: str
+    version: str | None
+    shape: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DefinitionRecord:
+        """Build a record from a database row."""
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            version=row["version"],
+            shape=dict(json.loads(row["shape"])),
+            created_at=required_datetime(row["created_at"]),
+        )
 
 
 @dataclass(frozen=True)

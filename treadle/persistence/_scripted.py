@@ -20,6 +20,7 @@ from ._base import Persistence, WakeListener, utcnow
 from ._records import (
     Checkpoint,
     CheckpointAck,
+    DefinitionRecord,
     InboxMessage,
     NewEvent,
     RunRecord,
@@ -91,16 +92,22 @@ class SQLPersistence(Persistence):
 
     # Definitions ----------------------------------------------------------------------------
 
-    async def save_definition(self, definition_id: str, name: str, shape: dict[str, Any]) -> None:
+    async def save_definition(
+        self, definition_id: str, name: str, shape: dict[str, Any], version: str | None = None
+    ) -> None:
         await self._run(
             partial(
                 scripts.save_definition,
                 definition_id=definition_id,
                 name=name,
                 shape=json.dumps(shape),
+                version=version,
                 now=self.now(),
             )
         )
+
+    async def definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        return await self._read(partial(scripts.list_definitions, name=name))
 
     async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
         found = await self._read(partial(scripts.load_definition, definition_id=definition_id))
@@ -138,16 +145,19 @@ class SQLPersistence(Persistence):
     async def claim_runs(
         self,
         owner: str,
-        workflows: Sequence[str],
+        definitions: Sequence[str],
         due: datetime,
         lease_until: datetime,
         limit: int,
+        *,
+        upgrades: Sequence[str] = (),
     ) -> list[RunRecord]:
         return await self._run(
             partial(
                 scripts.claim_runs,
                 owner=owner,
-                workflows=list(workflows),
+                definitions=list(definitions),
+                upgrades=list(upgrades),
                 now=utcnow(),
                 due=due,
                 lease_until=lease_until,
@@ -180,10 +190,12 @@ class SQLPersistence(Persistence):
         *,
         owner: str | None = None,
         lease_until: datetime | None = None,
+        awaited: bool = False,
     ) -> RunRecord:
         return await self._run(
             partial(
                 scripts.deliver,
+                awaited=awaited,
                 run_id=run_id,
                 kind=kind,
                 name=name,
@@ -232,8 +244,37 @@ class SQLPersistence(Persistence):
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
         return await self._read(partial(scripts.finished_among, run_ids=list(run_ids)))
 
-    async def next_wake(self, workflows: Sequence[str]) -> datetime | None:
-        return await self._read(partial(scripts.next_wake, workflows=list(workflows)))
+    async def next_wake(
+        self, definitions: Sequence[str], *, upgrades: Sequence[str] = ()
+    ) -> datetime | None:
+        return await self._read(
+            partial(scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades))
+        )
+
+    async def migrate_run(
+        self,
+        run_id: str,
+        token: int,
+        definition_id: str,
+        version: str | None,
+        cursor: str,
+        waiting_for: list[str],
+        event: NewEvent,
+    ) -> RunRecord:
+        return await self._run(
+            partial(
+                scripts.migrate_run,
+                run_id=run_id,
+                token=token,
+                definition_id=definition_id,
+                version=version,
+                cursor=cursor,
+                waiting_for=waiting_for,
+                event=event,
+                now=self.now(),
+                wall=utcnow(),
+            )
+        )
 
     # Schedules ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from .._text import storable, storable_json
 from ._records import (
     Checkpoint,
     CheckpointAck,
+    DefinitionRecord,
     InboxMessage,
     NewEvent,
     RunRecord,
@@ -89,9 +90,18 @@ def _make_runnable(
     return RunRecord.from_row(row)
 
 
-def save_definition(tx: Tx, definition_id: str, name: str, shape: str, now: datetime) -> None:
+def save_definition(
+    tx: Tx, definition_id: str, name: str, shape: str, version: str | None, now: datetime
+) -> None:
     """``ON CONFLICT DO NOTHING``: the first writer wins."""
-    tx.execute("save_definition", id=definition_id, name=name, shape=shape, now=now)
+    tx.execute(
+        "save_definition", id=definition_id, name=name, shape=shape, version=version, now=now
+    )
+
+
+def list_definitions(tx: Tx, name: str | None) -> list[DefinitionRecord]:
+    """Newest first."""
+    return [DefinitionRecord.from_row(r) for r in tx.all("list_definitions", name=name)]
 
 
 def load_definition(tx: Tx, definition_id: str) -> tuple[str, str] | None:
@@ -114,6 +124,8 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         now=now,
         owner=run.owner,
         lease_until=run.lease_until,
+        version=run.version,
+        forked_from=run.forked_from,
     )
     if created:
         _event(tx, run.id, event, now)
@@ -145,7 +157,8 @@ def history(tx: Tx, run_id: str) -> list[Event]:
 def claim_runs(
     tx: Tx,
     owner: str,
-    workflows: Sequence[str],
+    definitions: Sequence[str],
+    upgrades: Sequence[str],
     now: datetime,
     due: datetime,
     lease_until: datetime,
@@ -153,12 +166,13 @@ def claim_runs(
 ) -> list[RunRecord]:
     """One ``UPDATE ... WHERE id IN (SELECT ... LIMIT)``: ``now`` (wall time) judges leases,
     ``due`` (the engine's clock) judges timers."""
-    if not workflows or limit <= 0:
+    if not (definitions or upgrades) or limit <= 0:
         return []
     rows = tx.all(
         "claim_runs",
         owner=owner,
-        workflows=list(workflows),
+        definitions=list(definitions),
+        upgrades=list(upgrades),
         now=now,
         due=due,
         lease_until=lease_until,
@@ -209,7 +223,7 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         if ready:
             status = Status.RUNNING
     finished = status in FINISHED
-    release = finished or status in (Status.WAITING, Status.PAUSED)
+    release = finished or status in (Status.WAITING, Status.PAUSED, Status.HELD)
     if status is Status.RUNNING:
         # The owner of a claimed run finds it 'running' with nothing to wait for: write only
         # what a step changes.
@@ -225,6 +239,14 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         row = _save_state(tx, cp, status, release, finished)
     if row is None:
         raise LeaseLost(cp.run_id)
+    if cp.definition_id is not None:
+        tx.execute(
+            "set_definition",
+            id=cp.run_id,
+            token=cp.token,
+            definition_id=cp.definition_id,
+            version=cp.version,
+        )
     if cp.consumed:
         tx.execute("consume_inbox", seqs=list(cp.consumed))
     for event in cp.events:
@@ -253,6 +275,9 @@ def _drop_unconsumed(tx: Tx, cp: Checkpoint) -> None:
     _event(tx, cp.run_id, NewEvent(EventKind.SIGNALS_DROPPED, detail={"dropped": counts}), cp.now)
 
 
+_WAITS = (Status.WAITING, Status.HELD)  # the statuses whose ``waiting_for`` is kept
+
+
 def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished: bool) -> Any:
     return tx.one(
         "save_checkpoint",
@@ -262,7 +287,7 @@ def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished:
         data=cp.data,
         cursor=cp.cursor,
         error=None if cp.error is None else storable(cp.error),
-        waiting_for=json.dumps(cp.waiting_for if status is Status.WAITING else []),
+        waiting_for=json.dumps(cp.waiting_for if status in _WAITS else []),
         wake_at=cp.wake_at if status is Status.WAITING else None,
         now=cp.now,
         release=release,
@@ -296,7 +321,7 @@ def _wake_if_waiting(
     owner: str | None,
     lease_until: datetime | None,
 ) -> RunRecord:
-    if run.status is Status.WAITING and token in run.waiting_for:
+    if run.status in _WAITS and token in run.waiting_for:
         return _make_runnable(tx, run.id, now, owner, lease_until)
     return run
 
@@ -311,10 +336,14 @@ def deliver(
     now: datetime,
     owner: str | None,
     lease_until: datetime | None,
+    awaited: bool = False,
 ) -> RunRecord:
     """Locks the run first (``_unfinished``), so a concurrent WAITING checkpoint either sees
-    this message or is seen WAITING here."""
+    this message or is seen WAITING here. ``awaited``: refuse unless the run waits for it
+    now (of two concurrent decisions on a held run, one wins)."""
     run = _unfinished(tx, run_id, f"send {kind} {name!r} to")
+    if awaited and (run.status not in _WAITS or f"{kind}:{name}" not in run.waiting_for):
+        raise InvalidTransition(run_id, run.status.value, f"send {kind} {name!r} to")
     tx.execute("insert_inbox", run_id=run_id, kind=kind, name=name, payload=payload, now=now)
     _event(tx, run_id, event, now)
     return _wake_if_waiting(tx, run, f"{kind}:{name}", now, owner, lease_until)
@@ -340,6 +369,8 @@ def request_pause(tx: Tx, run_id: str, now: datetime, wall: datetime) -> RunReco
     run = _unfinished(tx, run_id, "pause")
     if run.status is Status.PAUSED:
         return run
+    if run.status is Status.HELD:
+        raise InvalidTransition(run_id, run.status.value, "pause")
     if _is_free(run, wall):
         tx.execute("park", id=run_id, now=now)
         _event(tx, run_id, NewEvent(EventKind.PAUSED), now)
@@ -385,6 +416,40 @@ def request_cancel(
     return run
 
 
+def migrate_run(
+    tx: Tx,
+    run_id: str,
+    token: int,
+    definition_id: str,
+    version: str | None,
+    cursor: str,
+    waiting_for: list[str],
+    event: NewEvent,
+    now: datetime,
+    wall: datetime,
+) -> RunRecord:
+    """Compare-and-set on the token the plan was made from, under the run's lock."""
+    run = _unfinished(tx, run_id, "migrate")
+    if run.token != token or not _is_free(run, wall):
+        raise InvalidTransition(
+            run_id, f"{run.status.value} and changed since it was read", "migrate"
+        )
+    row = tx.one(
+        "migrate_run",
+        id=run_id,
+        token=token,
+        definition_id=definition_id,
+        version=version,
+        cursor=cursor,
+        waiting_for=json.dumps(waiting_for if run.status in _WAITS else []),
+        now=now,
+    )
+    if row is None:  # locked above with the same token: it cannot have moved
+        raise RunNotFound(run_id)
+    _event(tx, run_id, event, now)
+    return RunRecord.from_row(row)
+
+
 def count_unfinished(tx: Tx) -> dict[str, int]:
     """``GROUP BY status`` over the unfinished statuses."""
     return {r["status"]: int(r["n"]) for r in tx.all("count_unfinished")}
@@ -395,11 +460,11 @@ def finished_among(tx: Tx, run_ids: Sequence[str]) -> list[str]:
     return [r["id"] for r in tx.all("finished_among", ids=list(run_ids))]
 
 
-def next_wake(tx: Tx, workflows: Sequence[str]) -> datetime | None:
+def next_wake(tx: Tx, definitions: Sequence[str], upgrades: Sequence[str]) -> datetime | None:
     """``MIN(wake_at)``: ``None`` when no run waits on a timer."""
-    if not workflows:
+    if not (definitions or upgrades):
         return None
-    row = tx.one("next_wake", workflows=list(workflows))
+    row = tx.one("next_wake", definitions=list(definitions), upgrades=list(upgrades))
     return None if row is None else to_datetime(row["wake_at"])
 
 

@@ -8,3 +8,9 @@
 --
 --   -- name: migrate_2
 --   ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+
+-- name: migrate_2
+-- Several definitions per name (labels), runs pinned to theirs, forks.
+ALTER TABLE workflows ADD COLUMN version text;
+ALTER TABLE runs ADD COLUMN version text;
+ALTER TABLE runs ADD COLUMN forked_from text;

@@ -14,17 +14,25 @@ SELECT 1 FROM pg_catalog.pg_tables
 WHERE schemaname = current_schema() AND tablename = 'treadle_meta';
 
 -- name: save_definition
-INSERT INTO workflows (id, name, shape, created_at) VALUES (%(id)s, %(name)s, %(shape)s, %(now)s)
+INSERT INTO workflows (id, name, shape, created_at, version)
+VALUES (%(id)s, %(name)s, %(shape)s, %(now)s, %(version)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: load_definition
 SELECT id, name, shape FROM workflows WHERE id = %(id)s;
 
+-- name: list_definitions
+SELECT id, name, version, shape, created_at FROM workflows
+WHERE (%(name)s::text IS NULL OR name = %(name)s::text)
+ORDER BY created_at DESC, id;
+
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
-                  wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control)
+                  wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
+                  version, forked_from)
 VALUES (%(id)s, %(workflow)s, %(definition_id)s, %(status)s, %(data)s, %(cursor)s, NULL, '[]',
-        NULL, %(parent_id)s, %(now)s, %(now)s, %(owner)s, %(lease_until)s, 1, NULL)
+        NULL, %(parent_id)s, %(now)s, %(now)s, %(owner)s, %(lease_until)s, 1, NULL,
+        %(version)s, %(forked_from)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -47,7 +55,7 @@ SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status 
     wake_at = NULL, waiting_for = '[]', updated_at = %(now)s
 WHERE id IN (
     SELECT id FROM runs
-    WHERE workflow = ANY(%(workflows)s::text[])
+    WHERE (definition_id = ANY(%(definitions)s::text[]) OR workflow = ANY(%(upgrades)s::text[]))
       AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < %(now)s))
            OR (status = 'waiting' AND wake_at <= %(due)s))
     ORDER BY created_at
@@ -111,7 +119,8 @@ WHERE id = ANY(%(ids)s::text[]) AND status IN ('completed', 'failed', 'cancelled
 
 -- name: next_wake
 SELECT MIN(wake_at) AS wake_at FROM runs
-WHERE status = 'waiting' AND wake_at IS NOT NULL AND workflow = ANY(%(workflows)s::text[]);
+WHERE status = 'waiting' AND wake_at IS NOT NULL
+  AND (definition_id = ANY(%(definitions)s::text[]) OR workflow = ANY(%(upgrades)s::text[]));
 
 -- name: insert_schedule
 INSERT INTO schedules (id, workflow, expression, timezone, input, enabled, options, next_run,
@@ -167,7 +176,7 @@ SELECT pg_xact_status(%(xid)s::xid8) AS status;
 
 -- name: count_unfinished
 SELECT status, COUNT(*) AS n FROM runs
-WHERE status IN ('pending', 'running', 'waiting', 'paused')
+WHERE status IN ('pending', 'running', 'waiting', 'paused', 'held')
 GROUP BY status;
 
 -- name: save_progress
@@ -175,3 +184,14 @@ GROUP BY status;
 UPDATE runs SET data = %(data)s, cursor = %(cursor)s, updated_at = %(now)s
 WHERE id = %(id)s AND token = %(token)s
 RETURNING control;
+
+-- name: migrate_run
+UPDATE runs
+SET definition_id = %(definition_id)s, version = %(version)s, cursor = %(cursor)s,
+    waiting_for = %(waiting_for)s::jsonb, updated_at = %(now)s
+WHERE id = %(id)s AND token = %(token)s
+RETURNING *;
+
+-- name: set_definition
+UPDATE runs SET definition_id = %(definition_id)s, version = %(version)s
+WHERE id = %(id)s AND token = %(token)s;

@@ -1,4 +1,4 @@
--- The treadle schema for PostgreSQL, version 1 (the whole schema at the newest version: it is
+-- The treadle schema for PostgreSQL, version 2 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
 -- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS workflows (
     id         text PRIMARY KEY,           -- fingerprint of the definition's shape
     name       text NOT NULL,
     shape      text NOT NULL,              -- JSON, see Workflow.describe()
-    created_at timestamptz NOT NULL
+    created_at timestamptz NOT NULL,
+    version    text                        -- the definition's label, if any
 );
 CREATE TABLE IF NOT EXISTS runs (
     id            text PRIMARY KEY,
@@ -33,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
     owner         text,                    -- the engine executing it, while it holds a lease
     lease_until   timestamptz,
     token         bigint NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
-    control       text                     -- 'pause' or 'cancel' requested of the owner
+    control       text,                    -- 'pause' or 'cancel' requested of the owner
+    version       text,                    -- the label of the definition it follows
+    forked_from   text                     -- the run it was forked from
 );
 CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
     WHERE status IN ('pending', 'running');

@@ -9,3 +9,9 @@
 --   -- name: migrate_2
 --   ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 --   CREATE INDEX IF NOT EXISTS runs_priority ON runs (priority);
+
+-- name: migrate_2
+-- Several definitions per name (labels), runs pinned to theirs, forks.
+ALTER TABLE workflows ADD COLUMN version TEXT;
+ALTER TABLE runs ADD COLUMN version TEXT;
+ALTER TABLE runs ADD COLUMN forked_from TEXT;

@@ -11,17 +11,24 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'treadle_meta';
 
 -- name: save_definition
-INSERT INTO workflows (id, name, shape, created_at) VALUES (:id, :name, :shape, :now)
+INSERT INTO workflows (id, name, shape, created_at, version)
+VALUES (:id, :name, :shape, :now, :version)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: load_definition
 SELECT id, name, shape FROM workflows WHERE id = :id;
 
+-- name: list_definitions
+SELECT id, name, version, shape, created_at FROM workflows
+WHERE (:name IS NULL OR name = :name)
+ORDER BY created_at DESC, id;
+
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
-                  wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control)
+                  wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
+                  version, forked_from)
 VALUES (:id, :workflow, :definition_id, :status, :data, :cursor, NULL, '[]',
-        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL)
+        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -46,11 +53,13 @@ WHERE id IN (
     SELECT id FROM (
         SELECT id, created_at FROM runs INDEXED BY runs_status
         WHERE status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now)
-          AND workflow IN (SELECT value FROM json_each(:workflows))
+          AND (definition_id IN (SELECT value FROM json_each(:definitions))
+               OR workflow IN (SELECT value FROM json_each(:upgrades)))
         UNION ALL
         SELECT id, created_at FROM runs INDEXED BY runs_status
         WHERE status = 'waiting' AND wake_at <= :due
-          AND workflow IN (SELECT value FROM json_each(:workflows))
+          AND (definition_id IN (SELECT value FROM json_each(:definitions))
+               OR workflow IN (SELECT value FROM json_each(:upgrades)))
     )
     ORDER BY created_at
     LIMIT :limit
@@ -109,7 +118,8 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('completed', 'fai
 -- name: next_wake
 SELECT MIN(wake_at) AS wake_at FROM runs INDEXED BY runs_status
 WHERE status = 'waiting' AND wake_at IS NOT NULL
-  AND workflow IN (SELECT value FROM json_each(:workflows));
+  AND (definition_id IN (SELECT value FROM json_each(:definitions))
+       OR workflow IN (SELECT value FROM json_each(:upgrades)));
 
 -- name: insert_schedule
 INSERT INTO schedules (id, workflow, expression, timezone, input, enabled, options, next_run,
@@ -154,7 +164,7 @@ WHERE id = :id;
 
 -- name: count_unfinished
 SELECT status, COUNT(*) AS n FROM runs INDEXED BY runs_status
-WHERE status IN ('pending', 'running', 'waiting', 'paused')
+WHERE status IN ('pending', 'running', 'waiting', 'paused', 'held')
 GROUP BY status;
 
 -- name: save_progress
@@ -162,3 +172,14 @@ GROUP BY status;
 UPDATE runs SET data = :data, cursor = :cursor, updated_at = :now
 WHERE id = :id AND token = :token
 RETURNING control;
+
+-- name: migrate_run
+UPDATE runs
+SET definition_id = :definition_id, version = :version, cursor = :cursor,
+    waiting_for = :waiting_for, updated_at = :now
+WHERE id = :id AND token = :token
+RETURNING *;
+
+-- name: set_definition
+UPDATE runs SET definition_id = :definition_id, version = :version
+WHERE id = :id AND token = :token;

@@ -1,4 +1,4 @@
--- The treadle schema for SQLite, version 1 (the whole schema at the newest version: it is what
+-- The treadle schema for SQLite, version 2 (the whole schema at the newest version: it is what
 -- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
 -- (REAL).
 
@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS workflows (
     id         TEXT PRIMARY KEY,           -- fingerprint of the definition's shape
     name       TEXT NOT NULL,
     shape      TEXT NOT NULL,              -- JSON, see Workflow.describe()
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    version    TEXT                        -- the definition's label, if any
 );
 CREATE TABLE IF NOT EXISTS runs (
     id            TEXT PRIMARY KEY,
@@ -29,7 +30,9 @@ CREATE TABLE IF NOT EXISTS runs (
     owner         TEXT,                    -- the engine executing it, while it holds a lease
     lease_until   REAL,
     token         INTEGER NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
-    control       TEXT                     -- 'pause' or 'cancel' requested of the owner
+    control       TEXT,                    -- 'pause' or 'cancel' requested of the owner
+    version       TEXT,                    -- the label of the definition it follows
+    forked_from   TEXT                     -- the run it was forked from
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
