@@ -89,6 +89,8 @@ class RunDriver:
         #: Set when the run moves onto ``workflow`` (auto_upgrade): written with the next
         #: checkpoint.
         self.moved = False
+        #: The definition the run is stored as following (and its label).
+        self.definition_id, self.version = record.definition_id, record.version
         self.events: list[NewEvent] = []
         self.consumed: list[int] = []
         self.dirty = False
@@ -151,6 +153,8 @@ class RunDriver:
             ack = await self.host.persistence.save_checkpoint(checkpoint)
         except DataError as exc:
             raise CheckpointRefused(exc) from exc
+        if self.moved:
+            self.definition_id, self.version = self.workflow.id, self.workflow.version
         self.moved = False
         self.stored_json = self.data_json
         self.error = error
@@ -250,6 +254,9 @@ class RunDriver:
             updated_at=self.host.clock.now(),
             error=self.error,
             parent_id=self.record.parent_id,
+            definition_id=self.definition_id,
+            version=self.version,
+            forked_from=self.record.forked_from,
         )
 
     def view(self) -> State:
@@ -392,6 +399,7 @@ class RunDriver:
         self.note(EventKind.STEP_FAILED, node.name, attempt=attempt, error=text, final=True)
         on_failure = getattr(node, "on_failure", None) or self.workflow.on_failure
         if on_failure == "hold":
+            self.nodes.pop(path, None)  # a retry starts with fresh attempts
             raise Held(node.name, path, error) from error
         raise StepFailure(node.name, error) from error
 
