@@ -1,8 +1,10 @@
 """The engine: the :class:`Engine` facade (``facade``) over the executor of runs
 (``executor``: claims, leases, execution), the waiters of ``wait()`` (``waiters``) and the
-registry of workflows and definitions (``registry``)."""
+registry of workflows and definitions (``registry``); :class:`SyncEngine` (``sync``) is the
+blocking facade over an Engine for threads without an event loop."""
 
 from .convert import new_run_id, to_state
 from .facade import Engine
+from .sync import SyncEngine
 
-__all__ = ["Engine", "new_run_id", "to_state"]
+__all__ = ["Engine", "SyncEngine", "new_run_id", "to_state"]
