@@ -48,9 +48,13 @@ class Harness:
         self.client = client
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, *, start: tuple[str, ...] = (), block: tuple[str, ...] = ()) -> None:
-        """Start a worker process (the previous one must be dead)."""
+    def spawn(
+        self, *, start: tuple[str, ...] = (), block: tuple[str, ...] = (), sync: bool = False
+    ) -> None:
+        """Start a worker process (the previous one must be dead); ``sync``: on a SyncEngine."""
         args = [sys.executable, str(WORKER), str(self.db), str(self.effects_path)]
+        if sync:
+            args.append("--sync")
         for spec in start:
             args += ["--start", spec]
         for name in block:

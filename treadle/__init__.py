@@ -2,8 +2,9 @@
 
 Build a workflow with :func:`new`, register it with an :class:`Engine` on a persistence
 (:class:`SQLitePersistence` by default in files, :class:`PostgresPersistence` to scale out), and
-start runs. Every completed step is a checkpoint: kill the process at any moment and the runs go
-on from where they were when an engine starts again.
+start runs (from threads without an event loop, through the blocking :class:`SyncEngine`). Every
+completed step is a checkpoint: kill the process at any moment and the runs go on from where they
+were when an engine starts again.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from ._builder import (
 )
 from ._clock import Clock, FakeClock, RealClock
 from ._duration import Duration, parse_duration
-from ._engine import Engine, MigrationPlan
+from ._engine import Engine, MigrationPlan, SyncEngine
 from ._errors import (
     ApprovalRejected,
     DataError,
     DefinitionError,
     DefinitionMismatch,
+    EngineNotOpen,
     InvalidId,
     InvalidTransition,
     LeaseLost,
@@ -99,6 +101,7 @@ __all__ = [
     "DefinitionMismatch",
     "Duration",
     "Engine",
+    "EngineNotOpen",
     "Event",
     "FakeClock",
     "IfBuilder",
@@ -131,6 +134,7 @@ __all__ = [
     "StepLike",
     "StepTimeout",
     "SubWorkflowFailed",
+    "SyncEngine",
     "TreadleError",
     "UnknownApproval",
     "UnknownSignal",

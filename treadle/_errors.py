@@ -117,7 +117,13 @@ class InvalidId(TreadleError, ValueError):
 
 class WrongEventLoop(TreadleError, RuntimeError):
     """An engine was used from an event loop (or thread) other than the one it was opened on,
-    or opened a second time while open."""
+    or opened a second time while open; or a :class:`SyncEngine` was called from its own event
+    loop (an ``async`` step), where waiting for the loop would wait forever."""
+
+
+class EngineNotOpen(TreadleError, RuntimeError):
+    """An engine (or a :class:`SyncEngine`) was called before it was opened or after it was
+    closed; the message says how to open it."""
 
 
 class NonRetryableError(TreadleError):

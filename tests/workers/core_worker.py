@@ -1,9 +1,10 @@
 """A worker process for the SIGKILL recovery tests (tests/test_recovery.py).
 
-Usage: python core_worker.py DB EFFECTS [--start WORKFLOW=RUN_ID]... [--block NAME]...
+Usage: python core_worker.py DB EFFECTS [--start WORKFLOW=RUN_ID]... [--block NAME]... [--sync]
 
-It opens an Engine on the SQLite file DB, registers the workflows below, starts the runs asked
-for (idempotently, by run id) and then executes runs until it is killed. Every step and every
+It opens an Engine (with ``--sync`` a SyncEngine, from a thread without an event loop) on the
+SQLite file DB, registers the workflows below, starts the runs asked for (idempotently, by run
+id) and then executes runs until it is killed. Every step and every
 compensation appends one line to EFFECTS before doing anything else — run id, step, phase
 ("do"/"undo"), attempt, idempotency key — with O_APPEND and fsync, so the test can count side
 effects exactly. ``--block s2`` makes step s2 block forever after writing its line (so that the
@@ -99,26 +100,56 @@ def workflows() -> list[treadle.Workflow]:
 START_DATA: dict[str, dict[str, Any]] = {"looper": {"items": ["a", "b", "c"]}}
 
 
-async def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; sets EFFECTS and BLOCK."""
     global EFFECTS
     parser = argparse.ArgumentParser()
     parser.add_argument("db")
     parser.add_argument("effects")
     parser.add_argument("--start", action="append", default=[])
     parser.add_argument("--block", action="append", default=[])
+    parser.add_argument("--sync", action="store_true")
     args = parser.parse_args(argv)
     EFFECTS = args.effects
     BLOCK.update(args.block)
+    return args
+
+
+def starts(specs: list[str]) -> list[tuple[str, dict[str, Any] | None, str]]:
+    """The runs to start: (workflow, data, run id) of each ``WORKFLOW=RUN_ID``."""
+    runs = []
+    for spec in specs:
+        name, run_id = spec.split("=", 1)
+        runs.append((name, START_DATA.get(name), run_id))
+    return runs
+
+
+async def main(args: argparse.Namespace) -> None:
     engine = treadle.Engine(treadle.SQLitePersistence(args.db), poll_interval=0.05)
     for workflow in workflows():
         engine.register(workflow)
     async with engine:
-        for spec in args.start:
-            name, run_id = spec.split("=", 1)
-            await engine.start(name, START_DATA.get(name), run_id=run_id)
+        for name, data, run_id in starts(args.start):
+            await engine.start(name, data, run_id=run_id)
         print("ready", flush=True)
         await asyncio.Event().wait()
 
 
+def main_sync(args: argparse.Namespace) -> None:
+    """The same on a SyncEngine: registered before it opens, runs started with blocking calls."""
+    sync = treadle.SyncEngine(treadle.SQLitePersistence(args.db), poll_interval=0.05)
+    for workflow in workflows():
+        sync.register(workflow)
+    with sync:
+        for name, data, run_id in starts(args.start):
+            sync.start(name, data, run_id=run_id)
+        print("ready", flush=True)
+        threading.Event().wait()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    ARGS = parse(sys.argv[1:])
+    if ARGS.sync:
+        main_sync(ARGS)
+    else:
+        asyncio.run(main(ARGS))

@@ -13,6 +13,7 @@ from .._clock import Clock, RealClock
 from .._errors import (
     DataError,
     DefinitionMismatch,
+    EngineNotOpen,
     InvalidTransition,
     NotAnApprover,
     RunNotFound,
@@ -423,14 +424,14 @@ class Engine:
 
     def _require_open(self) -> None:
         if not self._open:
-            raise RuntimeError("the engine is not open: use 'async with engine:' or open()")
+            raise EngineNotOpen("the engine is not open: use 'async with engine:' or open()")
         if asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoop(
                 f"this engine belongs to the event loop it was opened on (in thread "
                 f"{self._thread!r}) and was called from another loop (thread "
                 f"{threading.current_thread().name!r}): use one engine per event loop, or call "
-                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); a "
-                "synchronous facade is planned"
+                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); for "
+                "threads without an event loop (Django, Flask) use treadle.SyncEngine"
             )
 
 

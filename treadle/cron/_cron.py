@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from treadle._duration import Duration, parse_duration
-from treadle._errors import TreadleError, WorkflowNotFound
+from treadle._errors import EngineNotOpen, TreadleError, WorkflowNotFound
 from treadle._ids import MAX_SCHEDULE_ID_LENGTH, check_id
 from treadle._state import Status
 from treadle.cron._due import (
@@ -316,7 +316,7 @@ class Cron:
 
     def _require_open(self) -> None:
         if not getattr(self.engine, "_open", True):
-            raise RuntimeError("the engine is not open: use 'async with engine:' before the cron")
+            raise EngineNotOpen("the engine is not open: use 'async with engine:' before the cron")
 
     # Running ---------------------------------------------------------------------------------
 
