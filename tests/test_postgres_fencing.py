@@ -78,13 +78,15 @@ async def test_an_engine_that_lost_its_lease_does_not_overwrite_the_new_owner(
     release_a = threading.Event()
     a_started = threading.Event()
 
-    def slow_on_a(ctx: treadle.Context, state: treadle.State) -> None:
-        a_started.set()
-        release_a.wait(10)
-        state.data["by"] = "a"
-
-    def quick_on_b(ctx: treadle.Context, state: treadle.State) -> None:
-        state.data["by"] = "b"
+    def work(ctx: treadle.Context, state: treadle.State) -> None:
+        # One definition on both engines (a run executes only where its definition is): the
+        # first call, on a, is slow; the second, on b, is quick.
+        if not a_started.is_set():
+            a_started.set()
+            release_a.wait(10)
+            state.data["by"] = "a"
+        else:
+            state.data["by"] = "b"
 
     def shape(fn: treadle.StepFunc) -> treadle.Workflow:
         return treadle.new("fenced").step("work", fn).step("after", lambda c, s: None).build()
@@ -94,9 +96,9 @@ async def test_an_engine_that_lost_its_lease_does_not_overwrite_the_new_owner(
     a = treadle.Engine(
         PostgresPersistence(fresh_pg_dsn), lease=30, poll_interval=0.1, max_concurrent_runs=1
     )
-    a.register(shape(slow_on_a))
+    a.register(shape(work))
     b = treadle.Engine(PostgresPersistence(fresh_pg_dsn), lease=30, poll_interval=0.1)
-    b.register(shape(quick_on_b))
+    b.register(shape(work))
     async with a:
         run_id = await a.start("fenced")  # started on a: leased to a at once
         assert await asyncio.to_thread(a_started.wait, 5)

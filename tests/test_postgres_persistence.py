@@ -94,12 +94,14 @@ async def test_an_older_database_is_refused_until_upgraded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Pretend this treadle is one schema version ahead, with a migration to get there.
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    ahead = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", ahead)
     sql = queries("postgres")
-    monkeypatch.setitem(sql, "migrate_2", "ALTER TABLE runs ADD COLUMN priority integer")  # type: ignore[index]
+    monkeypatch.setitem(sql, f"migrate_{ahead}", "ALTER TABLE runs ADD COLUMN priority integer")  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older"):
         await PostgresPersistence(fresh_pg_dsn).open()
-    assert await upgrade(fresh_pg_dsn) == "upgraded the treadle schema from version 1 to 2"
+    said = await upgrade(fresh_pg_dsn)
+    assert said == f"upgraded the treadle schema from version {ahead - 1} to {ahead}"
     backend = PostgresPersistence(fresh_pg_dsn)
     await backend.open()
     await backend.close()
