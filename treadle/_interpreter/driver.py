@@ -89,6 +89,8 @@ class RunDriver:
         #: Set when the run moves onto ``workflow`` (auto_upgrade): written with the next
         #: checkpoint.
         self.moved = False
+        #: The definition id and label the run is stored with (what ``snapshot`` reports).
+        self.pinned: tuple[str, str | None] = (record.definition_id, record.version)
         self.events: list[NewEvent] = []
         self.consumed: list[int] = []
         self.dirty = False
@@ -147,6 +149,7 @@ class RunDriver:
         )
         if self.moved:
             checkpoint.definition_id, checkpoint.version = self.workflow.id, self.workflow.version
+            self.pinned = (self.workflow.id, self.workflow.version)
         try:
             ack = await self.host.persistence.save_checkpoint(checkpoint)
         except DataError as exc:
@@ -250,6 +253,9 @@ class RunDriver:
             updated_at=self.host.clock.now(),
             error=self.error,
             parent_id=self.record.parent_id,
+            definition_id=self.pinned[0],
+            version=self.pinned[1],
+            forked_from=self.record.forked_from,
         )
 
     def view(self) -> State:
@@ -262,6 +268,9 @@ class RunDriver:
             created_at=self.record.created_at,
             updated_at=self.record.updated_at,
             parent_id=self.record.parent_id,
+            definition_id=self.pinned[0],
+            version=self.pinned[1],
+            forked_from=self.record.forked_from,
         )
 
     def drop(self, path: str) -> None:
