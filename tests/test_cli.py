@@ -276,7 +276,8 @@ def test_runs_lists_newest_first_with_filters_as_table_and_json(
         ok("start", workflow, "--app", app, "--db", db, "--run-id", run_id)
         time.sleep(0.002)
     table = ok("runs", "--db", db).splitlines()
-    assert table[0].split() == ["ID", "WORKFLOW", "STATUS", "WAITING", "FOR", "CREATED", "UPDATED"]
+    header = ["ID", "WORKFLOW", "VERSION", "STATUS", "WAITING", "FOR", "CREATED", "UPDATED"]
+    assert table[0].split() == header
     assert [line.split()[0] for line in table[1:]] == ["r3", "r2", "r1"]
     listed = json.loads(ok("runs", "--db", db, "--json", "--workflow", "quick"))
     assert [r["id"] for r in listed] == ["r3", "r1"]

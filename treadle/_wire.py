@@ -16,6 +16,7 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from ._engine.operator import MigrationPlan as _MigrationPlan
 from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
 from ._state import Event as _Event
@@ -107,6 +108,45 @@ class Reject(Request):
     reason: str | None = Field(None, max_length=10_000)
 
 
+class SkipStep(Request):
+    """``POST /api/runs/{id}/skip``: mark the failed step of a held run done."""
+
+    data: dict[str, Any] | None = Field(
+        None, description="merged into the run's data (its top-level keys replaced)"
+    )
+
+
+class AbortRun(Request):
+    """``POST /api/runs/{id}/abort``: compensate a held run and end it FAILED."""
+
+    reason: str = Field(min_length=1, max_length=10_000)
+
+
+class MigrateRun(Request):
+    """``POST /api/runs/{id}/migrate``: move a run onto another definition of its workflow."""
+
+    to: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="a version label or definition id; absent: the newest registered",
+    )
+    rename: dict[str, str] | None = Field(None, description="old step name -> new step name")
+    dry_run: bool = Field(False, description="only say whether it can move")
+
+
+class ForkRun(Request):
+    """``POST /api/runs/{id}/fork``: start a new run that keeps the steps before ``from_step``."""
+
+    from_step: str | None = Field(
+        None, min_length=1, max_length=1000, description="a top-level step; absent: the start"
+    )
+    data: dict[str, Any] | None = Field(None, description="absent: the original run's data")
+    version: str | None = Field(
+        None, min_length=1, max_length=1000, description="absent: the newest registered"
+    )
+
+
 _DURATION = Field(None, description="a duration: seconds, or text such as '6h' or '1h30m'")
 
 
@@ -176,11 +216,39 @@ class Run(BaseModel):
         description="e.g. signal:payment, approval:manager, timer:cool, retry:step, run:<child>"
     )
     parent_id: str | None
+    definition_id: str = Field(description="fingerprint of the definition the run is pinned to")
+    version: str | None = Field(description="that definition's version label, if it has one")
+    forked_from: str | None = Field(description="the run this one was forked from")
 
     @classmethod
     def of(cls, state: State) -> Run:
         """The shape of a run's state."""
         return cls.model_validate(state, from_attributes=True)
+
+
+class MigrationPlan(BaseModel):
+    """Whether a run can move (or moved) onto another definition, and why not."""
+
+    run_id: str
+    status: Status
+    source: str = Field(description="the definition id the run is on")
+    source_version: str | None
+    target: str = Field(description="the definition id it is to move to")
+    target_version: str | None
+    ok: bool = Field(description="whether it can move")
+    reasons: list[str] = Field(description="why it cannot (empty when ok)")
+    moved: bool = Field(description="whether it was moved (false for a dry run)")
+
+    @classmethod
+    def of(cls, plan: _MigrationPlan) -> MigrationPlan:
+        """The shape of a migration plan."""
+        return cls.model_validate(plan, from_attributes=True)
+
+
+class Forked(BaseModel):
+    """``POST /api/runs/{id}/fork``: the new run."""
+
+    run_id: str
 
 
 class RunList(BaseModel):
@@ -288,13 +356,25 @@ class ScheduleList(BaseModel):
     schedules: list[Schedule]
 
 
-REQUESTS: tuple[type[BaseModel], ...] = (StartRun, SendSignal, Approve, Reject, NewSchedule)
+REQUESTS: tuple[type[BaseModel], ...] = (
+    StartRun,
+    SendSignal,
+    Approve,
+    Reject,
+    SkipStep,
+    AbortRun,
+    MigrateRun,
+    ForkRun,
+    NewSchedule,
+)
 RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     Node,
     Identity,
     Run,
     RunList,
+    MigrationPlan,
+    Forked,
     History,
     WorkflowList,
     ScheduleList,

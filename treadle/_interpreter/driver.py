@@ -269,6 +269,9 @@ class RunDriver:
             created_at=self.record.created_at,
             updated_at=self.record.updated_at,
             parent_id=self.record.parent_id,
+            definition_id=self.definition_id,
+            version=self.version,
+            forked_from=self.record.forked_from,
         )
 
     def drop(self, path: str) -> None:

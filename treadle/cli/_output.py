@@ -11,7 +11,7 @@ import click
 from pydantic import BaseModel
 
 from .._display import detail_text
-from .._state import Event, State
+from .._state import Event, State, Status
 from .._wire import to_json
 
 
@@ -48,12 +48,28 @@ def emit_json(value: Any) -> None:
         click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def version_of(state: State) -> str:
+    """The definition a run is pinned to, for people: its version label, else its id."""
+    return state.version or state.definition_id or "-"
+
+
+def held_text(state: State) -> str | None:
+    """What holds a HELD run and what to do about it (None for a run that is not held)."""
+    if state.status is not Status.HELD:
+        return None
+    kind, _, name = (state.waiting_for or ["held:"])[0].partition(":")
+    if kind == "held" and name and name != "definition":
+        return f"step {name!r} failed for good: retry, skip or abort the run"
+    return "its position does not exist in its definition: migrate it, then retry it; or abort it"
+
+
 def runs_table(states: Sequence[State]) -> str:
     """The ``treadle runs`` table."""
     rows = [
         [
             s.id,
             s.workflow,
+            version_of(s),
             s.status.value,
             ",".join(s.waiting_for) or "-",
             when(s.created_at),
@@ -62,7 +78,9 @@ def runs_table(states: Sequence[State]) -> str:
         for s in states
     ]
     return table(
-        ["ID", "WORKFLOW", "STATUS", "WAITING FOR", "CREATED", "UPDATED"], rows, empty="no runs"
+        ["ID", "WORKFLOW", "VERSION", "STATUS", "WAITING FOR", "CREATED", "UPDATED"],
+        rows,
+        empty="no runs",
     )
 
 
@@ -71,14 +89,20 @@ def state_text(state: State) -> str:
     fields = [
         ("run", state.id),
         ("workflow", state.workflow),
+        ("version", version_of(state)),
         ("status", state.status.value),
     ]
+    held = held_text(state)
+    if held:
+        fields.append(("held", held))
     if state.waiting_for:
         fields.append(("waiting for", ", ".join(state.waiting_for)))
     if state.error:
         fields.append(("error", state.error))
     if state.parent_id:
         fields.append(("parent", state.parent_id))
+    if state.forked_from:
+        fields.append(("forked from", state.forked_from))
     fields += [("created", when(state.created_at)), ("updated", when(state.updated_at))]
     width = max(len(name) for name, _ in fields)
     lines = [f"{name + ':':<{width + 1}}  {value}" for name, value in fields]

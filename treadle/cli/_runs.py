@@ -1,4 +1,5 @@
-"""Commands on runs: start, list, look at, signal, decide, pause, resume, cancel.
+"""Commands on runs: start, list, look at, signal, decide, pause, resume, cancel (retry, skip,
+abort, fork and migrate are in :mod:`._versions`).
 
 These commands open an engine that executes nothing: a worker (``treadle worker``) executes the
 runs, and picks up at once what these commands record.
@@ -100,7 +101,7 @@ def start(
         click.echo(started.id)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--workflow", "-w", help="Only runs of this workflow.")
 @click.option(
     "--status",
@@ -113,8 +114,19 @@ def start(
 )
 @db_option
 @json_option
-def runs(workflow: str | None, status: str | None, limit: int, db_url: str, as_json: bool) -> None:
-    """List runs, newest first."""
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    workflow: str | None,
+    status: str | None,
+    limit: int,
+    db_url: str,
+    as_json: bool,
+) -> None:
+    """List runs, newest first ('treadle runs migrate --help': move runs onto another
+    definition)."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     async def work() -> list[State]:
         async with open_engine(db_url) as engine:

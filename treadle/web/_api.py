@@ -116,6 +116,59 @@ class Api:
         await self.engine.reject(run_id, name, by=identity.name, reason=body.reason)
         return await self.run_json(run_id)
 
+    # Runs that outlive their code -------------------------------------------------------------
+
+    async def retry(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/retry: as the token's identity."""
+        identity = self.writer(request)
+        run_id = request.path_params["run_id"]
+        await self.engine.retry(run_id, by=identity.name)
+        return await self.run_json(run_id)
+
+    async def skip(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/skip {data}: as the token's identity."""
+        identity = self.writer(request)
+        body = await read_body(request, wire.SkipStep, required=False)
+        run_id = request.path_params["run_id"]
+        await self.engine.skip(run_id, body.data, by=identity.name)
+        return await self.run_json(run_id)
+
+    async def abort(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/abort {reason}: as the token's identity."""
+        identity = self.writer(request)
+        body = await read_body(request, wire.AbortRun, required=True)
+        run_id = request.path_params["run_id"]
+        await self.engine.abort(run_id, body.reason, by=identity.name)
+        return await self.run_json(run_id)
+
+    async def migrate(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/migrate {to, rename, dry_run}: the plan (409 when it
+        cannot move and it is not a dry run)."""
+        identity = self.writer(request)
+        body = await read_body(request, wire.MigrateRun, required=False)
+        run_id = request.path_params["run_id"]
+        if body.dry_run:
+            plan = await self.engine.plan_migration(run_id, to=body.to, rename=body.rename)
+        else:
+            plan = await self.engine.migrate(
+                run_id, to=body.to, rename=body.rename, by=identity.name
+            )
+        return json_response(wire.MigrationPlan.of(plan))
+
+    async def fork(self, request: Request) -> Response:
+        """POST /api/runs/{run_id}/fork {from_step, data, version}: the new run's id."""
+        self.writer(request)
+        body = await read_body(request, wire.ForkRun, required=False)
+        new_id = await self.engine.fork(
+            request.path_params["run_id"],
+            from_step=body.from_step,
+            data=body.data,
+            version=body.version,
+        )
+        response = json_response(wire.Forked(run_id=new_id), 201)
+        response.headers["Location"] = f"/api/runs/{new_id}"
+        return response
+
     def control(self, action: str) -> Handler:
         """POST /api/runs/{run_id}/pause|resume|cancel."""
 
@@ -207,6 +260,11 @@ class Api:
             Route(f"{run}/pause", self.control("pause"), methods=["POST"]),
             Route(f"{run}/resume", self.control("resume"), methods=["POST"]),
             Route(f"{run}/cancel", self.control("cancel"), methods=["POST"]),
+            Route(f"{run}/retry", self.retry, methods=["POST"]),
+            Route(f"{run}/skip", self.skip, methods=["POST"]),
+            Route(f"{run}/abort", self.abort, methods=["POST"]),
+            Route(f"{run}/migrate", self.migrate, methods=["POST"]),
+            Route(f"{run}/fork", self.fork, methods=["POST"]),
             Route("/api/workflows", self.workflows, methods=["GET"]),
             Route("/api/workflows/{name}", self.workflow, methods=["GET"]),
             Route("/api/schedules", self.list_schedules, methods=["GET"]),

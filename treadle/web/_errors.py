@@ -19,6 +19,7 @@ from starlette.responses import Response
 from .._errors import (
     DataError,
     DefinitionError,
+    DefinitionMismatch,
     InvalidTransition,
     NotAnApprover,
     RunNotFound,
@@ -49,6 +50,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (RunNotFound, 404),
     (WorkflowNotFound, 404),
     (InvalidTransition, 409),
+    (DefinitionMismatch, 409),
     (UnknownSignal, 422),
     (UnknownApproval, 422),
     (DataError, 400),

@@ -17,7 +17,7 @@ _ERRORS = {
     401: "No valid token (only when tokens are configured)",
     403: "Read-only token (or, for approvals, not an approver)",
     404: "Not found",
-    409: "Conflict with the current state",
+    409: "Conflict with the current state (a run not held; a migration refused)",
     413: "Body larger than 1 MB",
     415: "Body is not application/json",
     422: "The workflow has no wait of this name",
@@ -76,6 +76,21 @@ _ROUTES: tuple[_Row, ...] = (
      None, (200, "Run"), (401, 403, 404, 409)),
     ("post", f"{_RUN}/cancel", "cancelRun", "runs", "Cancel a run",
      None, (200, "Run"), (401, 403, 404, 409)),
+    ("post", f"{_RUN}/retry", "retryRun", "runs",
+     "Run the failed step of a held run again, as the identity of the token",
+     None, (200, "Run"), (401, 403, 404, 409)),
+    ("post", f"{_RUN}/skip", "skipStep", "runs",
+     "Mark the failed step of a held run done (data merged) and go on, as the token's identity",
+     "SkipStep", (200, "Run"), (*_WRITE, 404, 409)),
+    ("post", f"{_RUN}/abort", "abortRun", "runs",
+     "Compensate a held run and end it failed, as the identity of the token",
+     "AbortRun", (200, "Run"), (*_WRITE, 404, 409)),
+    ("post", f"{_RUN}/migrate", "migrateRun", "runs",
+     "Move a run onto another definition of its workflow (or only plan it: dry_run)",
+     "MigrateRun", (200, "MigrationPlan"), (*_WRITE, 404, 409)),
+    ("post", f"{_RUN}/fork", "forkRun", "runs",
+     "Start a new run that keeps the steps before from_step of this one",
+     "ForkRun", (201, "Forked"), (*_WRITE, 404)),
     ("get", "/api/workflows", "listWorkflows", "workflows",
      "The registered workflows with their definitions", None, (200, "WorkflowList"), (401,)),
     ("get", "/api/workflows/{name}", "getWorkflow", "workflows", "One registered workflow",
@@ -116,7 +131,7 @@ def _operation(row: _Row) -> dict[str, Any]:
         "responses": responses,
     }
     if body is not None:
-        required = body in ("StartRun", "NewSchedule")
+        required = body in ("StartRun", "AbortRun", "NewSchedule")
         operation["requestBody"] = {
             "required": required,
             "content": {"application/json": {"schema": _ref(body)}},

@@ -39,6 +39,12 @@ KIND_LABEL = {
     "run_completed": "completed",
     "run_failed": "failed",
     "run_cancelled": "cancelled",
+    "run_held": "held",
+    "run_retried": "retried",
+    "step_skipped": "step skipped",
+    "run_aborted": "aborted",
+    "run_migrated": "migrated",
+    "run_forked": "forked",
 }
 """How the timeline names an event kind (kinds not listed read as they are)."""
 
@@ -89,12 +95,14 @@ class Reason:
 
 @dataclass
 class Why:
-    """Why the run is where it is: ``kind`` failed, cancelled, paused or waiting."""
+    """Why the run is where it is: ``kind`` failed, cancelled, paused, held or waiting (``step``:
+    the step a held run failed at, empty when its definition holds it)."""
 
     kind: str
     error: str | None = None
     reasons: list[Reason] = field(default_factory=list)
     until: str | None = None
+    step: str = ""
 
 
 @dataclass
@@ -109,12 +117,19 @@ class ApprovalAction:
 
 @dataclass
 class Actions:
-    """What the caller may do to an unfinished run."""
+    """What the caller may do to a run: decide, signal, pause or resume and cancel an
+    unfinished one (``toggle`` empty for a held run); retry, skip and abort a held one
+    (``held``: it is held, ``skippable``: at a step); fork any (from one of ``steps``)."""
 
     can_write: bool
     approvals: list[ApprovalAction]
     signals: list[str]
     toggle: str
+    finished: bool = False
+    held: bool = False
+    skippable: bool = False
+    steps: list[str] = field(default_factory=list)
+    decide_as: str = "anonymous"
 
 
 @dataclass
@@ -146,7 +161,7 @@ class RunView:
     run: State
     took: str
     why: Why | None
-    actions: Actions | None
+    actions: Actions
     boxes: list[Box]
     children: list[State]
     inbox: list[Message]
@@ -162,6 +177,8 @@ def _why(state: State, events: list[Event], approvals: dict[str, dict[str, Any]]
         return Why("cancelled", state.error)
     if state.status is Status.PAUSED:
         return Why("paused")
+    if state.status is Status.HELD:
+        return Why("held", state.error, step=_held_step(state))
     if state.status is not Status.WAITING:
         return None
     until = next((e.detail.get("until") for e in reversed(events) if e.kind == "waiting"), None)
@@ -172,6 +189,12 @@ def _why(state: State, events: list[Event], approvals: dict[str, dict[str, Any]]
         who = ", ".join(spec.get("approvers") or []) or "anyone"
         reasons.append(Reason(kind, name, who, int(spec.get("quorum") or 1)))
     return Why("waiting", reasons=reasons, until=until)
+
+
+def _held_step(state: State) -> str:
+    """The step a held run failed at ("" when its definition holds it)."""
+    kind, _, name = (state.waiting_for or ["held:definition"])[0].partition(":")
+    return name if kind == "held" and name != "definition" else ""
 
 
 def _why_not(identity: Identity, approvers: list[str], open_mode: bool) -> str:
@@ -192,9 +215,10 @@ def _actions(
     approvals: dict[str, dict[str, Any]],
     identity: Identity,
     open_mode: bool,
-) -> Actions | None:
+    steps: list[str],
+) -> Actions:
     if state.status.finished:
-        return None
+        return Actions(identity.can_write, [], [], "", finished=True, steps=steps)
     items = []
     for wait in state.waiting_for:
         kind, _, name = wait.partition(":")
@@ -206,8 +230,13 @@ def _actions(
             ApprovalAction(name, ", ".join(approvers) or "anyone", identity.name or "anonymous",
                            why_not)
         )  # fmt: skip
-    toggle = "resume" if state.status is Status.PAUSED else "pause"
-    return Actions(identity.can_write, items, sorted(signals), toggle)
+    held = state.status is Status.HELD
+    toggle = "" if held else "resume" if state.status is Status.PAUSED else "pause"
+    return Actions(
+        identity.can_write, items, sorted(signals), toggle, held=held,
+        skippable=held and bool(_held_step(state)), steps=steps,
+        decide_as=identity.name or "anonymous",
+    )  # fmt: skip
 
 
 def _entry(event: Event, start: datetime, following: Event | None) -> Entry:
@@ -218,11 +247,11 @@ def _entry(event: Event, start: datetime, following: Event | None) -> Entry:
     elif event.kind == "waiting" and following is not None:
         took = "waited " + duration_text((following.at - event.at).total_seconds())
     tone = ""
-    if event.kind in ("run_failed", "compensation_failed") or (
+    if event.kind in ("run_failed", "run_aborted", "compensation_failed") or (
         event.kind == "step_failed" and detail.get("final")
     ):
         tone = "error"
-    elif event.kind == "step_failed":
+    elif event.kind in ("step_failed", "run_held"):
         tone = "warn"
     elif event.kind in ("run_completed", "step_completed"):
         tone = "ok"
@@ -269,7 +298,14 @@ def run_view(
         run=state,
         took=took,
         why=_why(state, events, approvals),
-        actions=_actions(state, signals, approvals, identity, open_mode),
+        actions=_actions(
+            state,
+            signals,
+            approvals,
+            identity,
+            open_mode,
+            [str(step["name"]) for step in shape.get("steps", [])],
+        ),
         boxes=diagram(shape.get("steps", []), progress(state, events)),
         children=children or [],
         inbox=messages,

@@ -157,6 +157,11 @@
         headers: headers({ "Content-Type": "application/json" }),
         body: JSON.stringify(body),
       });
+      if (resp.ok && btn.dataset.go) {
+        var made = await resp.json();  // e.g. a fork: go to the new run
+        window.location.href = "/runs/" + encodeURIComponent(made[btn.dataset.go]);
+        return;
+      }
       if (resp.ok) {
         toast(btn.textContent.trim() + ": done");
         live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
