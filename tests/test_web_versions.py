@@ -93,6 +93,8 @@ async def test_a_held_run_shows_its_definition_and_why(
     run_id = await held(engine)
     run = (await client.get(f"/api/runs/{run_id}", headers=as_("viewer"))).json()
     assert run["status"] == "held" and run["waiting_for"] == ["held:ship"]
+    metrics = (await client.get("/metrics", headers=as_("viewer"))).text
+    assert 'treadle_runs{status="held"} 1.0' in metrics
     assert run["definition_id"] == FRAGILE.id and run["version"] is None
     assert run["forked_from"] is None and "out of stock" in run["error"]
 

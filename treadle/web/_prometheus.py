@@ -18,7 +18,7 @@ from .._state import Status
 
 #: Runs counted per status for the queue gauges (finished runs only grow, so they are counters
 #: in ``treadle_runs_finished_total`` instead).
-QUEUE_STATUSES = (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED)
+QUEUE_STATUSES = (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED, Status.HELD)
 
 
 async def count_runs(engine: Engine) -> dict[str, int]:
