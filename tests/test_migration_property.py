@@ -179,6 +179,8 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
     original = names_of(source)
     for _ in range(draw(st.integers(1, 3))):
         present = names_of(target)
+        group = target.group()
+        steps = [n for n in present if group is None or n != group.inner]
         edit = draw(st.sampled_from(["add", "remove", "rename", "move", "drop-comp"]))
         if edit == "add":
             item = Item("action", f"new{next(fresh)}", comp=draw(st.booleans()))
@@ -186,7 +188,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
             target = _insert(target, item, into, index)
             done.append(f"add {item.name} ({'group' if into else 'top'}, {index})")
         elif edit == "remove":
-            name = draw(st.sampled_from([n for n in present if n != "g-in"]))
+            name = draw(st.sampled_from(steps))
             target = Definition(_remove(target.steps, name))
             done.append(f"remove {name}")
             if not target.steps:
@@ -210,8 +212,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
             else:
                 done.append(f"rename {old} -> {new} (not passed)")
         elif edit == "move":
-            movable = [n for n in present if n != "g-in"]
-            name = draw(st.sampled_from(movable))
+            name = draw(st.sampled_from(steps))
             item = _find(target, name)
             into, index = draw(st.booleans()), draw(st.integers(0, 9))
             rest = Definition(_remove(target.steps, name))
@@ -220,7 +221,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
             target = _insert(rest, item, into, index)
             done.append(f"move {name} ({'group' if into else 'top'}, {index})")
         else:
-            with_comp = [n for n in present if n != "g-in" and _find(target, n).comp]
+            with_comp = [n for n in steps if _find(target, n).comp]
             if not with_comp:
                 continue
             name = draw(st.sampled_from(with_comp))
