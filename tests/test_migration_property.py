@@ -153,7 +153,8 @@ def _insert(definition: Definition, item: Item, into_group: bool, index: int) ->
     if into_group and group is not None and item.kind != "group":
         steps = list(group.steps)
         steps.insert(index % (len(steps) + 1), item)
-        return Definition(_map(definition.steps, group.name, lambda g: replace(g, steps=tuple(steps))))
+        grown = replace(group, steps=tuple(steps))
+        return Definition(_map(definition.steps, group.name, lambda _: grown))
     top = list(definition.steps)
     top.insert(index % (len(top) + 1), item)
     return Definition(tuple(top))
@@ -167,6 +168,10 @@ def _find(definition: Definition, name: str) -> Item:
             if step.name == name:
                 return step
     raise KeyError(name)
+
+
+def _renaming(old: str, new: str) -> Any:
+    return lambda i: replace(i, inner=new) if i.inner == old else replace(i, name=new)
 
 
 @st.composite
@@ -199,13 +204,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
                 continue
             old = draw(st.sampled_from(unrenamed))
             new = f"{old}-r"
-            target = Definition(
-                _map(
-                    target.steps,
-                    old,
-                    lambda i: replace(i, inner=new) if i.inner == old else replace(i, name=new),
-                )
-            )
+            target = Definition(_map(target.steps, old, _renaming(old, new)))
             if draw(st.booleans()):
                 rename[old] = new
                 done.append(f"rename {old} -> {new} (passed)")
@@ -359,7 +358,10 @@ async def check(
             waiting_for=state.waiting_for,
             source=old.describe(),
         )
-        event(f"{'in the group' if at.chain else 'at the top'}, {'moves' if planned.ok else 'refused'}")
+        event(
+            ("in the group" if at.chain else "at the top")
+            + (", moves" if planned.ok else ", refused")
+        )
         context = f"cursor {stored}\nreasons {planned.reasons}\nexpected {expected}"
         assert planned.ok == (not expected.faults), context
         if not planned.ok:
@@ -409,7 +411,7 @@ def cases(draw: st.DrawFn) -> tuple[Definition, Definition, dict[str, str], list
 
 
 @settings(
-    max_examples=120,
+    max_examples=600,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
