@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -153,7 +154,8 @@ def _insert(definition: Definition, item: Item, into_group: bool, index: int) ->
     if into_group and group is not None and item.kind != "group":
         steps = list(group.steps)
         steps.insert(index % (len(steps) + 1), item)
-        return Definition(_map(definition.steps, group.name, lambda g: replace(g, steps=tuple(steps))))
+        grown = replace(group, steps=tuple(steps))
+        return Definition(_map(definition.steps, group.name, lambda _: grown))
     top = list(definition.steps)
     top.insert(index % (len(top) + 1), item)
     return Definition(tuple(top))
@@ -169,6 +171,10 @@ def _find(definition: Definition, name: str) -> Item:
     raise KeyError(name)
 
 
+def _renaming(old: str, new: str) -> Any:
+    return lambda i: replace(i, inner=new) if i.inner == old else replace(i, name=new)
+
+
 @st.composite
 def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, str], list[str]]:
     """The target after 1-3 edits, the ``rename`` to pass, and what was done (for messages)."""
@@ -179,6 +185,8 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
     original = names_of(source)
     for _ in range(draw(st.integers(1, 3))):
         present = names_of(target)
+        group = target.group()
+        steps = [n for n in present if group is None or n != group.inner]
         edit = draw(st.sampled_from(["add", "remove", "rename", "move", "drop-comp"]))
         if edit == "add":
             item = Item("action", f"new{next(fresh)}", comp=draw(st.booleans()))
@@ -186,7 +194,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
             target = _insert(target, item, into, index)
             done.append(f"add {item.name} ({'group' if into else 'top'}, {index})")
         elif edit == "remove":
-            name = draw(st.sampled_from([n for n in present if n != "g-in"]))
+            name = draw(st.sampled_from(steps))
             target = Definition(_remove(target.steps, name))
             done.append(f"remove {name}")
             if not target.steps:
@@ -197,21 +205,14 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
                 continue
             old = draw(st.sampled_from(unrenamed))
             new = f"{old}-r"
-            target = Definition(
-                _map(
-                    target.steps,
-                    old,
-                    lambda i: replace(i, inner=new) if i.inner == old else replace(i, name=new),
-                )
-            )
+            target = Definition(_map(target.steps, old, _renaming(old, new)))
             if draw(st.booleans()):
                 rename[old] = new
                 done.append(f"rename {old} -> {new} (passed)")
             else:
                 done.append(f"rename {old} -> {new} (not passed)")
         elif edit == "move":
-            movable = [n for n in present if n != "g-in"]
-            name = draw(st.sampled_from(movable))
+            name = draw(st.sampled_from(steps))
             item = _find(target, name)
             into, index = draw(st.booleans()), draw(st.integers(0, 9))
             rest = Definition(_remove(target.steps, name))
@@ -220,7 +221,7 @@ def edits(draw: st.DrawFn, source: Definition) -> tuple[Definition, dict[str, st
             target = _insert(rest, item, into, index)
             done.append(f"move {name} ({'group' if into else 'top'}, {index})")
         else:
-            with_comp = [n for n in present if n != "g-in" and _find(target, n).comp]
+            with_comp = [n for n in steps if _find(target, n).comp]
             if not with_comp:
                 continue
             name = draw(st.sampled_from(with_comp))
@@ -358,7 +359,10 @@ async def check(
             waiting_for=state.waiting_for,
             source=old.describe(),
         )
-        event(f"{'in the group' if at.chain else 'at the top'}, {'moves' if planned.ok else 'refused'}")
+        event(
+            ("in the group" if at.chain else "at the top")
+            + (", moves" if planned.ok else ", refused")
+        )
         context = f"cursor {stored}\nreasons {planned.reasons}\nexpected {expected}"
         assert planned.ok == (not expected.faults), context
         if not planned.ok:
@@ -408,7 +412,7 @@ def cases(draw: st.DrawFn) -> tuple[Definition, Definition, dict[str, str], list
 
 
 @settings(
-    max_examples=120,
+    max_examples=600,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -423,3 +427,83 @@ def test_plan_moves_a_waiting_run_where_the_rules_say_and_the_moved_run_runs_wha
     except AssertionError as exc:
         detail = json.dumps({"source": repr(source), "target": repr(target), "edits": done})
         raise AssertionError(f"{detail}\n{exc}") from exc
+
+
+# A run paused between steps: rule 2's "after the last step it completed there" -------------
+
+PAUSING: list[treadle.Engine] = []
+
+
+async def pause_here(ctx: Context, state: State) -> str:
+    """An action that pauses its own run: it stops after this step, inside no other step."""
+    await PAUSING[-1].pause(ctx.run_id)
+    return "paused"
+
+
+def _paused_source(name: str) -> treadle.Workflow:
+    inner = treadle.new("g-in").step("i1", pause_here).step("i2", record("i2")).build()
+    return (
+        treadle.new(name, version="v1")
+        .step("s1", record("s1"))
+        .if_("g", lambda s: True)
+        .then(inner)
+        .end()
+        .build()
+    )
+
+
+async def paused_cursor(workflow: treadle.Workflow) -> str:
+    """The stored cursor of a run of ``workflow`` paused by ``pause_here``."""
+    engine = treadle.Engine(treadle.MemoryPersistence())
+    engine.register(workflow)
+    PAUSING.append(engine)
+    try:
+        async with engine:
+            run_id = await engine.start(workflow.name, {})
+            for _ in range(500):
+                if (await engine.status(run_id)).status is Status.PAUSED:
+                    break
+                await asyncio.sleep(0.005)
+            return (await engine.persistence.get_run(run_id)).cursor
+    finally:
+        PAUSING.pop()
+
+
+def test_a_run_paused_in_a_nested_workflow_goes_on_after_its_last_step_in_the_target() -> None:
+    source = _paused_source("paused-ok")
+    stored = asyncio.run(paused_cursor(source))
+    assert cursor.load(stored)["n"] == {
+        "@": {"i": 1, "n": "s1"},
+        "g": {"k": "if", "b": 0},
+        "g/g-in/@": {"i": 1, "n": "i1"},
+    }
+    inner = treadle.new("g-in").step("i0", record("i0")).step("i1", record("i1")).build()
+    target = treadle.new("paused-ok").step("s1", record("s1")).if_("g", lambda s: True)
+    planned = plan(stored, target.then(inner).end().build().describe())
+    assert planned.ok, planned.reasons
+    assert cursor.load(planned.cursor or "")["n"]["g/g-in/@"] == {"i": 2, "n": "i1"}
+    gone = treadle.new("g-in").step("i2", record("i2")).build()
+    refused = plan(stored, target.then(gone).end().build().describe())
+    assert not refused.ok and "'i1'" in " ".join(refused.reasons)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mapping.plan moves a run paused inside nested workflow g-in onto a target whose "
+    "workflow there is renamed (g-in-r, no rename=) and drops that sequence's position, so the "
+    "run would start g-in-r over and run i1 again; rules 1 and 2 say refuse (the nested "
+    "workflow the run is inside, and its last completed step i1, are not there)",
+)
+def test_a_run_paused_in_a_nested_workflow_that_the_target_renamed_is_refused() -> None:
+    stored = asyncio.run(paused_cursor(_paused_source("paused-renamed")))
+    inner = treadle.new("g-in-r").step("i1", record("i1")).step("i2", record("i2")).build()
+    target = (
+        treadle.new("paused-renamed")
+        .step("s1", record("s1"))
+        .if_("g", lambda s: True)
+        .then(inner)
+        .end()
+        .build()
+    )
+    planned = plan(stored, target.describe())
+    assert not planned.ok, planned.cursor
