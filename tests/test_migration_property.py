@@ -23,7 +23,6 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -487,13 +486,6 @@ def test_a_run_paused_in_a_nested_workflow_goes_on_after_its_last_step_in_the_ta
     assert not refused.ok and "'i1'" in " ".join(refused.reasons)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping.plan moves a run paused inside nested workflow g-in onto a target whose "
-    "workflow there is renamed (g-in-r, no rename=) and drops that sequence's position, so the "
-    "run would start g-in-r over and run i1 again; rules 1 and 2 say refuse (the nested "
-    "workflow the run is inside, and its last completed step i1, are not there)",
-)
 def test_a_run_paused_in_a_nested_workflow_that_the_target_renamed_is_refused() -> None:
     stored = asyncio.run(paused_cursor(_paused_source("paused-renamed")))
     inner = treadle.new("g-in-r").step("i1", record("i1")).step("i2", record("i2")).build()

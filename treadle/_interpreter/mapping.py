@@ -157,7 +157,7 @@ def plan(
         else:
             comp.append([_renamed(path, rename), new_name, index, item])
     if reasons:
-        return Plan(None, reasons=reasons)
+        return Plan(None, reasons=list(dict.fromkeys(reasons)))
     waits = []
     for key in waiting_for or []:
         kind, name = parse_wait_key(key)
@@ -182,8 +182,10 @@ def _positions(
     for prefix in sorted(prefixes):
         new_prefix = _renamed(prefix, rename)
         body = _body(new_prefix, nodes, there) if new_prefix else root
-        if body is None:
-            continue  # the enclosing step is gone: reported by rule 1
+        if body is None:  # the run is inside a step (maybe a nested workflow) that is gone
+            inside_of = "/".join(_names(new_prefix))
+            reasons.append(f"the run is inside {inside_of!r}, which {label} does not have there")
+            continue
         names = [step["name"] for step in body]
         inside = [
             key[len(new_prefix) :]
