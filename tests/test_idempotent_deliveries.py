@@ -28,9 +28,7 @@ def _rounds(workflow: str, body: treadle.Workflow) -> treadle.Workflow:
 SIGNALS = _rounds(
     "twice", treadle.new("body").await_signal("item").step("collect", _collect("item")).build()
 )
-APPROVALS = _rounds(
-    "review", treadle.new("body").await_approval("ok", ["alice", "bob"]).build()
-)
+APPROVALS = _rounds("review", treadle.new("body").await_approval("ok", ["alice", "bob"]).build())
 
 
 async def test_a_signal_sent_twice_with_one_key_is_consumed_once(
