@@ -217,11 +217,27 @@ def test_start_takes_data_run_id_and_is_idempotent(db: str, shop: types.ModuleTy
     app = f"{APP_MODULE}:workflows"
     out = ok("start", "quick", "--app", app, "--db", db, "--data", '{"n": 1}', "--run-id", "r-1")
     assert out.strip() == "r-1"
-    again = json.loads(ok("start", "quick", "--app", app, "--db", db, "--run-id", "r-1", "--json"))
+    again = json.loads(
+        ok(
+            "start",
+            "quick",
+            "--app",
+            app,
+            "--db",
+            db,
+            "--data",
+            '{"n":1}',
+            "--run-id",
+            "r-1",
+            "--json",
+        )
+    )
     assert again["id"] == "r-1" and again["workflow"] == "quick" and "run_id" not in again
     assert again == status_of(db, "r-1")  # one shape, one name for the id
     assert again["data"] == {"n": 1}
     assert rows(db, "SELECT count(*) FROM runs") == [(1,)]
+    other = fails("start", "quick", "--app", app, "--db", db, "--run-id", "r-1")
+    assert "'r-1' exists already with other data" in other
 
 
 def test_start_reads_data_from_a_file_and_from_stdin(

@@ -73,7 +73,7 @@ def test_a_run_goes_from_start_to_end_through_blocking_calls(
     with make_sync() as engine:
         engine.register(ORDER)
         run_id = engine.start("order", {"n": 7}, run_id="order-1")
-        assert engine.start("order", {"n": 8}, run_id="order-1") == "order-1"  # idempotent
+        assert engine.start("order", {"n": 7}, run_id="order-1") == "order-1"  # idempotent
         engine.signal(run_id, "go", {"paid": True})
         engine.approve(run_id, "ok", by="alice", comment="fine")
         final = engine.wait(run_id, timeout=5)

@@ -157,9 +157,15 @@ async def test_start_get_and_list_runs(
 
 async def test_start_with_own_run_id_is_idempotent(client: httpx.AsyncClient) -> None:
     first = await start(client, "payment", run_id="order-42")
-    again = await start(client, "payment", run_id="order-42", data={"ignored": True})
+    again = await start(client, "payment", run_id="order-42")
     assert first["id"] == again["id"] == "order-42"
     assert again["data"] == {}
+    other = await client.post(
+        "/api/runs",
+        json={"workflow": "payment", "run_id": "order-42", "data": {"x": 1}},
+        headers=as_("alice"),
+    )
+    assert other.status_code == 409 and other.json()["error"]["type"] == "RunExists"
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,23 @@ class InvalidTransition(TreadleError):
         self.action = action
 
 
+class RunExists(TreadleError):
+    """A start named the id of a run that exists already with another workflow, or with other
+    start data (compared as canonical JSON); a start with the same workflow and data returns
+    the id instead."""
+
+    def __init__(self, run_id: str, workflow: str, existing: str) -> None:
+        what = (
+            f"with other data (workflow {workflow!r})"
+            if workflow == existing
+            else f"as a run of workflow {existing!r}, not {workflow!r}"
+        )
+        super().__init__(f"run {run_id!r} exists already {what}")
+        self.run_id = run_id
+        self.workflow = workflow
+        self.existing = existing
+
+
 class UnknownSignal(TreadleError, LookupError):
     """The run's workflow never awaits a signal of that name."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from .._clock import Clock
-from .._errors import InvalidTransition, LeaseLost, RunNotFound
+from .._errors import InvalidTransition, LeaseLost, RunExists, RunNotFound
 from .._interpreter import NEW_CURSOR, Control, RunDriver
 from .._metrics import Metrics
 from .._nodes import Workflow
@@ -220,8 +222,12 @@ class Executor:
         cursor: str = NEW_CURSOR,
         detail: dict[str, Any] | None = None,
         forked_from: str | None = None,
+        input_digest: str | None = None,
     ) -> str:
-        """Store a new run (idempotently by id) and execute it here if there is room."""
+        """Store a new run (idempotently by id) and execute it here if there is room.
+
+        With ``input_digest`` (of the start data, kept in the ``created`` event), a run that
+        exists already with another workflow or another digest raises :class:`RunExists`."""
         # Other processes validate signals against the stored definition: store it first.
         await self.registry.save(self.persistence, workflow)
         claim = self.has_room()
@@ -245,17 +251,33 @@ class Executor:
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
+            if input_digest is not None:
+                about["input"] = input_digest
             event = NewEvent(EventKind.CREATED, None, about)
             stored, created = await self.persistence.create_run(record, event)
             if created:
                 self.metrics.started(workflow.name)
                 if claim:
                     self._spawn(stored)
+            elif input_digest is not None:
+                await self._check_same(stored, workflow.name, input_digest)
             return stored.id
         finally:
             if claim:
                 self._starting -= 1
                 self._room_freed()
+
+    async def _check_same(self, stored: RunRecord, workflow: str, digest: str) -> None:
+        """Raise :class:`RunExists` unless the stored run was started as ``workflow`` with data
+        of ``digest`` (a run started without a digest is compared by workflow only)."""
+        if stored.workflow != workflow:
+            raise RunExists(stored.id, workflow, stored.workflow)
+        for event in await self.persistence.history(stored.id):
+            if event.kind == EventKind.CREATED:
+                found = event.detail.get("input")
+                if found is not None and found != digest:
+                    raise RunExists(stored.id, workflow, stored.workflow)
+                return
 
     async def start_child(
         self, child_id: str, workflow: str, data: dict[str, Any] | None, parent_id: str
@@ -312,6 +334,7 @@ class Executor:
         *,
         event: EventKind | None = None,
         awaited: bool = False,
+        idempotency_key: str | None = None,
     ) -> None:
         """Put a signal or decision in the run's inbox; execute the run here if it woke it
         (``awaited``: only if the run waits for it now, see ``Persistence.deliver``)."""
@@ -323,6 +346,7 @@ class Executor:
             payload,
             NewEvent(event or EventKind(f"{kind}_received"), name, detail),
             awaited=awaited,
+            idempotency_key=idempotency_key,
             **self.lease_if(claim),
         )
         if claim and after.owner == self.owner and after.id not in self.active:
@@ -505,3 +529,9 @@ class Executor:
                 released = await self.persistence.release_runs(owner)
                 log.info("released %d runs of dead engine %s", released, owner)
                 self._wake.set()
+
+
+def input_digest(data: dict[str, Any]) -> str:
+    """The start data's fingerprint: SHA-256 of its canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()

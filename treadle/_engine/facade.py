@@ -30,7 +30,7 @@ from .._threads import StepThreads
 from ..persistence import MemoryPersistence, Persistence
 from ..persistence._records import RunRecord
 from .convert import new_run_id, to_state
-from .executor import Executor
+from .executor import Executor, input_digest
 from .operator import MigrationPlan, Operator
 from .registry import Registry
 
@@ -220,7 +220,9 @@ class Engine:
         ``version`` label or id is ``version``); return its id. The run stays pinned to that
         definition.
 
-        With a ``run_id`` that exists already, nothing is started and that id is returned.
+        With a ``run_id`` that exists already, nothing is started: with the same workflow and
+        the same data (compared as canonical JSON) that id is returned, else :class:`RunExists`
+        is raised.
         """
         self._require_open()
         workflow = self._registry.get(check_id(name, "workflow name"), version)
@@ -228,7 +230,9 @@ class Engine:
         data = {} if data is None else data
         require_storable(data, f"data of the start of {workflow.name!r}")
         data_json = encode_data(data, f"start of {workflow.name!r}")
-        return await self._executor.create(workflow, data_json, run_id, None)
+        return await self._executor.create(
+            workflow, data_json, run_id, None, input_digest=input_digest(data)
+        )
 
     async def _get(self, run_id: str) -> RunRecord:
         self._require_open()
@@ -285,9 +289,15 @@ class Engine:
         """Cancel a run: stop running steps, compensate, end CANCELLED (children too)."""
         await self._executor.cancel(await self._get(run_id))
 
-    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
-        """Send a signal; it is kept in order until the run reaches ``await_signal(name)``."""
+    async def signal(
+        self, run_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None
+    ) -> None:
+        """Send a signal; it is kept in order until the run reaches ``await_signal(name)``.
+
+        With an ``idempotency_key`` (an id), a repeated delivery with the same key to the same
+        run is acknowledged and stored once (a database constraint, also across engines)."""
         check_id(name, "signal name")
+        key = _key(idempotency_key)
         require_storable(data, f"data of signal {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
@@ -296,26 +306,52 @@ class Engine:
         if name not in waits.signals:
             raise UnknownSignal(run_id, record.workflow, name)
         _check_json(data, f"data of signal {name!r}")
-        await self._executor.deliver(record, WaitKind.SIGNAL, name, data, {"data": data})
+        await self._executor.deliver(
+            record, WaitKind.SIGNAL, name, data, {"data": data}, idempotency_key=key
+        )
 
     async def approve(
-        self, run_id: str, name: str, *, by: str | None = None, comment: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Approve ``await_approval(name)`` as ``by`` (who must be one of its approvers)."""
+        """Approve ``await_approval(name)`` as ``by`` (who must be one of its approvers).
+
+        A decision is stored once: per ``idempotency_key`` (as for :meth:`signal`), and while a
+        decision by ``by`` on ``name`` waits unconsumed in the run's inbox, the same decision by
+        them again is acknowledged and dropped (approving twice does not approve a looped
+        approval's next round too)."""
         payload = {"approved": True, "by": by, "comment": comment}
-        await self._decide(run_id, name, by, payload)
+        await self._decide(run_id, name, by, payload, idempotency_key)
 
     async def reject(
-        self, run_id: str, name: str, *, by: str | None = None, reason: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Reject ``await_approval(name)``: the awaiting step fails with ApprovalRejected."""
+        """Reject ``await_approval(name)``: the awaiting step fails with ApprovalRejected.
+        Stored once, as for :meth:`approve`."""
         payload = {"approved": False, "by": by, "reason": reason}
-        await self._decide(run_id, name, by, payload)
+        await self._decide(run_id, name, by, payload, idempotency_key)
 
     async def _decide(
-        self, run_id: str, name: str, by: str | None, payload: dict[str, Any]
+        self,
+        run_id: str,
+        name: str,
+        by: str | None,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
     ) -> None:
         check_id(name, "approval name")
+        key = _key(idempotency_key)
         require_storable(payload, f"decision on approval {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
@@ -328,7 +364,9 @@ class Engine:
         if approvers and by not in approvers:
             raise NotAnApprover(run_id, name, by, approvers)
         _check_json(payload, f"decision on approval {name!r}")
-        await self._executor.deliver(record, WaitKind.APPROVAL, name, payload, payload)
+        await self._executor.deliver(
+            record, WaitKind.APPROVAL, name, payload, payload, idempotency_key=key
+        )
 
     # Runs that outlive their code -----------------------------------------------------------
 
@@ -440,3 +478,7 @@ def _check_json(value: Any, what: str) -> None:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _key(idempotency_key: str | None) -> str | None:
+    return None if idempotency_key is None else check_id(idempotency_key, "idempotency key")

@@ -307,21 +307,44 @@ class SyncEngine:
         """:meth:`Engine.cancel`, blocking."""
         self._call(self._engine.cancel, run_id)
 
-    def signal(self, run_id: str, name: str, data: Any = None) -> None:
+    def signal(
+        self, run_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None
+    ) -> None:
         """:meth:`Engine.signal`, blocking: send a signal to the run."""
-        self._call(self._engine.signal, run_id, name, data)
+        self._call(self._engine.signal, run_id, name, data, idempotency_key=idempotency_key)
 
     def approve(
-        self, run_id: str, name: str, *, by: str | None = None, comment: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """:meth:`Engine.approve`, blocking: approve ``await_approval(name)`` as ``by``."""
-        self._call(self._engine.approve, run_id, name, by=by, comment=comment)
+        self._call(
+            self._engine.approve,
+            run_id,
+            name,
+            by=by,
+            comment=comment,
+            idempotency_key=idempotency_key,
+        )
 
     def reject(
-        self, run_id: str, name: str, *, by: str | None = None, reason: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """:meth:`Engine.reject`, blocking: reject ``await_approval(name)`` as ``by``."""
-        self._call(self._engine.reject, run_id, name, by=by, reason=reason)
+        self._call(
+            self._engine.reject, run_id, name, by=by, reason=reason, idempotency_key=idempotency_key
+        )
 
     # Runs that outlive their code ----------------------------------------------------------
 

@@ -235,6 +235,7 @@ class Persistence(Protocol):
         owner: str | None = None,
         lease_until: datetime | None = None,
         awaited: bool = False,
+        idempotency_key: str | None = None,
     ) -> RunRecord:
         """Append a message (``kind`` ``"signal"``, ``"approval"`` or ``"held"``, an operator's
         decision) to the run's inbox after every earlier one, and ``event`` to its history; if
@@ -246,6 +247,13 @@ class Persistence(Protocol):
         :class:`InvalidTransition` for a finished run, or with ``awaited`` for a run that does
         not wait for ``"<kind>:<name>"`` now (so that of two concurrent decisions on one held
         run exactly one is taken), and writes nothing then.
+
+        Duplicates are acknowledged and write nothing (no message, no event; the run is
+        returned as it is), decided in the same transaction as the delivery: a message with an
+        ``idempotency_key`` (an id) that a message to this run already had, whatever its kind
+        (a unique index, so concurrent deliveries store one); and a decision (kind
+        ``"approval"``) whose payload's ``"by"`` and ``"approved"`` equal those of a decision on
+        the same approval still unconsumed in the run's inbox.
         """
         ...
 

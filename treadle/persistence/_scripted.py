@@ -191,11 +191,13 @@ class SQLPersistence(Persistence):
         owner: str | None = None,
         lease_until: datetime | None = None,
         awaited: bool = False,
+        idempotency_key: str | None = None,
     ) -> RunRecord:
         return await self._run(
             partial(
                 scripts.deliver,
                 awaited=awaited,
+                idempotency_key=idempotency_key,
                 run_id=run_id,
                 kind=kind,
                 name=name,

@@ -337,16 +337,51 @@ def deliver(
     owner: str | None,
     lease_until: datetime | None,
     awaited: bool = False,
+    idempotency_key: str | None = None,
 ) -> RunRecord:
     """Locks the run first (``_unfinished``), so a concurrent WAITING checkpoint either sees
     this message or is seen WAITING here. ``awaited``: refuse unless the run waits for it
-    now (of two concurrent decisions on a held run, one wins)."""
+    now (of two concurrent decisions on a held run, one wins).
+
+    A duplicate writes nothing and returns the run as it is: a message whose
+    ``idempotency_key`` the run's inbox has already (the unique index ``inbox_idempotency``
+    decides, in this transaction), or a decision on an approval by an approver whose decision
+    on it is still unconsumed (the first stands)."""
     run = _unfinished(tx, run_id, f"send {kind} {name!r} to")
     if awaited and (run.status not in _WAITS or f"{kind}:{name}" not in run.waiting_for):
         raise InvalidTransition(run_id, run.status.value, f"send {kind} {name!r} to")
-    tx.execute("insert_inbox", run_id=run_id, kind=kind, name=name, payload=payload, now=now)
+    if kind == "approval" and _decided_already(tx, run_id, name, payload):
+        return run
+    if idempotency_key is None:
+        tx.execute("insert_inbox", run_id=run_id, kind=kind, name=name, payload=payload, now=now)
+    else:
+        row = tx.one(
+            "insert_keyed_inbox",
+            run_id=run_id,
+            kind=kind,
+            name=name,
+            payload=payload,
+            now=now,
+            key=idempotency_key,
+        )
+        if row is None:
+            return run
     _event(tx, run_id, event, now)
     return _wake_if_waiting(tx, run, f"{kind}:{name}", now, owner, lease_until)
+
+
+def _decided_already(tx: Tx, run_id: str, name: str, payload: str) -> bool:
+    """Whether the approver of decision ``payload`` has the same decision (approve or reject) on
+    approval ``name`` in the run's inbox, not consumed by a wait yet (a double click on a
+    looped approval must not decide its next round as well)."""
+    decision = json.loads(payload)
+    same = (decision.get("by"), decision.get("approved"))
+    return any(
+        (found.get("by"), found.get("approved")) == same
+        for found in (
+            json.loads(r["payload"]) for r in tx.all("pending_decisions", run_id=run_id, name=name)
+        )
+    )
 
 
 def read_inbox(tx: Tx, run_id: str, kind: str, name: str) -> list[InboxMessage]:

@@ -95,7 +95,9 @@ class Api:
         self.writer(request)
         body = await read_body(request, wire.SendSignal, required=False)
         run_id = request.path_params["run_id"]
-        await self.engine.signal(run_id, request.path_params["name"], body.data)
+        await self.engine.signal(
+            run_id, request.path_params["name"], body.data, idempotency_key=_key(request)
+        )
         return await self.run_json(run_id)
 
     async def approve(self, request: Request) -> Response:
@@ -104,7 +106,9 @@ class Api:
         body = await read_body(request, wire.Approve, required=False)
         run_id = request.path_params["run_id"]
         name = request.path_params["name"]
-        await self.engine.approve(run_id, name, by=identity.name, comment=body.comment)
+        await self.engine.approve(
+            run_id, name, by=identity.name, comment=body.comment, idempotency_key=_key(request)
+        )
         return await self.run_json(run_id)
 
     async def reject(self, request: Request) -> Response:
@@ -113,7 +117,9 @@ class Api:
         body = await read_body(request, wire.Reject, required=False)
         run_id = request.path_params["run_id"]
         name = request.path_params["name"]
-        await self.engine.reject(run_id, name, by=identity.name, reason=body.reason)
+        await self.engine.reject(
+            run_id, name, by=identity.name, reason=body.reason, idempotency_key=_key(request)
+        )
         return await self.run_json(run_id)
 
     # Runs that outlive their code -------------------------------------------------------------
@@ -274,3 +280,8 @@ class Api:
             Route(f"{sched}/enable", self.toggle_schedule(True), methods=["POST"]),
             Route(f"{sched}/disable", self.toggle_schedule(False), methods=["POST"]),
         ]
+
+
+def _key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header of a signal or decision (checked as an id by the engine)."""
+    return request.headers.get("idempotency-key")

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import _wire as wire
+from .._ids import ID_PATTERN
 
 _ERRORS = {
     400: "Malformed JSON or invalid fields",
@@ -44,6 +45,13 @@ _LIST_RUNS = [
     _param("parent_id", "query"),
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
 ]
+
+_IDEMPOTENCY_KEY = {
+    **_param("Idempotency-Key", "header", pattern=ID_PATTERN),
+    "description": "The sender's key (an id): a repeated delivery with the same key to the same "
+    "run is acknowledged and stored once",
+}
+_KEYED = ("signalRun", "approveRun", "rejectRun")
 
 # method, path, operationId, tag, summary, request body model, (status, response model), errors
 _Row = tuple[str, str, str, str, str, str | None, tuple[int, str | None], tuple[int, ...]]
@@ -127,7 +135,11 @@ def _operation(row: _Row) -> dict[str, Any]:
         "summary": summary,
         "operationId": op_id,
         "tags": [tag],
-        "parameters": _LIST_RUNS if op_id == "listRuns" else params,
+        "parameters": _LIST_RUNS
+        if op_id == "listRuns"
+        else [*params, _IDEMPOTENCY_KEY]
+        if op_id in _KEYED
+        else params,
         "responses": responses,
     }
     if body is not None:

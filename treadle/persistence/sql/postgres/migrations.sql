@@ -14,3 +14,9 @@
 ALTER TABLE workflows ADD COLUMN version text;
 ALTER TABLE runs ADD COLUMN version text;
 ALTER TABLE runs ADD COLUMN forked_from text;
+
+-- name: migrate_3
+-- Idempotent deliveries: at most one inbox message per (run, sender's key).
+ALTER TABLE inbox ADD COLUMN idempotency_key text;
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

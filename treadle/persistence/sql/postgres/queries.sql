@@ -102,6 +102,17 @@ SELECT run_id, at, kind, step, detail FROM events WHERE run_id = %(run_id)s ORDE
 INSERT INTO inbox (run_id, kind, name, payload, created_at)
 VALUES (%(run_id)s, %(kind)s, %(name)s, %(payload)s, %(now)s);
 
+-- name: insert_keyed_inbox
+-- A message with the sender's idempotency key: no row (and nothing returned) if one has it.
+INSERT INTO inbox (run_id, kind, name, payload, created_at, idempotency_key)
+VALUES (%(run_id)s, %(kind)s, %(name)s, %(payload)s, %(now)s, %(key)s)
+ON CONFLICT (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING seq;
+
+-- name: pending_decisions
+SELECT payload FROM inbox
+WHERE run_id = %(run_id)s AND NOT consumed AND kind = 'approval' AND name = %(name)s;
+
 -- name: read_inbox
 SELECT seq, run_id, kind, name, payload, created_at FROM inbox
 WHERE run_id = %(run_id)s AND NOT consumed AND kind = %(kind)s AND name = %(name)s

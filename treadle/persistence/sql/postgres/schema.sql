@@ -1,4 +1,4 @@
--- The treadle schema for PostgreSQL, version 2 (the whole schema at the newest version: it is
+-- The treadle schema for PostgreSQL, version 3 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
 -- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
@@ -62,9 +62,12 @@ CREATE TABLE IF NOT EXISTS inbox (
     name       text NOT NULL,
     payload    text NOT NULL,
     created_at timestamptz NOT NULL,
-    consumed   boolean NOT NULL DEFAULT false
+    consumed   boolean NOT NULL DEFAULT false,
+    idempotency_key text                   -- the sender's key: one delivery per key and run
 );
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE NOT consumed;
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS schedules (
     id          text PRIMARY KEY,
     workflow    text NOT NULL,

@@ -15,3 +15,9 @@
 ALTER TABLE workflows ADD COLUMN version TEXT;
 ALTER TABLE runs ADD COLUMN version TEXT;
 ALTER TABLE runs ADD COLUMN forked_from TEXT;
+
+-- name: migrate_3
+-- Idempotent deliveries: at most one inbox message per (run, sender's key).
+ALTER TABLE inbox ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

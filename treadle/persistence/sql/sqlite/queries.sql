@@ -100,6 +100,17 @@ SELECT run_id, at, kind, step, detail FROM events WHERE run_id = :run_id ORDER B
 INSERT INTO inbox (run_id, kind, name, payload, created_at)
 VALUES (:run_id, :kind, :name, :payload, :now);
 
+-- name: insert_keyed_inbox
+-- A message with the sender's idempotency key: no row (and nothing returned) if one has it.
+INSERT INTO inbox (run_id, kind, name, payload, created_at, idempotency_key)
+VALUES (:run_id, :kind, :name, :payload, :now, :key)
+ON CONFLICT (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING seq;
+
+-- name: pending_decisions
+SELECT payload FROM inbox
+WHERE run_id = :run_id AND consumed = 0 AND kind = 'approval' AND name = :name;
+
 -- name: read_inbox
 SELECT seq, run_id, kind, name, payload, created_at FROM inbox
 WHERE run_id = :run_id AND consumed = 0 AND kind = :kind AND name = :name

@@ -1,4 +1,4 @@
--- The treadle schema for SQLite, version 2 (the whole schema at the newest version: it is what
+-- The treadle schema for SQLite, version 3 (the whole schema at the newest version: it is what
 -- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
 -- (REAL).
 
@@ -55,9 +55,12 @@ CREATE TABLE IF NOT EXISTS inbox (
     name       TEXT NOT NULL,
     payload    TEXT NOT NULL,
     created_at REAL NOT NULL,
-    consumed   INTEGER NOT NULL DEFAULT 0
+    consumed   INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT                   -- the sender's key: one delivery per key and run
 );
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE consumed = 0;
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS schedules (
     id          TEXT PRIMARY KEY,
     workflow    TEXT NOT NULL,
