@@ -197,9 +197,18 @@ def test_python_dash_m_treadle_runs_the_demo_on_treadle_db_by_default(tmp_path: 
 # start and --app ------------------------------------------------------------------------------
 
 
-def test_start_without_app_says_to_pass_app(db: str) -> None:
-    line = fails("start", "order", "--db", db, code=2)
-    assert "--app MODULE:ATTR" in line and "TREADLE_APP" in line
+def test_start_without_app_uses_the_definition_a_worker_stored(
+    db: str, shop: types.ModuleType
+) -> None:
+    line = fails("start", "order", "--db", db)  # nothing has run there yet
+    assert "no database" in line
+    ok("start", "order", "--app", APP_MODULE + ":order", "--db", db)  # stores the definition
+    run_id = ok("start", "order", "--db", db, "--data", '{"n": 1}').strip()  # no step code
+    state = status_of(db, run_id)
+    assert state["status"] == "pending" and state["data"] == {"n": 1}
+    assert state["definition_id"] == shop.order.id
+    line = fails("start", "unknown", "--db", db)
+    assert "'unknown' is not registered" in line and "--app MODULE:ATTR" in line
 
 
 # An Engine's own database is the one to use (tests/test_cli_app.py); cli_shop's is in memory.

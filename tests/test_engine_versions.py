@@ -291,3 +291,24 @@ async def test_the_fingerprint_covers_timeouts_backoffs_and_on_failure() -> None
     }) == 6  # fmt: skip
     with pytest.raises(treadle.DefinitionError, match="on_failure"):
         treadle.new("w", on_failure="ignore")
+
+
+async def test_an_engine_without_the_code_starts_runs_from_the_stored_definitions(
+    make_engine: EngineFactory,
+) -> None:
+    web = await make_engine(max_concurrent_runs=0)  # a web process: no step code, no execution
+    with pytest.raises(treadle.WorkflowNotFound):
+        await web.start("order")  # no engine has stored a definition of it yet
+    worker = await make_engine(_v1(), _v2())
+    await worker.settle()  # it has stored its definitions
+    newest = await web.start("order", {"from": "web"})
+    older = await web.start("order", version="1")
+    assert (await web.status(newest)).version == "2"
+    assert (await web.status(older)).version == "1"
+    for run_id in (newest, older):
+        await waiting_for(worker, run_id, "signal:go")
+        await web.signal(run_id, "go")  # checked against the stored definition
+    assert (await worker.wait(newest, 5)).data["ran"] == ["a", "inserted", "b", "c"]
+    assert (await worker.wait(older, 5)).data["ran"] == ["a", "b"]
+    with pytest.raises(treadle.WorkflowNotFound, match="no definition '9'"):
+        await web.start("order", version="9")

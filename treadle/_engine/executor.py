@@ -22,7 +22,7 @@ from .._threads import StepThreads
 from .._tracing import run_span, tracer
 from ..persistence import Persistence
 from ..persistence._base import utcnow
-from ..persistence._records import NewEvent, RunRecord
+from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
 from .owners import known_dead, new_owner
 from .registry import Registry
@@ -214,7 +214,7 @@ class Executor:
 
     async def create(
         self,
-        workflow: Workflow,
+        workflow: Workflow | DefinitionRecord,
         data_json: str,
         run_id: str,
         parent_id: str | None,
@@ -227,10 +227,14 @@ class Executor:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
         With ``input_digest`` (of the start data, kept in the ``created`` event), a run that
-        exists already with another workflow or another digest raises :class:`RunExists`."""
+        exists already with another workflow or another digest raises :class:`RunExists`.
+        A stored definition (not registered here) makes a PENDING run for the engines that
+        have it."""
         # Other processes validate signals against the stored definition: store it first.
-        await self.registry.save(self.persistence, workflow)
-        claim = self.has_room()
+        here = isinstance(workflow, Workflow)
+        if isinstance(workflow, Workflow):
+            await self.registry.save(self.persistence, workflow)
+        claim = here and self.has_room()
         if claim:  # hold the room while the run is being stored
             self._starting += 1
         try:

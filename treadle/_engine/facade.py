@@ -19,6 +19,7 @@ from .._errors import (
     RunNotFound,
     UnknownApproval,
     UnknownSignal,
+    WorkflowNotFound,
     WrongEventLoop,
 )
 from .._ids import check_id
@@ -28,7 +29,7 @@ from .._state import Event, State, Status, WaitKind, encode_data
 from .._text import require_storable
 from .._threads import StepThreads
 from ..persistence import MemoryPersistence, Persistence
-from ..persistence._records import RunRecord
+from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
 from .executor import Executor, input_digest
 from .operator import MigrationPlan, Operator
@@ -216,16 +217,24 @@ class Engine:
         run_id: str | None = None,
         version: str | None = None,
     ) -> str:
-        """Start a run of a registered workflow on its newest definition (or the one whose
-        ``version`` label or id is ``version``); return its id. The run stays pinned to that
-        definition.
+        """Start a run of a workflow on its newest definition (or the one whose ``version``
+        label or id is ``version``); return its id. The run stays pinned to that definition.
+
+        A workflow (or version) not registered here is started from the definitions that
+        workers stored: the run is PENDING for an engine that has it (so a web process starts
+        runs without importing step code). :class:`WorkflowNotFound` when none is stored.
 
         With a ``run_id`` that exists already, nothing is started: with the same workflow and
         the same data (compared as canonical JSON) that id is returned, else :class:`RunExists`
         is raised.
         """
         self._require_open()
-        workflow = self._registry.get(check_id(name, "workflow name"), version)
+        check_id(name, "workflow name")
+        workflow: Workflow | DefinitionRecord
+        try:
+            workflow = self._registry.get(name, version)
+        except WorkflowNotFound:  # not registered here: a definition some worker stored
+            workflow = await self._registry.resolve(self.persistence, name, version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
         data = {} if data is None else data
         require_storable(data, f"data of the start of {workflow.name!r}")

@@ -7,14 +7,16 @@ runs, and picks up at once what these commands record.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import click
 
 from .._engine import Engine
+from .._nodes import Workflow
 from .._state import State, Status
 from .._wire import Event, Run
+from ..persistence import Persistence
 from . import _output
 from ._app import (
     app_database,
@@ -79,19 +81,18 @@ def start(
 ) -> None:
     """Start a run of WORKFLOW and print its id. A worker executes it.
 
-    The workflow must be known: pass --app MODULE:ATTR (or set TREADLE_APP). When it names an
-    Engine, the run goes to that engine's database.
+    Without --app, the newest definition of WORKFLOW that a worker stored in the database is
+    used (no step code needed here). With --app MODULE:ATTR (or TREADLE_APP), its definitions
+    are used; when it names an Engine, the run goes to that engine's database.
     """
-    if app is None:
-        raise click.UsageError(
-            f"starting {workflow!r} needs its definition: pass --app MODULE:ATTR (or set "
-            "TREADLE_APP) naming an Engine, a Workflow or a list of Workflows"
-        )
-    loaded = load_app(app)
-    database = app_database(loaded, db_url)
+    workflows: Sequence[Workflow] = ()
+    database: str | Persistence = db_url
+    if app is not None:
+        loaded = load_app(app)
+        database, workflows = app_database(loaded, db_url), loaded.workflows
 
     async def work() -> State:
-        async with open_engine(database, workflows=loaded.workflows, create=True) as engine:
+        async with open_engine(database, workflows=workflows, create=app is not None) as engine:
             return await engine.status(await engine.start(workflow, data, run_id=run_id))
 
     started = run(work, app=app)
