@@ -327,13 +327,10 @@ _ids = itertools.count()
 
 
 async def until_waiting(engine: treadle.Engine, run_id: str) -> State:
-    for _ in range(500):
-        state = await engine.status(run_id)
-        if state.status is Status.WAITING:
-            return state
-        assert state.status is Status.RUNNING or state.status is Status.PENDING, state
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"run {run_id} never waited: {state}")
+    await engine.settle()  # the run has ended or waits for something
+    state = await engine.status(run_id)
+    assert state.status is Status.WAITING, f"run {run_id} never waited: {state}"
+    return state
 
 
 async def check(
@@ -459,11 +456,10 @@ async def paused_cursor(workflow: treadle.Workflow) -> str:
     try:
         async with engine:
             run_id = await engine.start(workflow.name, {})
-            for _ in range(500):
-                if (await engine.status(run_id)).status is Status.PAUSED:
-                    break
-                await asyncio.sleep(0.005)
-            return (await engine.persistence.get_run(run_id)).cursor
+            await engine.settle()
+            record = await engine.persistence.get_run(run_id)
+            assert record is not None and record.status is Status.PAUSED, record
+            return record.cursor
     finally:
         PAUSING.pop()
 
