@@ -3,7 +3,7 @@ abort), move runs onto another definition (migrate), and fork a run from one of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._errors import DefinitionError, InvalidTransition, RunNotFound
@@ -91,7 +91,7 @@ class Operator:
         reasons: list[str] = []
         if record.status not in MIGRATABLE:
             reasons.append(f"it is {record.status.value}")
-        elif _leased(record):
+        elif not record.is_free(utcnow()):
             reasons.append("an engine is executing it: pause it first")
         label = f"definition {target.version or target.id} of {record.workflow!r}"
         planned = plan(
@@ -103,16 +103,7 @@ class Operator:
             label=label,
         )
         reasons += planned.reasons
-        result = MigrationPlan(
-            run_id=record.id,
-            status=record.status,
-            source=record.definition_id,
-            source_version=record.version,
-            target=target.id,
-            target_version=target.version,
-            ok=not reasons,
-            reasons=reasons,
-        )
+        result = _plan_of(record, target.id, target.version, reasons)
         return result, planned.cursor, planned.waiting_for
 
     async def migrate(
@@ -144,7 +135,7 @@ class Operator:
             record.id, record.token, result.target, result.target_version, new_cursor, waits, event
         )
         self.executor.wake()
-        return MigrationPlan(**{**result.__dict__, "moved": True})
+        return replace(result, moved=True)
 
     async def migrate_runs(
         self,
@@ -171,7 +162,7 @@ class Operator:
                 try:
                     results.append(await self.migrate(record, target.id, rename, by, dry_run))
                 except (InvalidTransition, RunNotFound) as exc:  # it moved meanwhile
-                    results.append(_refused(record, target.id, target.version, str(exc)))
+                    results.append(_plan_of(record, target.id, target.version, [str(exc)]))
         return results
 
     # Forks -------------------------------------------------------------------------------
@@ -230,14 +221,6 @@ class Operator:
         return done
 
 
-def _leased(record: RunRecord) -> bool:
-    return (
-        record.owner is not None
-        and record.lease_until is not None
-        and record.lease_until >= utcnow()
-    )
-
-
 def _check_rename(rename: dict[str, str] | None) -> dict[str, str]:
     if rename is None:
         return {}
@@ -248,7 +231,10 @@ def _check_rename(rename: dict[str, str] | None) -> dict[str, str]:
     return rename
 
 
-def _refused(record: RunRecord, target: str, version: str | None, why: str) -> MigrationPlan:
+def _plan_of(
+    record: RunRecord, target: str, version: str | None, reasons: list[str]
+) -> MigrationPlan:
+    """The plan for ``record`` onto definition ``target``: ok unless there are ``reasons``."""
     return MigrationPlan(
         run_id=record.id,
         status=record.status,
@@ -256,6 +242,6 @@ def _refused(record: RunRecord, target: str, version: str | None, why: str) -> M
         source_version=record.version,
         target=target,
         target_version=version,
-        ok=False,
-        reasons=[why],
+        ok=not reasons,
+        reasons=reasons,
     )

@@ -26,6 +26,7 @@ class Registry:
         self._shapes: dict[str, dict[str, Any]] = {}
         self._waits: dict[str, Waits] = {}
         self._saved: set[str] = set()  # definitions known to be in the database
+        self._claimable: tuple[list[str], list[str]] = ([], [])
 
     def add(self, workflow: Workflow) -> None:
         """Register ``workflow`` as the newest definition of its name.
@@ -49,6 +50,9 @@ class Registry:
         self._by_id[workflow.id] = workflow
         self._legacy[workflow.legacy_id] = workflow
         self._shapes[workflow.id] = workflow.describe()
+        ids = {*self._by_id, *(k for k in self._legacy if k not in self._by_id)}
+        upgrades = [n for n, versions in self._by_name.items() if versions[-1].auto_upgrade]
+        self._claimable = (sorted(ids), sorted(upgrades))
 
     @property
     def workflows(self) -> dict[str, Workflow]:
@@ -86,9 +90,7 @@ class Registry:
     def claimable(self) -> tuple[list[str], list[str]]:
         """What this engine claims: definition ids (the old fingerprints of its definitions
         included) and the names of ``auto_upgrade`` workflows (runs of any definition)."""
-        ids = sorted({*self._by_id, *(k for k, w in self._legacy.items() if k not in self._by_id)})
-        upgrades = sorted(n for n, versions in self._by_name.items() if versions[-1].auto_upgrade)
-        return ids, upgrades
+        return self._claimable
 
     async def save(self, persistence: Persistence, workflow: Workflow) -> None:
         """Store the definition of ``workflow`` (once per definition)."""

@@ -52,6 +52,10 @@ class RunRecord:
     version: str | None = None
     forked_from: str | None = None
 
+    def is_free(self, wall: datetime) -> bool:
+        """Whether no live lease holds the run at wall time ``wall``."""
+        return self.owner is None or self.lease_until is None or self.lease_until < wall
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
         """Build a record from a database row."""

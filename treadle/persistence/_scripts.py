@@ -74,11 +74,6 @@ def _unfinished(tx: Tx, run_id: str, action: str) -> RunRecord:
     return run
 
 
-def _is_free(run: RunRecord, wall: datetime) -> bool:
-    """Whether no live lease holds ``run`` at wall time ``wall``."""
-    return run.owner is None or run.lease_until is None or run.lease_until < wall
-
-
 def _make_runnable(
     tx: Tx, run_id: str, now: datetime, owner: str | None, lease_until: datetime | None
 ) -> RunRecord:
@@ -406,7 +401,7 @@ def request_pause(tx: Tx, run_id: str, now: datetime, wall: datetime) -> RunReco
         return run
     if run.status is Status.HELD:
         raise InvalidTransition(run_id, run.status.value, "pause")
-    if _is_free(run, wall):
+    if run.is_free(wall):
         tx.execute("park", id=run_id, now=now)
         _event(tx, run_id, NewEvent(EventKind.PAUSED), now)
         run.status = Status.PAUSED
@@ -445,7 +440,7 @@ def request_cancel(
     run = _unfinished(tx, run_id, "cancel")
     tx.execute("set_control", id=run_id, control="cancel")
     _event(tx, run_id, NewEvent(EventKind.CANCEL_REQUESTED), now)
-    if _is_free(run, wall):
+    if run.is_free(wall):
         run = _make_runnable(tx, run_id, now, owner, lease_until)
     run.control = "cancel"
     return run
@@ -465,7 +460,7 @@ def migrate_run(
 ) -> RunRecord:
     """Compare-and-set on the token the plan was made from, under the run's lock."""
     run = _unfinished(tx, run_id, "migrate")
-    if run.token != token or not _is_free(run, wall):
+    if run.token != token or not run.is_free(wall):
         raise InvalidTransition(
             run_id, f"{run.status.value} and changed since it was read", "migrate"
         )
