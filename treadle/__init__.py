@@ -22,7 +22,7 @@ from ._builder import (
 )
 from ._clock import Clock, FakeClock, RealClock
 from ._duration import Duration, parse_duration
-from ._engine import Engine, MigrationPlan, SyncEngine
+from ._engine import Client, Engine, MigrationPlan, RunControl, SyncClient, SyncEngine
 from ._errors import (
     ApprovalRejected,
     DataError,
@@ -92,6 +92,7 @@ __all__ = [
     "ApprovalBuilder",
     "ApprovalRejected",
     "Builder",
+    "Client",
     "Clock",
     "Condition",
     "Context",
@@ -121,6 +122,7 @@ __all__ = [
     "RealClock",
     "RetryPolicy",
     "RunContextFilter",
+    "RunControl",
     "RunExists",
     "RunNotFound",
     "SQLitePersistence",
@@ -136,6 +138,7 @@ __all__ = [
     "StepLike",
     "StepTimeout",
     "SubWorkflowFailed",
+    "SyncClient",
     "SyncEngine",
     "TreadleError",
     "UnknownApproval",

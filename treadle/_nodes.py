@@ -61,9 +61,7 @@ and end FAILED, the saga) or ``"hold"`` (stop the run HELD for an operator, noth
 def check_on_failure(owner: str, value: object) -> None:
     """Raise :class:`DefinitionError` unless ``value`` is one of :data:`ON_FAILURE`."""
     if value not in ON_FAILURE:
-        raise DefinitionError(
-            f"{owner}: on_failure must be 'compensate' or 'hold', not {value!r}"
-        )
+        raise DefinitionError(f"{owner}: on_failure must be 'compensate' or 'hold', not {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,25 @@
 """The engine: the :class:`Engine` facade (``facade``) over the executor of runs
 (``executor``: claims, leases, execution), the waiters of ``wait()`` (``waiters``) and the
-registry of workflows and definitions (``registry``); an operator's actions on runs that outlive
-their code (``operator``: held runs, migration, forks); :class:`SyncEngine` (``sync``) is the
-blocking facade over an Engine for threads without an event loop."""
+registry of workflows and definitions (``registry``); what every handle on runs can do
+(``control``: :class:`RunControl`), of which :class:`Client` (``client``) executes nothing; an
+operator's actions on runs that outlive their code (``operator``: held runs, migration, forks);
+:class:`SyncEngine` and :class:`SyncClient` (``sync``, on the portal thread of ``portal``) are the
+blocking facades for threads without an event loop."""
 
+from .client import Client
+from .control import RunControl
 from .convert import new_run_id, to_state
 from .facade import Engine
 from .operator import MigrationPlan
-from .sync import SyncEngine
+from .sync import SyncClient, SyncEngine
 
-__all__ = ["Engine", "MigrationPlan", "SyncEngine", "new_run_id", "to_state"]
+__all__ = [
+    "Client",
+    "Engine",
+    "MigrationPlan",
+    "RunControl",
+    "SyncClient",
+    "SyncEngine",
+    "new_run_id",
+    "to_state",
+]

@@ -299,9 +299,7 @@ class Executor:
 
     async def resume(self, record: RunRecord) -> None:
         """Resume a paused run; execute it here if it is this engine's to run."""
-        after = await self.persistence.resume(
-            record.id, **self.lease_if(self.can_run(record))
-        )
+        after = await self.persistence.resume(record.id, **self.lease_if(self.can_run(record)))
         driver = self.active.get(record.id)
         if driver is not None:
             driver.withdraw(Control.PAUSE)

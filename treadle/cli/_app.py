@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 from click.core import ParameterSource
 
-from .._engine import Engine
+from .._engine import Client, Engine, RunControl
 from .._errors import TreadleError, WorkflowNotFound
 from .._ids import check_id
 from .._loader import App, LoadError
@@ -330,6 +330,26 @@ async def open_engine(
         yield engine
     finally:
         await engine.close(drain=0)
+
+
+@asynccontextmanager
+async def open_client(
+    database: str | Persistence, *, workflows: Sequence[Workflow] = (), create: bool = False
+) -> AsyncIterator[RunControl]:
+    """An open :class:`Client` on ``database`` (a URL or a persistence); with ``workflows``
+    (from ``--app``), a control-only engine that stores their definitions first."""
+    if workflows:
+        async with open_engine(database, workflows=workflows, create=create) as engine:
+            yield engine
+        return
+    if isinstance(database, str):
+        database = make_persistence(database, create=create)
+    client = Client(database)
+    await client.open()
+    try:
+        yield client
+    finally:
+        await client.close(drain=0)
 
 
 # Loading the user's workflows -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .._engine import Engine
+from .._engine import RunControl
 from .._nodes import Workflow
 from .._state import State, Status
 from .._wire import Event, Run
@@ -27,7 +27,7 @@ from ._app import (
     json_option,
     json_value,
     load_app,
-    open_engine,
+    open_client,
     run,
     run_id_value,
 )
@@ -46,9 +46,9 @@ def _report(state: State, done: str, as_json: bool) -> None:
     click.echo(line)
 
 
-def _control(db_url: str, run_id: str, action: Callable[[Engine], Awaitable[None]]) -> State:
+def _control(db_url: str, run_id: str, action: Callable[[RunControl], Awaitable[None]]) -> State:
     async def work() -> State:
-        async with open_engine(db_url) as engine:
+        async with open_client(db_url) as engine:
             await action(engine)
             return await engine.status(run_id)
 
@@ -92,7 +92,7 @@ def start(
         database, workflows = app_database(loaded, db_url), loaded.workflows
 
     async def work() -> State:
-        async with open_engine(database, workflows=workflows, create=app is not None) as engine:
+        async with open_client(database, workflows=workflows, create=app is not None) as engine:
             return await engine.status(await engine.start(workflow, data, run_id=run_id))
 
     started = run(work, app=app)
@@ -130,7 +130,7 @@ def runs(
         return
 
     async def work() -> list[State]:
-        async with open_engine(db_url) as engine:
+        async with open_client(db_url) as engine:
             return await engine.runs(workflow=workflow, status=status, limit=limit)
 
     states = run(work)
@@ -148,7 +148,7 @@ def status(run_id: str, db_url: str, as_json: bool) -> None:
     """Show a run: status, what it waits for, its error and its data."""
 
     async def work() -> State:
-        async with open_engine(db_url) as engine:
+        async with open_client(db_url) as engine:
             return await engine.status(run_id)
 
     state = run(work)
@@ -166,7 +166,7 @@ def history(run_id: str, db_url: str, as_json: bool) -> None:
     """Show what happened to a run, in order."""
 
     async def work() -> list[Any]:
-        async with open_engine(db_url) as engine:
+        async with open_client(db_url) as engine:
             return await engine.history(run_id)
 
     events = run(work)
@@ -187,7 +187,7 @@ def history(run_id: str, db_url: str, as_json: bool) -> None:
 def signal(run_id: str, name: str, data: Any, db_url: str, as_json: bool) -> None:
     """Send signal NAME to a run (kept until the run reaches await_signal(NAME))."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.signal(run_id, name, data)
 
     _report(_control(db_url, run_id, action), f"signal {name!r} sent", as_json)
@@ -205,7 +205,7 @@ def approve(
 ) -> None:
     """Approve approval NAME of a run."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.approve(run_id, name, by=by, comment=comment)
 
     _report(_control(db_url, run_id, action), f"{by} approved {name!r}", as_json)
@@ -221,7 +221,7 @@ def approve(
 def reject(run_id: str, name: str, by: str, reason: str | None, db_url: str, as_json: bool) -> None:
     """Reject approval NAME of a run (the run compensates and fails)."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.reject(run_id, name, by=by, reason=reason)
 
     _report(_control(db_url, run_id, action), f"{by} rejected {name!r}", as_json)
@@ -234,7 +234,7 @@ def reject(run_id: str, name: str, by: str, reason: str | None, db_url: str, as_
 def pause(run_id: str, db_url: str, as_json: bool) -> None:
     """Pause a run: running steps finish, then it stops before its next step."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.pause(run_id)
 
     _report(_control(db_url, run_id, action), "pause requested", as_json)
@@ -247,7 +247,7 @@ def pause(run_id: str, db_url: str, as_json: bool) -> None:
 def resume(run_id: str, db_url: str, as_json: bool) -> None:
     """Resume a paused run where it stopped."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.resume(run_id)
 
     _report(_control(db_url, run_id, action), "resumed (a worker goes on with it)", as_json)
@@ -260,7 +260,7 @@ def resume(run_id: str, db_url: str, as_json: bool) -> None:
 def cancel(run_id: str, db_url: str, as_json: bool) -> None:
     """Cancel a run: running steps stop, completed steps are compensated, it ends CANCELLED."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.cancel(run_id)
 
     done = "cancel requested (a worker compensates its completed steps and ends it)"

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .._engine import Engine, MigrationPlan
+from .._engine import MigrationPlan, RunControl
 from .._state import State
 from .._wire import MigrationPlan as PlanShape
 from .._wire import Run
@@ -70,7 +70,7 @@ def _database(app: str | None, db_url: str) -> tuple[Any, list[Any]]:
 def retry(run_id: str, by: str | None, db_url: str, as_json: bool) -> None:
     """Run the failed step of a HELD run again, with fresh attempts."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.retry(run_id, by=by)
 
     _report(_control(db_url, run_id, action), "retry recorded (a worker goes on with it)", as_json)
@@ -92,7 +92,7 @@ def skip(
 ) -> None:
     """Mark the failed step of a HELD run done and go on after it."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.skip(run_id, data, by=by)
 
     _report(_control(db_url, run_id, action), "skip recorded (a worker goes on with it)", as_json)
@@ -107,7 +107,7 @@ def skip(
 def abort(run_id: str, reason: str, by: str | None, db_url: str, as_json: bool) -> None:
     """End a HELD run as a failed one: compensate its completed steps, end it FAILED."""
 
-    async def action(engine: Engine) -> None:
+    async def action(engine: RunControl) -> None:
         await engine.abort(run_id, reason, by=by)
 
     done = "abort recorded (a worker compensates its completed steps and ends it)"

@@ -1,0 +1,336 @@
+"""What every handle on runs can do: start them by workflow name, read them, wait for them,
+signal, decide, pause, resume, cancel, and go on with held ones. :class:`Engine` (which also
+executes runs) and :class:`Client` (which executes none) are both :class:`RunControl`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from .._clock import Clock, RealClock
+from .._errors import (
+    DataError,
+    EngineNotOpen,
+    InvalidTransition,
+    NotAnApprover,
+    RunNotFound,
+    UnknownApproval,
+    UnknownSignal,
+    WorkflowNotFound,
+    WrongEventLoop,
+)
+from .._ids import check_id
+from .._nodes import Workflow
+from .._state import Event, State, Status, WaitKind, encode_data
+from .._text import require_storable
+from ..persistence import MemoryPersistence, Persistence
+from ..persistence._records import DefinitionRecord, RunRecord
+from .convert import new_run_id, to_state
+from .executor import Executor, input_digest
+from .operator import Operator
+from .registry import Registry
+
+
+class RunControl:
+    """Starts, reads and controls the runs on a persistence; the base of :class:`Engine` and
+    :class:`Client` (its methods are documented once, here)."""
+
+    def __init__(
+        self,
+        persistence: Persistence | None,
+        *,
+        clock: Clock | None,
+        max_concurrent_runs: int,
+        lease: float,
+        poll_interval: float,
+        step_threads: int,
+    ) -> None:
+        self._registry = Registry()
+        self._executor = Executor(
+            persistence or MemoryPersistence(),
+            clock or RealClock(),
+            self._registry,
+            max_concurrent_runs=max_concurrent_runs,
+            lease=timedelta(seconds=lease),
+            poll_interval=poll_interval,
+            step_threads=step_threads,
+        )
+        self._operator = Operator(self._executor)
+        self._open = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = ""
+
+    @property
+    def persistence(self) -> Persistence:
+        """Where the runs are kept."""
+        return self._executor.persistence
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of durable times."""
+        return self._executor.clock
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the persistence, then recover and execute runs in the background."""
+        if self._open:
+            raise WrongEventLoop(
+                f"the engine is already open (on the event loop of thread {self._thread!r}): "
+                "open it once and share it within that loop, or make one engine per loop"
+            )
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.current_thread().name
+        self.persistence.now = self.clock.now
+        # An engine can be opened again after close(), also under another event loop.
+        self._executor.prepare()
+        await self.persistence.open()
+        self._open = True
+        await self._registry.save_all(self.persistence)
+        await self._executor.start()
+
+    async def close(self, drain: float = 5.0) -> None:
+        """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
+        and release their runs so that another engine can go on with them at once."""
+        if not self._open:
+            return
+        await self._executor.stop(drain)
+        await self.persistence.close()
+        self._open = False
+        self._loop = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def definition(self, run_id: str) -> dict[str, Any]:
+        """The shape of the definition a run follows (for checks, the CLI and the dashboard)."""
+        return await self._registry.shape(self.persistence, await self._get(run_id))
+
+    # Starting and reading runs -------------------------------------------------------------
+
+    async def start(
+        self,
+        name: str,
+        data: dict[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Start a run of a workflow on its newest definition (or the one whose ``version``
+        label or id is ``version``); return its id. The run stays pinned to that definition.
+
+        A workflow (or version) not registered here is started from the definitions that
+        workers stored: the run is PENDING for an engine that has it (so a web process starts
+        runs without importing step code). :class:`WorkflowNotFound` when none is stored.
+
+        With a ``run_id`` that exists already, nothing is started: with the same workflow and
+        the same data (compared as canonical JSON) that id is returned, else :class:`RunExists`
+        is raised.
+        """
+        self._require_open()
+        check_id(name, "workflow name")
+        workflow: Workflow | DefinitionRecord
+        try:
+            workflow = self._registry.get(name, version)
+        except WorkflowNotFound:  # not registered here: a definition some worker stored
+            workflow = await self._registry.resolve(self.persistence, name, version)
+        run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
+        data = {} if data is None else data
+        require_storable(data, f"data of the start of {workflow.name!r}")
+        data_json = encode_data(data, f"start of {workflow.name!r}")
+        return await self._executor.create(
+            workflow, data_json, run_id, None, input_digest=input_digest(data)
+        )
+
+    async def _get(self, run_id: str) -> RunRecord:
+        self._require_open()
+        check_id(run_id, "run id")
+        record = await self.persistence.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record
+
+    async def status(self, run_id: str) -> State:
+        """A snapshot of the run (changing it changes nothing stored)."""
+        return to_state(await self._get(run_id))
+
+    async def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 100,
+        parent_id: str | None = None,
+    ) -> list[State]:
+        """Runs, newest first, optionally of one workflow and/or status."""
+        self._require_open()
+        status_text = None if status is None else Status(status).value
+        records = await self.persistence.list_runs(
+            workflow=workflow, status=status_text, parent_id=parent_id, limit=limit
+        )
+        return [to_state(r) for r in records]
+
+    async def history(self, run_id: str) -> list[Event]:
+        """What happened to the run, in order."""
+        await self._get(run_id)
+        return await self.persistence.history(run_id)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> State:
+        """Wait until the run is COMPLETED, FAILED or CANCELLED; :class:`TimeoutError` if not
+        within ``timeout`` seconds."""
+        self._require_open()
+        return await self._executor.waiters.wait(run_id, timeout)
+
+    # Controlling runs ----------------------------------------------------------------------
+
+    async def pause(self, run_id: str) -> None:
+        """Pause a run: running steps finish, then it stops before its next step."""
+        self._require_open()
+        await self.persistence.request_pause(run_id)
+        self._executor.pause(run_id)
+
+    async def resume(self, run_id: str) -> None:
+        """Resume a paused run where it was."""
+        await self._executor.resume(await self._get(run_id))
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run: stop running steps, compensate, end CANCELLED (children too)."""
+        await self._executor.cancel(await self._get(run_id))
+
+    async def signal(
+        self, run_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None
+    ) -> None:
+        """Send a signal; it is kept in order until the run reaches ``await_signal(name)``.
+
+        With an ``idempotency_key`` (an id), a repeated delivery with the same key to the same
+        run is acknowledged and stored once (a database constraint, also across engines)."""
+        check_id(name, "signal name")
+        key = _key(idempotency_key)
+        require_storable(data, f"data of signal {name!r}")
+        record = await self._get(run_id)
+        waits = await self._registry.waits(self.persistence, record)
+        if record.status.finished:
+            raise InvalidTransition(run_id, record.status.value, f"signal {name!r}")
+        if name not in waits.signals:
+            raise UnknownSignal(run_id, record.workflow, name)
+        _check_json(data, f"data of signal {name!r}")
+        await self._executor.deliver(
+            record, WaitKind.SIGNAL, name, data, {"data": data}, idempotency_key=key
+        )
+
+    async def approve(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Approve ``await_approval(name)`` as ``by`` (who must be one of its approvers).
+
+        A decision is stored once: per ``idempotency_key`` (as for :meth:`signal`), and while a
+        decision by ``by`` on ``name`` waits unconsumed in the run's inbox, the same decision by
+        them again is acknowledged and dropped (approving twice does not approve a looped
+        approval's next round too)."""
+        payload = {"approved": True, "by": by, "comment": comment}
+        await self._decide(run_id, name, by, payload, idempotency_key)
+
+    async def reject(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Reject ``await_approval(name)``: the awaiting step fails with ApprovalRejected.
+        Stored once, as for :meth:`approve`."""
+        payload = {"approved": False, "by": by, "reason": reason}
+        await self._decide(run_id, name, by, payload, idempotency_key)
+
+    async def _decide(
+        self,
+        run_id: str,
+        name: str,
+        by: str | None,
+        payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> None:
+        check_id(name, "approval name")
+        key = _key(idempotency_key)
+        require_storable(payload, f"decision on approval {name!r}")
+        record = await self._get(run_id)
+        waits = await self._registry.waits(self.persistence, record)
+        if record.status.finished:
+            raise InvalidTransition(run_id, record.status.value, f"decide approval {name!r} of")
+        spec = waits.approvals.get(name)
+        if spec is None:
+            raise UnknownApproval(run_id, record.workflow, name)
+        approvers = list(spec.get("approvers") or [])
+        if approvers and by not in approvers:
+            raise NotAnApprover(run_id, name, by, approvers)
+        _check_json(payload, f"decision on approval {name!r}")
+        await self._executor.deliver(
+            record, WaitKind.APPROVAL, name, payload, payload, idempotency_key=key
+        )
+
+    # Runs that outlive their code -----------------------------------------------------------
+
+    async def retry(self, run_id: str, *, by: str | None = None) -> None:
+        """Go on with a HELD run: its failed step runs again with fresh attempts (a run held by
+        its definition checks its position again, e.g. after :meth:`migrate`)."""
+        await self._operator.decide(await self._get(run_id), "retry", by)
+
+    async def skip(
+        self, run_id: str, data: dict[str, Any] | None = None, *, by: str | None = None
+    ) -> None:
+        """Mark the failed step of a HELD run done, with ``data`` merged into the run's data
+        (its top-level keys replaced), and go on after it; its compensation is not stacked."""
+        if data is not None and not isinstance(data, dict):
+            raise DataError(
+                f"skip of run {run_id!r}: data must be a dict, not {type(data).__name__}"
+            )
+        await self._operator.decide(await self._get(run_id), "skip", by, data=data or {})
+
+    async def abort(self, run_id: str, reason: str, *, by: str | None = None) -> None:
+        """End a HELD run as a failed one would: compensate its completed steps, end FAILED
+        with ``aborted: <reason>``."""
+        await self._operator.decide(await self._get(run_id), "abort", by, reason=str(reason))
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise EngineNotOpen("the engine is not open: use 'async with engine:' or open()")
+        if asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoop(
+                f"this engine belongs to the event loop it was opened on (in thread "
+                f"{self._thread!r}) and was called from another loop (thread "
+                f"{threading.current_thread().name!r}): use one engine per event loop, or call "
+                "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); for "
+                "threads without an event loop (Django, Flask) use treadle.SyncEngine"
+            )
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _key(idempotency_key: str | None) -> str | None:
+    return None if idempotency_key is None else check_id(idempotency_key, "idempotency key")
