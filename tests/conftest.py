@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from enginekit import EngineFactory
 from pgserver import pg_dsn  # noqa: F401  (registers the session fixture)
+from recoverykit import harness  # noqa: F401  (registers the fixture of the SIGKILL tests)
 
 import treadle
 

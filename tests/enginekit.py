@@ -13,7 +13,7 @@ EngineFactory = Callable[..., Awaitable[treadle.Engine]]
 
 
 async def until(
-    engine: treadle.Engine,
+    engine: treadle.RunControl,
     run_id: str,
     predicate: Callable[[treadle.State], bool],
     timeout: float = 5.0,
@@ -31,14 +31,14 @@ async def until(
 
 
 async def until_status(
-    engine: treadle.Engine, run_id: str, status: treadle.Status, timeout: float = 5.0
+    engine: treadle.RunControl, run_id: str, status: treadle.Status, timeout: float = 5.0
 ) -> treadle.State:
     """Poll until the run has ``status``."""
     return await until(engine, run_id, lambda s: s.status is status, timeout)
 
 
 async def waiting_for(
-    engine: treadle.Engine, run_id: str, wait: str, timeout: float = 5.0
+    engine: treadle.RunControl, run_id: str, wait: str, timeout: float = 5.0
 ) -> treadle.State:
     """Poll until the run is WAITING for ``wait`` (e.g. ``"signal:go"``)."""
     return await until(

@@ -17,3 +17,11 @@ def test_every_file_a_document_names_exists(document: str) -> None:
     named = FILE_NAME.findall(path.read_text(encoding="utf-8"))
     missing = [n for n in named if not (path.parent / n).exists() and not (ROOT / n).exists()]
     assert missing == [], f"{document} names files the repository does not have: {missing}"
+
+
+def test_every_public_name_is_in_the_contract() -> None:
+    import treadle
+
+    contract = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
+    missing = [n for n in treadle.__all__ if not re.search(rf"\b{re.escape(n)}\b", contract)]
+    assert missing == [], f"docs/API.md does not document {missing}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_recovery import Harness, harness  # noqa: F401  (the fixture of the SIGKILL harness)
+from recoverykit import Harness
 
 import treadle
 from treadle import Context, EngineNotOpen, State, Status, SyncEngine, WrongEventLoop
@@ -317,7 +317,7 @@ def test_sixteen_threads_start_signal_approve_read_and_wait_at_once(
 
 
 async def test_a_sync_engine_killed_mid_step_resumes_without_running_completed_steps(
-    harness: Harness,  # noqa: F811  (the fixture imported above)
+    harness: Harness,
 ) -> None:
     harness.spawn(start=("chain=sync-1",), block=("s2",), sync=True)
     await harness.until(lambda: harness.count("sync-1", "s2") == 1, "s2 in flight")

@@ -68,7 +68,7 @@ class _Portal:
             raise WrongEventLoop(
                 f"{self.kind}.{method}() was called from the {self.kind}'s own event loop "
                 f"(thread {self.thread.name!r}), for example from an async step, and would wait "
-                f"for that loop forever: there, await the async one ('await "
+                f"for that loop forever: there, await the async {self.inner} ('await "
                 f"sync_{self.inner}.{self.inner}.{method}(...)'), or make the step a plain "
                 f"function (those run in worker threads, which may call the {self.kind})"
             )
