@@ -48,6 +48,28 @@ async def test_a_signal_sent_twice_with_one_key_is_consumed_once(
     assert final.status is Status.COMPLETED and final.data["got"] == [1, 2]
 
 
+async def test_a_keyed_delivery_repeated_after_it_ended_the_run_is_acknowledged(
+    engine: treadle.Engine,
+) -> None:
+    # A client's POST times out after the signal was stored and the run went on to its end:
+    # retrying it with the same key must succeed, not say "the run is completed".
+    engine.register(treadle.new("once").await_signal("go").build())
+    engine.register(treadle.new("ok-once").await_approval("ok", ["ann"]).build())
+    signalled, approved = await engine.start("once"), await engine.start("ok-once")
+    await engine.signal(signalled, "go", 1, idempotency_key="req-1")
+    await engine.approve(approved, "ok", by="ann", idempotency_key="req-2")
+    for run_id in (signalled, approved):
+        assert (await engine.wait(run_id, 5)).status is Status.COMPLETED
+    await engine.signal(signalled, "go", 1, idempotency_key="req-1")
+    await engine.approve(approved, "ok", by="ann", idempotency_key="req-2")
+    assert len(await events(engine, signalled, "signal_received")) == 1
+    assert len(await events(engine, approved, "approval_received")) == 1
+    with pytest.raises(treadle.InvalidTransition):  # another key: a new delivery, refused
+        await engine.signal(signalled, "go", 2, idempotency_key="req-3")
+    with pytest.raises(treadle.InvalidTransition):  # no key: refused as before
+        await engine.signal(signalled, "go", 2)
+
+
 async def test_concurrent_deliveries_with_one_key_from_two_engines_store_one(
     make_engine: Any,
 ) -> None:

@@ -222,7 +222,7 @@ class RunControl:
         require_storable(data, f"data of signal {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
-        if record.status.finished:
+        if record.status.finished and key is None:  # with a key: maybe a repeat, acknowledged
             raise InvalidTransition(run_id, record.status.value, f"signal {name!r}")
         if name not in waits.signals:
             raise UnknownSignal(run_id, record.workflow, name)
@@ -276,7 +276,7 @@ class RunControl:
         require_storable(payload, f"decision on approval {name!r}")
         record = await self._get(run_id)
         waits = await self._registry.waits(self.persistence, record)
-        if record.status.finished:
+        if record.status.finished and key is None:
             raise InvalidTransition(run_id, record.status.value, f"decide approval {name!r} of")
         spec = waits.approvals.get(name)
         if spec is None:

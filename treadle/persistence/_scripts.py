@@ -341,8 +341,15 @@ def deliver(
     A duplicate writes nothing and returns the run as it is: a message whose
     ``idempotency_key`` the run's inbox has already (the unique index ``inbox_idempotency``
     decides, in this transaction), or a decision on an approval by an approver whose decision
-    on it is still unconsumed (the first stands)."""
-    run = _unfinished(tx, run_id, f"send {kind} {name!r} to")
+    on it is still unconsumed (the first stands). A duplicate by key is acknowledged also once
+    the run has ended (the first delivery may have ended it)."""
+    run = _locked(tx, run_id)
+    if run.status in FINISHED:
+        if idempotency_key is not None and tx.one(
+            "keyed_inbox", run_id=run_id, key=idempotency_key
+        ):
+            return run
+        raise InvalidTransition(run_id, run.status.value, f"send {kind} {name!r} to")
     if awaited and (run.status not in _WAITS or f"{kind}:{name}" not in run.waiting_for):
         raise InvalidTransition(run_id, run.status.value, f"send {kind} {name!r} to")
     if kind == "approval" and _decided_already(tx, run_id, name, payload):

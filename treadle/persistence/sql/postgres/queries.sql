@@ -109,6 +109,10 @@ VALUES (%(run_id)s, %(kind)s, %(name)s, %(payload)s, %(now)s, %(key)s)
 ON CONFLICT (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING seq;
 
+-- name: keyed_inbox
+-- Whether the run's inbox has a message with this idempotency key (consumed or not).
+SELECT seq FROM inbox WHERE run_id = %(run_id)s AND idempotency_key = %(key)s;
+
 -- name: pending_decisions
 SELECT payload FROM inbox
 WHERE run_id = %(run_id)s AND NOT consumed AND kind = 'approval' AND name = %(name)s;

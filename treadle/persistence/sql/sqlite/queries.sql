@@ -107,6 +107,10 @@ VALUES (:run_id, :kind, :name, :payload, :now, :key)
 ON CONFLICT (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING seq;
 
+-- name: keyed_inbox
+-- Whether the run's inbox has a message with this idempotency key (consumed or not).
+SELECT seq FROM inbox WHERE run_id = :run_id AND idempotency_key = :key;
+
 -- name: pending_decisions
 SELECT payload FROM inbox
 WHERE run_id = :run_id AND consumed = 0 AND kind = 'approval' AND name = :name;
