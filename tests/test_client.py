@@ -142,7 +142,7 @@ async def test_pause_resume_and_cancel_from_a_client_reach_the_worker(
 async def test_a_client_on_memory_url_is_refused_with_what_to_do_instead() -> None:
     with pytest.raises(ValueError, match="would see no worker's runs"):
         Client("memory://")
-    with pytest.raises(EngineNotOpen):
+    with pytest.raises(EngineNotOpen, match="this Client is not open: use 'async with client:'"):
         await Client(treadle.MemoryPersistence()).status("r-1")
 
 

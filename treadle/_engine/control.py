@@ -313,15 +313,19 @@ class RunControl:
         await self._operator.decide(await self._get(run_id), "abort", by, reason=str(reason))
 
     def _require_open(self) -> None:
+        kind = type(self).__name__  # Engine or Client, in the words of the caller's code
+        handle = kind.lower()
         if not self._open:
-            raise EngineNotOpen("the engine is not open: use 'async with engine:' or open()")
+            if kind == "Engine":
+                raise EngineNotOpen("the engine is not open: use 'async with engine:' or open()")
+            raise EngineNotOpen(f"this {kind} is not open: use 'async with {handle}:' or open()")
         if asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoop(
-                f"this engine belongs to the event loop it was opened on (in thread "
+                f"this {handle} belongs to the event loop it was opened on (in thread "
                 f"{self._thread!r}) and was called from another loop (thread "
-                f"{threading.current_thread().name!r}): use one engine per event loop, or call "
+                f"{threading.current_thread().name!r}): use one {handle} per event loop, or call "
                 "it on its own loop (asyncio.run_coroutine_threadsafe from other threads); for "
-                "threads without an event loop (Django, Flask) use treadle.SyncEngine"
+                f"threads without an event loop (Django, Flask) use treadle.Sync{kind}"
             )
 
 
