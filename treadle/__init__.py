@@ -21,10 +21,12 @@ from ._builder import (
     new,
 )
 from ._clock import Clock, FakeClock, RealClock
+from ._codec import Codec
 from ._duration import Duration, parse_duration
 from ._engine import Engine, MigrationPlan, SyncEngine
 from ._errors import (
     ApprovalRejected,
+    CodecError,
     DataError,
     DefinitionError,
     DefinitionMismatch,
@@ -93,6 +95,8 @@ __all__ = [
     "ApprovalRejected",
     "Builder",
     "Clock",
+    "Codec",
+    "CodecError",
     "Condition",
     "Context",
     "Cron",

@@ -25,13 +25,14 @@ from .._errors import (
 from .._ids import check_id
 from .._metrics import Metrics
 from .._nodes import Workflow
-from .._state import Event, State, Status, WaitKind, encode_data
+from .._state import Event, State, Status, WaitKind
 from .._text import require_storable
 from .._threads import StepThreads
-from ..persistence import MemoryPersistence, Persistence
+from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
 from .executor import Executor, input_digest
+from .inputs import start_data
 from .operator import MigrationPlan, Operator
 from .registry import Registry
 
@@ -45,8 +46,8 @@ class Engine:
     Options: ``clock`` (a :class:`FakeClock` in tests), ``max_concurrent_runs`` executing at
     once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
     reads runs but executes none), ``lease`` (seconds another engine waits before it takes
-    over a run of a dead one), ``poll_interval`` (the safety-net poll for work),
-    ``step_threads`` (worker threads for plain step functions).
+    over a run of a dead one), ``poll_interval`` (the safety-net poll), ``step_threads``
+    (threads for plain step functions), ``codec`` (a :class:`Codec` for data at rest).
     """
 
     def __init__(
@@ -58,10 +59,11 @@ class Engine:
         lease: float = 30.0,
         poll_interval: float = 1.0,
         step_threads: int = 32,
+        codec: Codec | None = None,
     ) -> None:
         self._registry = Registry()
         self._executor = Executor(
-            persistence or MemoryPersistence(),
+            with_codec(persistence or MemoryPersistence(), codec),
             clock or RealClock(),
             self._registry,
             max_concurrent_runs=max_concurrent_runs,
@@ -212,7 +214,7 @@ class Engine:
     async def start(
         self,
         name: str,
-        data: dict[str, Any] | None = None,
+        data: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,
@@ -236,9 +238,7 @@ class Engine:
         except WorkflowNotFound:  # not registered here: a definition some worker stored
             workflow = await self._registry.resolve(self.persistence, name, version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
-        data = {} if data is None else data
-        require_storable(data, f"data of the start of {workflow.name!r}")
-        data_json = encode_data(data, f"start of {workflow.name!r}")
+        data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
             workflow, data_json, run_id, None, input_digest=input_digest(data)
         )

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 from .._clock import Clock
+from .._codec import Codec
 from .._errors import EngineNotOpen, WrongEventLoop
 from .._metrics import Metrics
 from .._nodes import Workflow
@@ -44,6 +45,7 @@ class _EngineOptions(TypedDict, total=False):
     lease: float
     poll_interval: float
     step_threads: int
+    codec: Codec | None
 
 
 class _Portal:
@@ -258,7 +260,7 @@ class SyncEngine:
     def start(
         self,
         name: str,
-        data: dict[str, Any] | None = None,
+        data: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,
