@@ -57,7 +57,7 @@ class SQLPersistence(Persistence):
 
     @codec.setter
     def codec(self, codec: Codec | None) -> None:
-        if codec is not None and not isinstance(codec, Codec):
+        if codec is not None and (isinstance(codec, type) or not isinstance(codec, Codec)):
             raise TypeError(f"a codec needs encode(text) and decode(text) methods: {codec!r}")
         self._rest.codec = codec
 
