@@ -43,12 +43,20 @@ class Harness:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(
-        self, *, start: tuple[str, ...] = (), block: tuple[str, ...] = (), sync: bool = False
+        self,
+        *,
+        start: tuple[str, ...] = (),
+        block: tuple[str, ...] = (),
+        sync: bool = False,
+        codec: bool = False,
     ) -> None:
-        """Start a worker process (the previous one must be dead); ``sync``: on a SyncEngine."""
+        """Start a worker process (the previous one must be dead); ``sync``: on a SyncEngine;
+        ``codec``: storing through tests/sample_codec.py."""
         args = [sys.executable, str(WORKER), str(self.db), str(self.effects_path)]
         if sync:
             args.append("--sync")
+        if codec:
+            args.append("--codec")
         for spec in start:
             args += ["--start", spec]
         for name in block:

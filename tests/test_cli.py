@@ -531,6 +531,7 @@ def test_serve_hands_its_options_to_the_web_server(
             "port": 9999,
             "tokens_file": str(tokens),
             "module": app,
+            "codec": None,
         }
     ]
     ok("serve", env={"TREADLE_DB": db, "TREADLE_SERVE_PORT": "7000", "TREADLE_SERVE_HOST": "::"})

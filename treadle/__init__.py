@@ -21,10 +21,12 @@ from ._builder import (
     new,
 )
 from ._clock import Clock, FakeClock, RealClock
+from ._codec import Codec
 from ._duration import Duration, parse_duration
 from ._engine import Client, Engine, MigrationPlan, RunControl, SyncClient, SyncEngine
 from ._errors import (
     ApprovalRejected,
+    CodecError,
     DataError,
     DefinitionError,
     DefinitionMismatch,
@@ -94,6 +96,8 @@ __all__ = [
     "Builder",
     "Client",
     "Clock",
+    "Codec",
+    "CodecError",
     "Condition",
     "Context",
     "Cron",

@@ -44,6 +44,7 @@ from ._nodes import (
     validate,
 )
 from ._retry import RetryPolicy
+from ._typed import check_model
 
 __all__ = [
     "ApprovalBuilder",
@@ -63,6 +64,7 @@ def new(
     version: str | None = None,
     on_failure: str = "compensate",
     auto_upgrade: bool = False,
+    input: type[Any] | None = None,
 ) -> Builder:
     """Start building a workflow called ``name`` (an id: see :func:`treadle.check_id`).
 
@@ -70,13 +72,16 @@ def new(
     definitions apart either way); ``on_failure`` is what a step that fails for good does to
     the run, ``"compensate"`` (the saga) or ``"hold"`` (stop HELD for an operator); with
     ``auto_upgrade`` an engine moves runs of older definitions of this name onto this one when
-    their position maps (see "Changing a workflow while runs are in flight" in API.md).
+    their position maps (see "Changing a workflow while runs are in flight" in API.md);
+    ``input`` (a pydantic model class or a dataclass type) is what ``Engine.start`` validates
+    the run's data against and what steps read as ``ctx.input`` (see "Typed data and codecs").
     """
     name = check_workflow_name(name)
     if version is not None and (not isinstance(version, str) or not version.strip()):
         raise DefinitionError(f"workflow {name!r}: version must be a non-empty string or None")
     check_on_failure(f"workflow {name!r}", on_failure)
-    return Builder(name, None, _Options(version, on_failure, bool(auto_upgrade)))
+    model = check_model(f"workflow {name!r}", input)
+    return Builder(name, None, _Options(version, on_failure, bool(auto_upgrade), model))
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class _Options:
     version: str | None = None
     on_failure: str = "compensate"
     auto_upgrade: bool = False
+    input: type[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,7 @@ class Builder:
             version=opts.version,
             on_failure=opts.on_failure,
             auto_upgrade=opts.auto_upgrade,
+            input=opts.input,
         )
         validate(workflow)
         return workflow

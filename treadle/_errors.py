@@ -120,7 +120,13 @@ class WaitTimeout(TreadleError, TimeoutError):
 
 
 class DataError(TreadleError, ValueError):
-    """Run data is not JSON-serialisable (or not a JSON object)."""
+    """Run data is not JSON-serialisable (or not a JSON object), or does not fit the
+    workflow's input model."""
+
+
+class CodecError(DataError):
+    """Data stored through a codec (``Engine(codec=...)``) cannot be read: this reader has no
+    codec, or one that cannot decode it; or a codec gave what cannot be stored."""
 
 
 class InvalidId(TreadleError, ValueError):

@@ -8,8 +8,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+from ._codec import Codec
 from ._engine import Engine
 from ._errors import TreadleError
 from ._nodes import Workflow
@@ -40,34 +42,13 @@ def load_app(spec: str) -> App:
     module_name, sep, attr = spec.partition(":")
     if not module_name or (sep and not attr):
         raise LoadError(f"{spec!r} is not MODULE:ATTR (such as 'shop.workflows:engine')")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            raise LoadError(
-                f"cannot load workflows from {spec!r}: no module named {exc.name!r} (looked in "
-                "the current directory "
-                "and on the Python path)"
-            ) from None
-        raise LoadError(f"cannot load workflows from {spec!r}: {exc}") from None
-    except Exception as exc:
-        raise LoadError(
-            f"cannot load workflows from {spec!r}: importing {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    module = _import(spec, module_name, "workflows")
     if not attr:
         found = [v for v in vars(module).values() if isinstance(v, Workflow)]
         if not found:
             raise LoadError(f"cannot load workflows from {spec!r}: the module defines no Workflow")
         return App(spec, found)
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise LoadError(f"cannot load workflows from {spec!r}: no attribute {attr!r}")
-        target = getattr(target, part)
+    target = _attribute(module, spec, attr, "workflows")
     return App(spec, workflows_of(target, spec), target if isinstance(target, Engine) else None)
 
 
@@ -92,3 +73,52 @@ def workflows_of(target: object, spec: str) -> list[Workflow]:
     if not found:
         raise LoadError(f"cannot load workflows from {spec!r}: it holds none")
     return found
+
+
+def load_codec(spec: str) -> Codec:
+    """The :class:`Codec` that ``MODULE:ATTR`` names: a codec object, or a class or function
+    that makes one when called without arguments (``--codec``, ``TREADLE_CODEC``)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise LoadError(f"{spec!r} is not MODULE:ATTR (such as 'shop.secrets:codec')")
+    target = _attribute(_import(spec, module_name, "a codec"), spec, attr, "a codec")
+    if isinstance(target, type) or (not isinstance(target, Codec) and callable(target)):
+        target = target()
+    if isinstance(target, type) or not isinstance(target, Codec):
+        raise LoadError(
+            f"cannot load a codec from {spec!r}: a {type(target).__name__} has no "
+            "encode(text) and decode(text) methods"
+        )
+    return target
+
+
+def _import(spec: str, module_name: str, what: str) -> ModuleType:
+    """Import ``module_name`` (the current directory importable), or :class:`LoadError`."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise LoadError(
+                f"cannot load {what} from {spec!r}: no module named {exc.name!r} (looked in "
+                "the current directory "
+                "and on the Python path)"
+            ) from None
+        raise LoadError(f"cannot load {what} from {spec!r}: {exc}") from None
+    except Exception as exc:
+        raise LoadError(
+            f"cannot load {what} from {spec!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    return module
+
+
+def _attribute(module: ModuleType, spec: str, attr: str, what: str) -> Any:
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise LoadError(f"cannot load {what} from {spec!r}: no attribute {attr!r}")
+        target = getattr(target, part)
+    return target

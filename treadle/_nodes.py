@@ -20,6 +20,7 @@ from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
 from ._retry import RetryPolicy
 from ._state import Context, State
+from ._typed import model_name
 
 StepFunc = Callable[[Context, State], Any]
 """A step function: ``fn(ctx, state)``, plain or ``async``; a non-None result is stored."""
@@ -234,7 +235,9 @@ class Workflow:
     version="2026-12")``); ``on_failure`` is what a step that fails for good does (see
     :data:`ON_FAILURE`; a step's own setting wins); ``auto_upgrade`` lets an engine move runs of
     older definitions of this name onto this one when their position maps (not part of the
-    fingerprint: it is how runs are deployed, not what they do).
+    fingerprint: it is how runs are deployed, not what they do). ``input`` is the model that
+    starts validate the run's data against (``treadle.new(name, input=Model)``); its
+    qualified name is part of the shape, and of the fingerprint, only when it is set.
     """
 
     name: str
@@ -243,6 +246,7 @@ class Workflow:
     version: str | None = None
     on_failure: str = "compensate"
     auto_upgrade: bool = field(default=False, compare=False)
+    input: type[Any] | None = field(default=None, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:
@@ -424,6 +428,8 @@ def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
     elif isinstance(node, Workflow):
         if not legacy:
             out.update(version=node.version, on_failure=node.on_failure)
+            if node.input is not None:  # absent otherwise: fingerprints stay as they were
+                out["input"] = model_name(node.input)
         out["steps"] = [describe(s, legacy=legacy) for s in node.steps]
     return out
 

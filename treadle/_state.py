@@ -4,12 +4,14 @@ a step sees."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
-from ._errors import DataError
+from ._errors import DataError, DefinitionError
+from ._typed import bad_path, json_form, validate
 
 
 class Status(str, Enum):
@@ -108,15 +110,40 @@ def parse_wait_key(key: str) -> tuple[WaitKind, str]:
 
 
 def encode_data(data: object, where: str) -> str:
-    """Serialise run data, or raise :class:`DataError` saying what is wrong and where."""
+    """Serialise run data, or raise :class:`DataError` saying what is wrong and where.
+
+    Values that JSON lacks take their JSON form (:func:`treadle._typed.json_form`: ISO 8601
+    text for datetimes, text for ``Decimal`` and ``UUID``, dicts for dataclasses and pydantic
+    models...); a value without one (bytes, NaN, an arbitrary object) is a :class:`DataError`
+    naming its path in the data."""
+    return _dumps(data, where, json_form)
+
+
+def as_stored(data: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+    """``data`` as it is stored, and its JSON text (as :func:`encode_data`): ``data`` itself
+    when it is plain JSON, else read back from the text, so that a ``datetime`` a step left is
+    the ISO text that later steps and conditions see, before and after a recovery alike."""
+    formed: list[bool] = []
+
+    def noted(value: Any) -> Any:
+        formed.append(True)
+        return json_form(value)
+
+    text = _dumps(data, where, noted)
+    return (json.loads(text) if formed else data), text
+
+
+def _dumps(data: object, where: str, default: Callable[[Any], Any]) -> str:
     if not isinstance(data, dict):
         raise DataError(
             f"{where}: run data must be a JSON object (dict), not {type(data).__name__}"
         )
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return json.dumps(data, separators=(",", ":"), allow_nan=False, default=default)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{where}: run data is not JSON-serialisable: {exc}") from None
+        path = bad_path(data)
+        at = "" if path is None else f" at {path}"
+        raise DataError(f"{where}: run data is not JSON-serialisable{at}: {exc}") from None
 
 
 @dataclass
@@ -153,7 +180,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Context:
-    """Where a step is: its run, its name, its attempt and its loop position."""
+    """Where a step is: its run, its name, its attempt and its loop position.
+
+    ``input`` is the run's data validated as the workflow's input model (see the property)."""
 
     run_id: str
     workflow: str
@@ -163,3 +192,23 @@ class Context:
     index: int | None = None
     iteration: int | None = None
     idempotency_key: str = ""
+    #: The workflow's input model (``treadle.new(name, input=Model)``), if it has one.
+    input_model: type[Any] | None = field(default=None, repr=False, compare=False)
+    #: The state the step is given (``ctx.input`` reads its data when it is read).
+    _state: State | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def input(self) -> Any:
+        """The run's data as the step sees it now (``state.data``: the writes of earlier steps
+        and of this step so far included), validated as the workflow's input model: a fresh
+        instance each time it is read, with ISO text turned back into ``datetime`` and the like
+        where the model says so. Keys the model does not declare are left out (pydantic's
+        default). :class:`DataError` naming the fields when the data no longer fits the model;
+        :class:`DefinitionError` for a workflow built without ``input=``."""
+        if self.input_model is None:
+            raise DefinitionError(
+                f"workflow {self.workflow!r} has no input model: build it with "
+                f"treadle.new({self.workflow!r}, input=Model) to read ctx.input"
+            )
+        data = {} if self._state is None else self._state.data
+        return validate(self.input_model, data, f"ctx.input of step {self.step!r}")

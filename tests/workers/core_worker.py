@@ -1,6 +1,7 @@
 """A worker process for the SIGKILL recovery tests (tests/test_recovery.py).
 
 Usage: python core_worker.py DB EFFECTS [--start WORKFLOW=RUN_ID]... [--block NAME]... [--sync]
+[--codec]
 
 It opens an Engine (with ``--sync`` a SyncEngine, from a thread without an event loop) on the
 SQLite file DB, registers the workflows below, starts the runs asked for (idempotently, by run
@@ -72,6 +73,12 @@ def workflows() -> list[treadle.Workflow]:
     """The workflows every worker registers (the same definitions in every process)."""
     return [
         treadle.new("chain").step("s1", do).step("s2", do).step("s3", do).build(),
+        treadle.new("vault")
+        .step("v1", do)
+        .step("v2", do)
+        .await_signal("go")
+        .step("v3", do)
+        .build(),
         treadle.new("saga")
         .step("c1", do, compensate=undo)
         .step("c2", do, compensate=undo)
@@ -100,7 +107,10 @@ def workflows() -> list[treadle.Workflow]:
     ]
 
 
-START_DATA: dict[str, dict[str, Any]] = {"looper": {"items": ["a", "b", "c"]}}
+START_DATA: dict[str, dict[str, Any]] = {
+    "looper": {"items": ["a", "b", "c"]},
+    "vault": {"card": "4111-1111-SECRET"},
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -112,6 +122,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--start", action="append", default=[])
     parser.add_argument("--block", action="append", default=[])
     parser.add_argument("--sync", action="store_true")
+    parser.add_argument("--codec", action="store_true", help="store through sample_codec")
     args = parser.parse_args(argv)
     EFFECTS = args.effects
     BLOCK.update(args.block)
@@ -127,8 +138,20 @@ def starts(specs: list[str]) -> list[tuple[str, dict[str, Any] | None, str]]:
     return runs
 
 
+def codec(args: argparse.Namespace) -> Any:
+    """The codec to store through (tests/sample_codec.py), or None."""
+    if not args.codec:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from sample_codec import Base64Codec
+
+    return Base64Codec()
+
+
 async def main(args: argparse.Namespace) -> None:
-    engine = treadle.Engine(treadle.SQLitePersistence(args.db), poll_interval=0.05)
+    engine = treadle.Engine(
+        treadle.SQLitePersistence(args.db), poll_interval=0.05, codec=codec(args)
+    )
     for workflow in workflows():
         engine.register(workflow)
     async with engine:

@@ -3,7 +3,7 @@ without importing or registering any step code (a web process, a script, the CLI
 
 from __future__ import annotations
 
-from ..persistence import Persistence, persistence_from_url
+from ..persistence import Codec, Persistence, persistence_from_url
 from .control import RunControl
 
 
@@ -16,10 +16,16 @@ class Client(RunControl):
     signals and approvals are checked against the definition each run follows. What the
     client records reaches the workers at once (through the database). ``async with
     Client(url) as client:``, or :meth:`open`/:meth:`close`; :class:`SyncClient` is the
-    blocking one.
+    blocking one. ``codec``: the :class:`Codec` the workers store run data through.
     """
 
-    def __init__(self, database: str | Persistence, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        database: str | Persistence,
+        *,
+        poll_interval: float = 1.0,
+        codec: Codec | None = None,
+    ) -> None:
         if isinstance(database, str) and database.startswith("memory:"):
             raise ValueError(
                 "a Client on memory:// would see no worker's runs (each memory:// is a database "
@@ -34,4 +40,5 @@ class Client(RunControl):
             lease=30.0,
             poll_interval=poll_interval,
             step_threads=1,
+            codec=codec,
         )

@@ -25,12 +25,13 @@ from .._errors import (
 )
 from .._ids import check_id
 from .._nodes import Workflow
-from .._state import Event, State, Status, WaitKind, encode_data
+from .._state import Event, State, Status, WaitKind
 from .._text import require_storable
-from ..persistence import MemoryPersistence, Persistence
+from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
 from .executor import Executor, input_digest
+from .inputs import start_data
 from .operator import Operator
 from .registry import Registry
 
@@ -48,10 +49,11 @@ class RunControl:
         lease: float,
         poll_interval: float,
         step_threads: int,
+        codec: Codec | None,
     ) -> None:
         self._registry = Registry()
         self._executor = Executor(
-            persistence or MemoryPersistence(),
+            with_codec(persistence or MemoryPersistence(), codec),
             clock or RealClock(),
             self._registry,
             max_concurrent_runs=max_concurrent_runs,
@@ -124,7 +126,7 @@ class RunControl:
     async def start(
         self,
         name: str,
-        data: dict[str, Any] | None = None,
+        data: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,
@@ -148,9 +150,7 @@ class RunControl:
         except WorkflowNotFound:  # not registered here: a definition some worker stored
             workflow = await self._registry.resolve(self.persistence, name, version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
-        data = {} if data is None else data
-        require_storable(data, f"data of the start of {workflow.name!r}")
-        data_json = encode_data(data, f"start of {workflow.name!r}")
+        data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
             workflow, data_json, run_id, None, input_digest=input_digest(data)
         )

@@ -17,13 +17,15 @@ from .._errors import InvalidTransition, LeaseLost, RunExists, RunNotFound
 from .._interpreter import NEW_CURSOR, Control, RunDriver
 from .._metrics import Metrics
 from .._nodes import Workflow
-from .._state import EventKind, Status, WaitKind, encode_data
+from .._state import EventKind, Status, WaitKind
 from .._threads import StepThreads
 from .._tracing import run_span, tracer
+from .._typed import json_form
 from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
+from .inputs import check_new_run, start_data
 from .owners import known_dead, new_owner
 from .registry import Registry
 from .waiters import Waiters
@@ -288,7 +290,7 @@ class Executor:
     ) -> None:
         """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
         found = self.registry.get(workflow)
-        data_json = encode_data({} if data is None else data, f"start of {found.name!r}")
+        _, data_json = start_data(found, data)
         await self.create(found, data_json, child_id, parent_id)
 
     def pause(self, run_id: str) -> None:
@@ -359,6 +361,7 @@ class Executor:
     def _spawn(self, record: RunRecord) -> None:
         workflow = self.registry.for_run(record)
         assert workflow is not None, "only runs whose definition is here are claimed"
+        check_new_run(record, workflow)
         driver = RunDriver(self, record, workflow)
         self.active[record.id] = driver
         driver.task = asyncio.create_task(self._execute(driver), name=f"treadle-run:{record.id}")
@@ -535,5 +538,7 @@ class Executor:
 
 def input_digest(data: dict[str, Any]) -> str:
     """The start data's fingerprint: SHA-256 of its canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_form
+    )
     return hashlib.sha256(text.encode()).hexdigest()

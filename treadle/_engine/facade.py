@@ -11,7 +11,7 @@ from .._ids import check_id
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._threads import StepThreads
-from ..persistence import Persistence
+from ..persistence import Codec, Persistence
 from .control import RunControl
 from .operator import MigrationPlan
 
@@ -25,8 +25,8 @@ class Engine(RunControl):
     Options: ``clock`` (a :class:`FakeClock` in tests), ``max_concurrent_runs`` executing at
     once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
     reads runs but executes none), ``lease`` (seconds another engine waits before it takes
-    over a run of a dead one), ``poll_interval`` (the safety-net poll for work),
-    ``step_threads`` (worker threads for plain step functions).
+    over a run of a dead one), ``poll_interval`` (the safety-net poll), ``step_threads``
+    (threads for plain step functions), ``codec`` (a :class:`Codec` for data at rest).
     """
 
     def __init__(
@@ -38,6 +38,7 @@ class Engine(RunControl):
         lease: float = 30.0,
         poll_interval: float = 1.0,
         step_threads: int = 32,
+        codec: Codec | None = None,
     ) -> None:
         super().__init__(
             persistence,
@@ -46,6 +47,7 @@ class Engine(RunControl):
             lease=lease,
             poll_interval=poll_interval,
             step_threads=step_threads,
+            codec=codec,
         )
 
     # What it was made with -----------------------------------------------------------------

@@ -198,7 +198,7 @@ class SyncControl(Generic[C]):
     def start(
         self,
         name: str,
-        data: dict[str, Any] | None = None,
+        data: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,

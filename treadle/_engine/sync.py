@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, TypedDict, Unpack
 
 from .._clock import Clock
+from .._codec import Codec
 from .._metrics import Metrics
 from .._nodes import Workflow
 from ..persistence import Persistence
@@ -24,6 +25,7 @@ class _EngineOptions(TypedDict, total=False):
     lease: float
     poll_interval: float
     step_threads: int
+    codec: Codec | None
 
 
 class SyncEngine(SyncControl[Engine]):
@@ -168,8 +170,14 @@ class SyncClient(SyncControl[Client]):
 
     _inner = "client"
 
-    def __init__(self, database: str | Persistence, *, poll_interval: float = 1.0) -> None:
-        super().__init__(Client(database, poll_interval=poll_interval))
+    def __init__(
+        self,
+        database: str | Persistence,
+        *,
+        poll_interval: float = 1.0,
+        codec: Codec | None = None,
+    ) -> None:
+        super().__init__(Client(database, poll_interval=poll_interval, codec=codec))
 
     @property
     def client(self) -> Client:

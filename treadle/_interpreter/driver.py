@@ -30,7 +30,16 @@ from .._nodes import (
     SleepStep,
     Workflow,
 )
-from .._state import Context, EventKind, State, Status, WaitKind, encode_data, wait_key
+from .._state import (
+    Context,
+    EventKind,
+    State,
+    Status,
+    WaitKind,
+    as_stored,
+    encode_data,
+    wait_key,
+)
 from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
@@ -339,6 +348,7 @@ class RunDriver:
             if retry_at is not None and host.clock.now() < retry_at:
                 raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
         await self.flush()
+        state = self.view()
         ctx = Context(
             run_id=self.run_id,
             workflow=self.workflow.name,
@@ -348,8 +358,9 @@ class RunDriver:
             index=scope.index,
             iteration=scope.iteration,
             idempotency_key=f"{self.run_id}/{path}",
+            input_model=self.workflow.input,
+            _state=state,
         )
-        state = self.view()
         state.data, base_json, since = self.copy()
         started = time.perf_counter()
         step_token = current_step.set(node.name)
@@ -363,7 +374,7 @@ class RunDriver:
                     )
                     if result is not None:
                         state.data[node.name] = result
-            new_json = encode_data(state.data, f"step {node.name!r}")
+            state.data, new_json = as_stored(state.data, f"step {node.name!r}")
         except TimeoutError as exc:
             timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
             error: Exception = StepTimeout(node.name, timeout) if timeout else exc

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._calls import call_step
 from .._nodes import ActionStep
-from .._state import Context, EventKind, Status, WaitKind, encode_data, wait_key
+from .._state import Context, EventKind, Status, WaitKind, as_stored, wait_key
 from .._text import storable
 from .control import Suspend
 from .waits import due_time
@@ -70,6 +70,7 @@ async def _compensate(
     """Run one attempt of a compensation: None when it succeeded, the error when it failed for
     good; a retry is recorded and raises :class:`Suspend` until its time."""
     assert node.compensate is not None and driver.failure is not None
+    state = driver.view()
     ctx = Context(
         run_id=driver.run_id,
         workflow=driver.workflow.name,
@@ -79,12 +80,13 @@ async def _compensate(
         index=index,
         iteration=index,
         idempotency_key=f"{driver.run_id}/{path}/compensate",
+        input_model=driver.workflow.input,
+        _state=state,
     )
-    state = driver.view()
     state.data, base_json, since = driver.copy()
     try:
         await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)
-        new_json = encode_data(state.data, f"compensation of {node.name!r}")
+        state.data, new_json = as_stored(state.data, f"compensation of {node.name!r}")
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         policy = node.retry

@@ -8,6 +8,7 @@ from ._app import (
     UserError,
     app_option,
     cli,
+    current_codec,
     db_option,
     json_option,
     load_workflows,
@@ -57,7 +58,14 @@ def serve(host: str, port: int, tokens_file: str | None, app: str | None, db_url
         ) from None
     setup_logging("INFO")  # the start-up warnings (no tokens, the address) must be seen
     with user_errors(app):
-        run_server(db_url=db_url, host=host, port=port, tokens_file=tokens_file, module=app)
+        run_server(
+            db_url=db_url,
+            host=host,
+            port=port,
+            tokens_file=tokens_file,
+            module=app,
+            codec=current_codec(),
+        )
 
 
 @cli.group()

@@ -20,17 +20,20 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 from click.core import ParameterSource
 
+from .._codec import Codec
 from .._engine import Client, Engine, RunControl
 from .._errors import TreadleError, WorkflowNotFound
 from .._ids import check_id
 from .._loader import App, LoadError
 from .._loader import load_app as _load_app
+from .._loader import load_codec as _load_codec
 from .._nodes import Workflow
 from ..persistence import (
     MemoryPersistence,
     Persistence,
     SQLitePersistence,
     persistence_from_url,
+    with_codec,
 )
 
 log = logging.getLogger("treadle.cli")
@@ -96,7 +99,16 @@ def one_line(message: str) -> str:
 
 
 def db_option(fn: F) -> F:
-    """``--db URL`` (env ``TREADLE_DB``)."""
+    """``--db URL`` (env ``TREADLE_DB``), with ``--codec MODULE:ATTR`` (env ``TREADLE_CODEC``):
+    the codec the database's run data is stored through (see :func:`make_persistence`)."""
+    fn = click.option(
+        "--codec",
+        envvar="TREADLE_CODEC",
+        metavar="MODULE:ATTR",
+        expose_value=False,
+        callback=_codec_value,
+        help="The codec run data is stored through at rest (env TREADLE_CODEC).",
+    )(fn)
     return click.option(
         "--db",
         "db_url",
@@ -106,6 +118,23 @@ def db_option(fn: F) -> F:
         metavar="URL",
         help="Database: sqlite:///path, postgresql://... or memory:// (env TREADLE_DB).",
     )(fn)
+
+
+_CODEC = "treadle.codec"
+
+
+def _codec_value(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        try:
+            ctx.meta[_CODEC] = _load_codec(value)
+        except LoadError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+
+def current_codec() -> Codec | None:
+    """The codec that ``--codec`` (or ``TREADLE_CODEC``) gave the running command, if any."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_CODEC)
 
 
 def json_option(fn: F) -> F:
@@ -213,7 +242,8 @@ def redact(url: str) -> str:
 
 
 def make_persistence(db_url: str, *, create: bool = True) -> Persistence:
-    """The persistence at ``db_url``. With ``create=False`` a SQLite file must exist already."""
+    """The persistence at ``db_url``, through the ``--codec`` of the command if it has one.
+    With ``create=False`` a SQLite file must exist already."""
     with user_errors():
         try:
             persistence = persistence_from_url(db_url)
@@ -232,7 +262,7 @@ def make_persistence(db_url: str, *, create: bool = True) -> Persistence:
             f"no database at {persistence.path!r} (--db {redact(db_url)}): nothing has run "
             "there yet; pass --db or set TREADLE_DB"
         )
-    return persistence
+    return with_codec(persistence, current_codec())
 
 
 def database_name(persistence: Persistence) -> str:
@@ -298,7 +328,7 @@ def app_database(app: App, db_url: str) -> Persistence:
                 app.spec,
             )
         return persistence
-    persistence = app.engine.persistence
+    persistence = with_codec(app.engine.persistence, current_codec())
     if _db_given() and _database_key(make_persistence(db_url)) != _database_key(persistence):
         raise UserError(
             f"--db {redact(db_url)} is not the database of the Engine in {app.spec} "

@@ -107,9 +107,9 @@ def input_json(schedule_id: str, value: dict[str, Any] | None) -> str:
     if value is None:
         return "null"
     where = f"input of schedule {schedule_id!r}"
-    encode_data(value, where)  # a JSON object, or DataError saying why not
+    text = encode_data(value, where)  # a JSON object (JSON forms taken), or DataError why not
     if SCHEDULED_AT in value:
         raise ValueError(
             f"{where} must not contain {SCHEDULED_AT!r}: each run gets its due time there"
         )
-    return json.dumps(value, separators=(",", ":"))
+    return text

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from .._codec import Codec
 from ._base import Persistence
 from ._scripted import SQLPersistence
 from ._sqlite import MemoryPersistence, SQLitePersistence
+
+
+def with_codec(persistence: Persistence, codec: Codec | None) -> Persistence:
+    """``persistence``, storing values at rest through ``codec`` when one is given (None leaves
+    its codec as it is). Only treadle's own persistences (:class:`SQLPersistence`) take one."""
+    if codec is None:
+        return persistence
+    if not isinstance(persistence, SQLPersistence):
+        raise TypeError(
+            f"codec= needs one of treadle's persistences (a SQLPersistence), not {persistence!r}"
+        )
+    persistence.codec = codec
+    return persistence
 
 
 def persistence_from_url(url: str) -> SQLPersistence:
@@ -34,9 +48,11 @@ def persistence_from_url(url: str) -> SQLPersistence:
 
 
 __all__ = [
+    "Codec",
     "MemoryPersistence",
     "Persistence",
     "SQLPersistence",
     "SQLitePersistence",
     "persistence_from_url",
+    "with_codec",
 ]

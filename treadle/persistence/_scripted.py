@@ -13,9 +13,11 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from .._codec import Codec
 from .._state import Event
 from . import _schema as schema
 from . import _scripts as scripts
+from ._at_rest import AtRest, at_rest
 from ._base import Persistence, WakeListener, utcnow
 from ._records import (
     Checkpoint,
@@ -43,6 +45,21 @@ class SQLPersistence(Persistence):
     def __init__(self) -> None:
         self._listeners: list[WakeListener] = []
         self.now: Callable[[], datetime] = utcnow
+        self._rest = AtRest()
+
+    @property
+    def codec(self) -> Codec | None:
+        """How run data, positions, inbox payloads and event details are stored: through this
+        :class:`~treadle.Codec`, or as plain JSON (None, the default). ``Engine(codec=...)``
+        sets it. Values stored without a codec stay readable with one; values stored with one
+        raise :class:`~treadle.CodecError` for a reader without it, or with another."""
+        return self._rest.codec
+
+    @codec.setter
+    def codec(self, codec: Codec | None) -> None:
+        if codec is not None and (isinstance(codec, type) or not isinstance(codec, Codec)):
+            raise TypeError(f"a codec needs encode(text) and decode(text) methods: {codec!r}")
+        self._rest.codec = codec
 
     # What a backend provides --------------------------------------------------------------
 
@@ -57,6 +74,14 @@ class SQLPersistence(Persistence):
         default they take the same path as writes.
         """
         return await self._run(script)
+
+    async def _write(self, script: Callable[[Tx], T]) -> T:
+        """:meth:`_run` with values at rest as :attr:`codec` says."""
+        return await self._run(at_rest(self._rest, script))
+
+    async def _query(self, script: Callable[[Tx], T]) -> T:
+        """:meth:`_read` with values at rest as :attr:`codec` says."""
+        return await self._read(at_rest(self._rest, script))
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -95,7 +120,7 @@ class SQLPersistence(Persistence):
     async def save_definition(
         self, definition_id: str, name: str, shape: dict[str, Any], version: str | None = None
     ) -> None:
-        await self._run(
+        await self._write(
             partial(
                 scripts.save_definition,
                 definition_id=definition_id,
@@ -107,19 +132,19 @@ class SQLPersistence(Persistence):
         )
 
     async def definitions(self, name: str | None = None) -> list[DefinitionRecord]:
-        return await self._read(partial(scripts.list_definitions, name=name))
+        return await self._query(partial(scripts.list_definitions, name=name))
 
     async def load_definition(self, definition_id: str) -> dict[str, Any] | None:
-        found = await self._read(partial(scripts.load_definition, definition_id=definition_id))
+        found = await self._query(partial(scripts.load_definition, definition_id=definition_id))
         return None if found is None else dict(json.loads(found[1]))
 
     # Runs -----------------------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord, event: NewEvent) -> tuple[RunRecord, bool]:
-        return await self._run(partial(scripts.create_run, run=run, event=event, now=self.now()))
+        return await self._write(partial(scripts.create_run, run=run, event=event, now=self.now()))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self._read(partial(scripts.get_run, run_id=run_id))
+        return await self._query(partial(scripts.get_run, run_id=run_id))
 
     async def list_runs(
         self,
@@ -129,7 +154,7 @@ class SQLPersistence(Persistence):
         parent_id: str | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        return await self._read(
+        return await self._query(
             partial(
                 scripts.list_runs,
                 workflow=workflow,
@@ -140,7 +165,7 @@ class SQLPersistence(Persistence):
         )
 
     async def history(self, run_id: str) -> list[Event]:
-        return await self._read(partial(scripts.history, run_id=run_id))
+        return await self._query(partial(scripts.history, run_id=run_id))
 
     async def claim_runs(
         self,
@@ -152,7 +177,7 @@ class SQLPersistence(Persistence):
         *,
         upgrades: Sequence[str] = (),
     ) -> list[RunRecord]:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.claim_runs,
                 owner=owner,
@@ -166,19 +191,21 @@ class SQLPersistence(Persistence):
         )
 
     async def renew_leases(self, owner: str, lease_until: datetime) -> dict[str, str | None]:
-        return await self._run(partial(scripts.renew_leases, owner=owner, lease_until=lease_until))
+        return await self._write(
+            partial(scripts.renew_leases, owner=owner, lease_until=lease_until)
+        )
 
     async def release_runs(self, owner: str) -> int:
-        return await self._run(partial(scripts.release_runs, owner=owner))
+        return await self._write(partial(scripts.release_runs, owner=owner))
 
     async def release_run(self, run_id: str, token: int) -> None:
-        await self._run(partial(scripts.release_run, run_id=run_id, token=token))
+        await self._write(partial(scripts.release_run, run_id=run_id, token=token))
 
     async def owners(self) -> list[str]:
-        return await self._read(scripts.owners)
+        return await self._query(scripts.owners)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
-        return await self._run(partial(scripts.save_checkpoint, cp=checkpoint))
+        return await self._write(partial(scripts.save_checkpoint, cp=checkpoint))
 
     async def deliver(
         self,
@@ -193,7 +220,7 @@ class SQLPersistence(Persistence):
         awaited: bool = False,
         idempotency_key: str | None = None,
     ) -> RunRecord:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.deliver,
                 awaited=awaited,
@@ -210,17 +237,17 @@ class SQLPersistence(Persistence):
         )
 
     async def read_inbox(self, run_id: str, kind: str, name: str) -> list[InboxMessage]:
-        return await self._read(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
+        return await self._query(partial(scripts.read_inbox, run_id=run_id, kind=kind, name=name))
 
     async def request_pause(self, run_id: str) -> RunRecord:
-        return await self._run(
+        return await self._write(
             partial(scripts.request_pause, run_id=run_id, now=self.now(), wall=utcnow())
         )
 
     async def resume(
         self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
     ) -> RunRecord:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
             )
@@ -229,7 +256,7 @@ class SQLPersistence(Persistence):
     async def request_cancel(
         self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
     ) -> RunRecord:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.request_cancel,
                 run_id=run_id,
@@ -241,15 +268,15 @@ class SQLPersistence(Persistence):
         )
 
     async def count_runs(self) -> dict[str, int]:
-        return await self._read(scripts.count_unfinished)
+        return await self._query(scripts.count_unfinished)
 
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
-        return await self._read(partial(scripts.finished_among, run_ids=list(run_ids)))
+        return await self._query(partial(scripts.finished_among, run_ids=list(run_ids)))
 
     async def next_wake(
         self, definitions: Sequence[str], *, upgrades: Sequence[str] = ()
     ) -> datetime | None:
-        return await self._read(
+        return await self._query(
             partial(scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades))
         )
 
@@ -263,7 +290,7 @@ class SQLPersistence(Persistence):
         waiting_for: list[str],
         event: NewEvent,
     ) -> RunRecord:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.migrate_run,
                 run_id=run_id,
@@ -281,21 +308,21 @@ class SQLPersistence(Persistence):
     # Schedules ------------------------------------------------------------------------------
 
     async def add_schedule(self, record: ScheduleRecord) -> bool:
-        return await self._run(partial(scripts.add_schedule, record=record, now=self.now()))
+        return await self._write(partial(scripts.add_schedule, record=record, now=self.now()))
 
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        return await self._read(partial(scripts.get_schedule, schedule_id=schedule_id))
+        return await self._query(partial(scripts.get_schedule, schedule_id=schedule_id))
 
     async def list_schedules(self) -> list[ScheduleRecord]:
-        return await self._read(scripts.list_schedules)
+        return await self._query(scripts.list_schedules)
 
     async def remove_schedule(self, schedule_id: str) -> bool:
-        return await self._run(partial(scripts.remove_schedule, schedule_id=schedule_id))
+        return await self._write(partial(scripts.remove_schedule, schedule_id=schedule_id))
 
     async def set_schedule_enabled(
         self, schedule_id: str, enabled: bool, next_run: datetime | None
     ) -> bool:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.set_schedule_enabled,
                 schedule_id=schedule_id,
@@ -313,7 +340,7 @@ class SQLPersistence(Persistence):
         last_run: datetime | None = None,
         last_run_id: str | None = None,
     ) -> bool:
-        return await self._run(
+        return await self._write(
             partial(
                 scripts.advance_schedule,
                 schedule_id=schedule_id,

@@ -8,6 +8,7 @@ import logging
 
 import uvicorn
 
+from .._codec import Codec
 from .._engine import Engine
 from .._loader import load_workflows
 from ..cron import Cron
@@ -50,12 +51,13 @@ async def serve(
     port: int = 8080,
     tokens_file: str | None = None,
     module: str | None = None,
+    codec: Codec | None = None,
 ) -> None:
-    """Open an engine on ``db_url`` with a :class:`treadle.Cron`, serve until stopped, then
-    close both."""
+    """Open an engine on ``db_url`` (through ``codec``) with a :class:`treadle.Cron`, serve
+    until stopped, then close both."""
     tokens = load_tokens(tokens_file)
     bind = safe_host(host, tokens)
-    engine = Engine(persistence_from_url(db_url))
+    engine = Engine(persistence_from_url(db_url), codec=codec)
     if module:
         for workflow in load_workflows(module):
             engine.register(workflow)
@@ -80,13 +82,14 @@ def run_server(
     port: int = 8080,
     tokens_file: str | None = None,
     module: str | None = None,
+    codec: Codec | None = None,
 ) -> None:
     """Serve the API and the dashboard of an engine on ``db_url`` until interrupted.
 
     ``tokens_file`` (JSON or TOML) or ``TREADLE_TOKENS`` configures bearer tokens; without any,
     the server listens on 127.0.0.1 only. ``module`` (``"pkg.mod:attr"``) names the workflows
-    to register.
+    to register; ``codec`` is the :class:`treadle.Codec` run data is stored through.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(db_url, host, port, tokens_file, module))
+    asyncio.run(serve(db_url, host, port, tokens_file, module, codec))
