@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import treadle
+import treadle.testing
 from treadle import Context, State, Status
 from treadle.testing import InjectedFailure, TestKit
 
@@ -420,3 +421,14 @@ def test_an_injected_failure_names_the_step_and_the_attempt() -> None:
     error = InjectedFailure("charge", 2)
     assert (error.step, error.attempt) == ("charge", 2)
     assert str(error) == "failure injected by the test kit: step 'charge', attempt 2"
+
+
+def test_api_md_lists_every_public_name_of_treadle_testing() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "API.md").read_text("utf-8")
+    section = text[text.index("## Testing: treadle.testing") :]
+    names = list(treadle.testing.__all__)
+    names += [f"kit.{n}" for n in vars(TestKit) if not n.startswith("_")]
+    names += [n for n in vars(treadle.testing.Fault) if not n.startswith("_")]
+    names += [n for n in treadle.testing.Fault.__dataclass_fields__]
+    missing = [n for n in names if f"`{n}" not in section and f" {n}" not in section]
+    assert missing == []

@@ -70,7 +70,7 @@ class Fault:
         """Stop failing: the next attempts of the step run its function."""
         self.active = False
 
-    def applies(self, ctx: Context) -> bool:
+    def _applies(self, ctx: Context) -> bool:
         """Whether this fault fails the attempt that ``ctx`` describes."""
         return (
             self.active
@@ -80,7 +80,7 @@ class Fault:
             and self.workflow in (None, ctx.workflow)
         )
 
-    def exception(self, ctx: Context) -> Exception:
+    def _exception(self, ctx: Context) -> Exception:
         """The exception that fails the attempt ``ctx``."""
         if isinstance(self.error, Exception):
             return self.error
@@ -134,9 +134,9 @@ class Faults:
         """Raise the exception of the first active fault that applies to this attempt."""
         with self._lock:
             for fault in self._faults:
-                if fault.applies(ctx):
+                if fault._applies(ctx):
                     fault.hits.append((ctx.run_id, ctx.attempt))
-                    raise fault.exception(ctx)
+                    raise fault._exception(ctx)
 
     def _check_step(self, step: str, workflow: str | None) -> None:
         if workflow is not None and workflow not in self._steps:
