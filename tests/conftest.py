@@ -10,6 +10,8 @@
 - ``engine``: an open :class:`treadle.Engine` on ``persistence``, closed after the test. If the
   test also asks for ``clock``, the engine runs on that :class:`treadle.FakeClock`.
 - ``make_engine(*workflows, clock=None)``: more engines on the same storage (closed after).
+- ``kit``: an open :class:`treadle.testing.TestKit` on ``persistence`` (its own fake clock), for
+  tests of time: ``await kit.advance("1h")`` fires what comes due, each at its own time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pgserver import pg_dsn  # noqa: F401  (registers the session fixture)
 from recoverykit import harness  # noqa: F401  (registers the fixture of the SIGKILL tests)
 
 import treadle
+from treadle.testing import TestKit
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 
@@ -140,6 +143,13 @@ async def engine(
         yield engine
     finally:
         await engine.close(drain=0.5)
+
+
+@pytest.fixture
+async def kit(persistence: treadle.Persistence) -> AsyncIterator[TestKit]:
+    """An open test kit on the backend under test; register workflows with ``kit.register``."""
+    async with TestKit(persistence=persistence) as kit:
+        yield kit
 
 
 # CI runs every test: with TREADLE_NO_SKIP set (as .ci/run sets it), a skip — a missing

@@ -15,6 +15,7 @@ import pytest
 import treadle
 from treadle.cron import Cron, Schedule, ScheduleExists, ScheduleNotFound
 from treadle.cron._cron import jitter_delay, run_id_for
+from treadle.testing import TestKit
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -328,44 +329,47 @@ async def test_overlap_allow_starts_while_the_last_run_is_active(
         assert len(await run_ids(cron, "gated")) == 2
 
 
-async def test_overlap_skip_drops_due_times_while_the_last_run_is_active(
-    db: Path, clock: treadle.FakeClock
-) -> None:
-    async with open_cron(db, clock) as cron:
-        await cron.add("g", "gated", "@hourly", overlap="skip")
-        clock.advance("1h")
-        (first,) = await cron.tick()
-        await eventually(lambda: _status(cron, first, treadle.Status.WAITING))
-        clock.advance("1h")
-        assert await cron.tick() == []
-        assert (await only(cron)).next_run == at(3)
-        await cron.engine.signal(first, "go")
-        await cron.engine.wait(first, timeout=5)
-        clock.advance("1h")
-        assert await cron.tick() == [run_id_for("g", at(3))]
+def open_kit(path: Path) -> TestKit:
+    return TestKit(report(), gated(), persistence=treadle.SQLitePersistence(str(path)), now=T0)
 
 
-async def test_overlap_buffer_one_holds_one_due_time_until_the_last_run_ends(
-    db: Path, clock: treadle.FakeClock
-) -> None:
-    async with open_cron(db, clock) as cron:
-        await cron.add("g", "gated", "@hourly", overlap="buffer_one")
-        clock.advance("1h")
-        (first,) = await cron.tick()
-        await eventually(lambda: _status(cron, first, treadle.Status.WAITING))
-        clock.advance("2h")  # 02:00 and 03:00 come due while the first run waits
-        assert await cron.tick() == []
-        assert (await only(cron)).next_run == at(2)  # held
-        clock.advance("30m")
-        await cron.engine.signal(first, "go")
-        await cron.engine.wait(first, timeout=5)
-        (second,) = await cron.tick()
-        assert second == run_id_for("g", at(2))  # the buffered one; 03:00 was dropped
-        schedule = await only(cron)
+async def first_gated_run(kit: TestKit, overlap: str) -> str:
+    """Schedule "gated" hourly with ``overlap`` and advance to its first run, which waits."""
+    await kit.cron.add("g", "gated", "@hourly", overlap=overlap)
+    await kit.advance("1h")
+    first = run_id_for("g", at(1))
+    assert await _status(kit.cron, first, treadle.Status.WAITING)
+    return first
+
+
+async def test_overlap_skip_drops_due_times_while_the_last_run_is_active(db: Path) -> None:
+    async with open_kit(db) as kit:
+        first = await first_gated_run(kit, "skip")
+        await kit.advance("1h")
+        assert await run_ids(kit.cron, "gated") == [first]
+        assert (await only(kit.cron)).next_run == at(3)
+        await kit.engine.signal(first, "go")
+        await kit.run_until_idle()
+        await kit.advance("1h")
+        assert await run_ids(kit.cron, "gated") == [first, run_id_for("g", at(3))]
+
+
+async def test_overlap_buffer_one_holds_one_due_time_until_the_last_run_ends(db: Path) -> None:
+    async with open_kit(db) as kit:
+        first = await first_gated_run(kit, "buffer_one")
+        await kit.advance("2h")  # 02:00 and 03:00 come due while the first run waits
+        assert await run_ids(kit.cron, "gated") == [first]
+        assert (await only(kit.cron)).next_run == at(2)  # held
+        await kit.advance("30m")
+        await kit.engine.signal(first, "go")
+        await kit.run_until_idle()  # the first run ends, and the held due time starts
+        second = run_id_for("g", at(2))  # the buffered one; 03:00 was dropped
+        assert await run_ids(kit.cron, "gated") == [first, second]
+        schedule = await only(kit.cron)
         assert (schedule.next_run, schedule.last_run_id) == (at(4), second)
-        await eventually(lambda: _status(cron, second, treadle.Status.WAITING))
-        clock.advance("30m")
-        assert await cron.tick() == []  # 04:00 is held behind the second run
+        assert await _status(kit.cron, second, treadle.Status.WAITING)
+        await kit.advance("30m")
+        assert await run_ids(kit.cron, "gated") == [first, second]  # 04:00 is held behind it
 
 
 async def _status(cron: Cron, run_id: str, status: treadle.Status) -> bool:

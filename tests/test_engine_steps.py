@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from enginekit import events, run_to_end, start, until, waiting_for
 
 import treadle
 from treadle import Context, State, Status
+from treadle.testing import TestKit
 
 # Data and return values -------------------------------------------------------------------
 
@@ -149,7 +151,7 @@ async def test_context_gives_item_index_and_iteration_of_the_innermost_loop(
 
 
 async def test_idempotency_key_is_stable_across_attempts_and_unique_elsewhere(
-    engine: treadle.Engine, clock: treadle.FakeClock
+    kit: TestKit,
 ) -> None:
     keys: list[tuple[str, int, str]] = []
 
@@ -167,15 +169,11 @@ async def test_idempotency_key_is_stable_across_attempts_and_unique_elsewhere(
         .end()
         .build()
     )
-    engine.register(wf)
-    first = await engine.start("keys", {"items": [1, 2]})
-    second = await engine.start("keys", {"items": [1]})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while not all([(await engine.status(r)).status.finished for r in (first, second)]):
-        assert loop.time() < deadline, "the runs did not finish"
-        clock.advance("2s")  # the retries are due
-        await asyncio.sleep(0.01)
+    kit.register(wf)
+    first = await kit.start("keys", {"items": [1, 2]})
+    second = await kit.start("keys", {"items": [1]})
+    await kit.advance("10s")  # every retry comes due
+    engine = kit.engine
     for run_id in (first, second):
         assert (await engine.status(run_id)).status is Status.COMPLETED
     # Every (run, iteration) retried once: two attempts share a key, keys differ otherwise.
@@ -261,9 +259,7 @@ async def test_failing_step_is_retried_with_increasing_attempt_numbers(
     assert [e.detail["attempt"] for e in failed] == [1, 2]
 
 
-async def test_retry_waits_grow_exponentially_up_to_max_wait(
-    engine: treadle.Engine, clock: treadle.FakeClock
-) -> None:
+async def test_retry_waits_grow_exponentially_up_to_max_wait(kit: TestKit) -> None:
     attempts: list[int] = []
 
     def failing(ctx: Context, state: State) -> None:
@@ -271,25 +267,21 @@ async def test_retry_waits_grow_exponentially_up_to_max_wait(
         raise RuntimeError("down")
 
     retry = treadle.RetryPolicy(max_attempts=5, multiplier=3.0).backoff("1s", "5s")
-    run_id = await start(engine, treadle.new("backoff").step("call", failing, retry=retry).build())
-    expected = [1.0, 3.0, 5.0, 5.0]  # min(1 * 3**(k-1), 5)
-    for k, wait in enumerate(expected, start=1):
-
-        def failed_and_waiting(state: State, k: int = k) -> bool:
-            return len(attempts) == k and bool(state.waiting_for)
-
-        await until(engine, run_id, failed_and_waiting)
-        clock.advance(timedelta(seconds=wait * 0.75))  # below the lowest jitter (-20%)
-        await asyncio.sleep(0.05)
-        assert len(attempts) == k, f"attempt {k + 1} came before its wait of {wait}s"
-        clock.advance(timedelta(seconds=wait * 0.5))  # beyond the highest jitter (+20%)
-    final = await engine.wait(run_id, 5)
+    kit.register(treadle.new("backoff").step("call", failing, retry=retry).build())
+    run_id = await kit.start("backoff")
+    await kit.advance("1m")  # every attempt happens at its own time within the minute
+    final = await kit.engine.status(run_id)
     assert final.status is Status.FAILED
     assert attempts == [1, 2, 3, 4, 5]
-    failed = await events(engine, run_id, "step_failed")
+    failed = await kit.events(run_id, "step_failed")
+    expected = [1.0, 3.0, 5.0, 5.0]  # min(1 * 3**(k-1), 5)
     waits = [e.detail.get("retry_in") for e in failed]
     for got, want in zip(waits, expected, strict=False):
         assert want * 0.8 <= got <= want * 1.2
+    # Attempt k+1 came exactly its wait after attempt k (retry_in is rounded to 1 ms).
+    for before, after in itertools.pairwise(failed):
+        took = (after.at - before.at).total_seconds()
+        assert took == pytest.approx(before.detail["retry_in"], abs=0.001)
     assert failed[-1].detail.get("final") is True
 
 

@@ -4,12 +4,14 @@ every persistence."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from enginekit import events, start, until_status, waiting_for
 
 import treadle
 from treadle import Context, State, Status
+from treadle.testing import TestKit
 
 # Signals ---------------------------------------------------------------------------------
 
@@ -123,36 +125,30 @@ async def test_signal_to_a_finished_run_raises_invalid_transition(engine: treadl
         await engine.signal(run_id, "late")
 
 
-async def test_signal_timeout_fails_the_step_with_wait_timeout(
-    engine: treadle.Engine, clock: treadle.FakeClock
-) -> None:
-    wf = treadle.new("sig-timeout").await_signal("payment").timeout("48h").build()
-    run_id = await start(engine, wf)
-    await waiting_for(engine, run_id, "signal:payment")
-    clock.advance("47h")
-    await engine.settle()  # a timeout due by now would have failed the run
-    assert (await engine.status(run_id)).status is Status.WAITING
-    clock.advance("1h")
-    final = await engine.wait(run_id, 5)
+async def test_signal_timeout_fails_the_step_with_wait_timeout(kit: TestKit) -> None:
+    kit.register(treadle.new("sig-timeout").await_signal("payment").timeout("48h").build())
+    run_id = await kit.start("sig-timeout")
+    await kit.advance("47h")
+    assert (await kit.engine.status(run_id)).waiting_for == ["signal:payment"]
+    await kit.advance("1h")
+    final = await kit.engine.status(run_id)
     assert final.status is Status.FAILED
     assert final.error is not None and "WaitTimeout" in final.error
     assert "payment" in final.error
+    assert (await kit.events(run_id, "run_failed"))[0].at - final.created_at == timedelta(hours=48)
 
 
-async def test_signal_arriving_before_its_timeout_completes_the_wait(
-    engine: treadle.Engine, clock: treadle.FakeClock
-) -> None:
-    wf = treadle.new("sig-in-time").await_signal("payment").timeout("1h").build()
-    run_id = await start(engine, wf)
-    await waiting_for(engine, run_id, "signal:payment")
-    clock.advance("30m")
-    await engine.signal(run_id, "payment", 1)
-    final = await engine.wait(run_id, 5)
+async def test_signal_arriving_before_its_timeout_completes_the_wait(kit: TestKit) -> None:
+    kit.register(treadle.new("sig-in-time").await_signal("payment").timeout("1h").build())
+    run_id = await kit.start("sig-in-time")
+    await kit.advance("30m")
+    await kit.engine.signal(run_id, "payment", 1)
+    await kit.run_until_idle()
+    final = await kit.engine.status(run_id)
     assert final.status is Status.COMPLETED and final.data == {"payment": 1}
-    clock.advance("2h")
-    await engine.settle()  # the timeout, due by now, must not touch the completed run
-    assert (await engine.status(run_id)).status is Status.COMPLETED
-    assert not await events(engine, run_id, "step_failed")
+    await kit.advance("2h")  # the timeout, due by now, must not touch the completed run
+    assert (await kit.engine.status(run_id)).status is Status.COMPLETED
+    assert not await kit.events(run_id, "step_failed")
 
 
 # Approvals -------------------------------------------------------------------------------
@@ -285,14 +281,14 @@ async def test_decision_sent_before_the_run_reaches_the_approval_is_kept(
     assert final.data["boss"] == {"approved": True, "by": ["ann"], "comment": None}
 
 
-async def test_approval_timeout_fails_the_step_with_wait_timeout(
-    engine: treadle.Engine, clock: treadle.FakeClock
-) -> None:
+async def test_approval_timeout_fails_the_step_with_wait_timeout(kit: TestKit) -> None:
     wf = treadle.new("appr-timeout").await_approval("manager", ["alice"]).timeout("2h").build()
-    run_id = await start(engine, wf)
-    await waiting_for(engine, run_id, "approval:manager")
-    clock.advance("2h")
-    final = await engine.wait(run_id, 5)
+    kit.register(wf)
+    run_id = await kit.start("appr-timeout")
+    await kit.advance("1h59m")
+    assert (await kit.engine.status(run_id)).waiting_for == ["approval:manager"]
+    await kit.advance("1m")
+    final = await kit.engine.status(run_id)
     assert final.status is Status.FAILED
     assert final.error is not None and "WaitTimeout" in final.error
 
