@@ -237,3 +237,17 @@ def test_the_sync_engine_starts_with_a_model_instance() -> None:
         final = engine.wait(engine.start("order", typed), timeout=10)
     assert final.status is Status.COMPLETED
     assert final.data == {"total": "1", "placed": "2026-03-01T12:30:00Z", "lines": []}
+
+
+async def test_signal_data_takes_the_json_forms_and_bytes_are_refused_naming_where() -> None:
+    engine = treadle.Engine()
+    engine.register(treadle.new("paid").await_signal("go").build())
+    async with engine:
+        run_id = await engine.start("paid")
+        with pytest.raises(treadle.DataError, match=r"data of signal 'go'.*at data\.x: bytes"):
+            await engine.signal(run_id, "go", {"x": b"1"})
+        when = datetime(2030, 1, 1, 12, 30, tzinfo=UTC)
+        await engine.signal(run_id, "go", {"when": when, "amount": Decimal("1.50")})
+        final = await engine.wait(run_id, 5)
+        assert final.data["go"] == {"when": "2030-01-01T12:30:00+00:00", "amount": "1.50"}
+        assert len([e for e in await engine.history(run_id) if e.kind == "signal_received"]) == 1

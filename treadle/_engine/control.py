@@ -5,7 +5,6 @@ executes runs) and :class:`Client` (which executes none) are both :class:`RunCon
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from datetime import timedelta
 from types import TracebackType
@@ -25,7 +24,7 @@ from .._errors import (
 )
 from .._ids import check_id
 from .._nodes import Workflow
-from .._state import Event, State, Status, WaitKind
+from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
@@ -226,7 +225,7 @@ class RunControl:
             raise InvalidTransition(run_id, record.status.value, f"signal {name!r}")
         if name not in waits.signals:
             raise UnknownSignal(run_id, record.workflow, name)
-        _check_json(data, f"data of signal {name!r}")
+        data = _as_stored(data, f"data of signal {name!r}")
         await self._executor.deliver(
             record, WaitKind.SIGNAL, name, data, {"data": data}, idempotency_key=key
         )
@@ -284,7 +283,7 @@ class RunControl:
         approvers = list(spec.get("approvers") or [])
         if approvers and by not in approvers:
             raise NotAnApprover(run_id, name, by, approvers)
-        _check_json(payload, f"decision on approval {name!r}")
+        payload = _as_stored(payload, f"decision on approval {name!r}")
         await self._executor.deliver(
             record, WaitKind.APPROVAL, name, payload, payload, idempotency_key=key
         )
@@ -329,11 +328,11 @@ class RunControl:
             )
 
 
-def _check_json(value: Any, what: str) -> None:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{what} is not JSON-serialisable: {exc}") from None
+def _as_stored(value: Any, what: str) -> Any:
+    """``value`` in its JSON form (datetimes as ISO text...), as the inbox stores it; else
+    :class:`DataError` saying what has no JSON form and where."""
+    stored, _ = as_stored({"data": value}, what)
+    return stored["data"]
 
 
 def _key(idempotency_key: str | None) -> str | None:
