@@ -20,3 +20,17 @@ ALTER TABLE runs ADD COLUMN forked_from text;
 ALTER TABLE inbox ADD COLUMN idempotency_key text;
 CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- name: migrate_4
+-- Labels and search, retention by age, the caller's trace context.
+ALTER TABLE runs ADD COLUMN labels text NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN trace text;
+CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+CREATE TABLE IF NOT EXISTS run_labels (
+    run_id text NOT NULL,
+    key    text NOT NULL,
+    value  text NOT NULL,
+    PRIMARY KEY (key, value, run_id)
+);
+CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);

@@ -1,4 +1,4 @@
--- The treadle schema for PostgreSQL, version 3 (the whole schema at the newest version: it is
+-- The treadle schema for PostgreSQL, version 4 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
 -- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS runs (
     token         bigint NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
     control       text,                    -- 'pause' or 'cancel' requested of the owner
     version       text,                    -- the label of the definition it follows
-    forked_from   text                     -- the run it was forked from
+    forked_from   text,                    -- the run it was forked from
+    labels        text NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
+    trace         text                     -- JSON: the trace context of the caller of start
 );
 CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
     WHERE status IN ('pending', 'running');
@@ -46,6 +48,17 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner) WHERE owner IS NOT NULL;
+-- Finished runs by age: retention deletes the oldest in batches; searches by time range.
+CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+-- The runs' labels, one row a label, for search by label (runs.labels is the same, for display).
+CREATE TABLE IF NOT EXISTS run_labels (
+    run_id text NOT NULL,
+    key    text NOT NULL,
+    value  text NOT NULL,
+    PRIMARY KEY (key, value, run_id)
+);
+CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
 CREATE TABLE IF NOT EXISTS events (
     id     bigserial PRIMARY KEY,
     run_id text NOT NULL,

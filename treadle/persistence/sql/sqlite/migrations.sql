@@ -21,3 +21,17 @@ ALTER TABLE runs ADD COLUMN forked_from TEXT;
 ALTER TABLE inbox ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- name: migrate_4
+-- Labels and search, retention by age, the caller's trace context.
+ALTER TABLE runs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN trace TEXT;
+CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+CREATE TABLE IF NOT EXISTS run_labels (
+    run_id TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (key, value, run_id)
+);
+CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);

@@ -1,4 +1,4 @@
--- The treadle schema for SQLite, version 3 (the whole schema at the newest version: it is what
+-- The treadle schema for SQLite, version 4 (the whole schema at the newest version: it is what
 -- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
 -- (REAL).
 
@@ -32,13 +32,26 @@ CREATE TABLE IF NOT EXISTS runs (
     token         INTEGER NOT NULL DEFAULT 0,  -- fencing token, bumped on every claim
     control       TEXT,                    -- 'pause' or 'cancel' requested of the owner
     version       TEXT,                    -- the label of the definition it follows
-    forked_from   TEXT                     -- the run it was forked from
+    forked_from   TEXT,                    -- the run it was forked from
+    labels        TEXT NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
+    trace         TEXT                     -- JSON: the trace context of the caller of start
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner) WHERE owner IS NOT NULL;
+-- Finished runs by age: retention deletes the oldest in batches; searches by time range.
+CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+-- The runs' labels, one row a label, for search by label (runs.labels is the same, for display).
+CREATE TABLE IF NOT EXISTS run_labels (
+    run_id TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (key, value, run_id)
+);
+CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
