@@ -27,7 +27,7 @@ Rules that hold for every operation:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from .._state import Event
@@ -40,6 +40,7 @@ from ._records import (
     RunRecord,
     ScheduleRecord,
 )
+from ._stats import WorkflowStats
 
 WakeListener = Callable[[str], None]
 
@@ -330,6 +331,14 @@ class Persistence(Protocol):
         :class:`InvalidTransition` (and writes nothing) for a finished run, a leased one or one
         whose token moved.
         """
+        ...
+
+    async def workflow_stats(
+        self, workflow: str, *, since: datetime, bucket: timedelta, buckets: int
+    ) -> WorkflowStats:
+        """What the runs of ``workflow`` created in ``[since, since + buckets * bucket)`` add up
+        to: runs per status in each bucket, per definition, duration percentiles, the slowest
+        steps and the most common errors (:class:`treadle.persistence._stats.WorkflowStats`)."""
         ...
 
     # Schedules ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from ._records import (
     ScheduleRecord,
 )
 from ._sql import Tx
+from ._stats import WorkflowStats, workflow_stats
 
 T = TypeVar("T")
 
@@ -303,6 +304,13 @@ class SQLPersistence(Persistence):
                 now=self.now(),
                 wall=utcnow(),
             )
+        )
+
+    async def workflow_stats(
+        self, workflow: str, *, since: datetime, bucket: timedelta, buckets: int
+    ) -> WorkflowStats:
+        return await self._query(
+            partial(workflow_stats, workflow=workflow, since=since, bucket=bucket, buckets=buckets)
         )
 
     # Schedules ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..persistence._records import InboxMessage
 from ._auth import Authenticator
 from ._diagram import LEGEND
 from ._json import query_limit, query_status
+from ._overview import Overview
 from ._schedules import Schedules
 from ._views import run_rows, run_view, schedule_rows, signal_names
 
@@ -52,6 +53,7 @@ class Pages:
         self.auth = auth
         self.schedules = schedules
         self.templates = Jinja2Templates(env=_environment())
+        self.overview = Overview(engine, auth, self._render)
 
     def _render(self, request: Request, name: str, **context: Any) -> Response:
         return self.templates.TemplateResponse(request, name, context)
@@ -149,4 +151,5 @@ class Pages:
             Route("/ui/runs", self.runs_fragment, methods=["GET"]),
             Route("/ui/runs/{run_id}", self.run_fragment, methods=["GET"]),
             Route("/ui/schedules", self.schedules_fragment, methods=["GET"]),
+            *self.overview.routes(self._page),
         ]
