@@ -79,19 +79,19 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-def error_response(exc: Exception) -> tuple[int, dict[str, str]]:
-    """The HTTP status and JSON body for a treadle (or validation) error:
-    ``{"error": "<class name>", "message": "<what is wrong>"}``."""
+def error_response(exc: Exception) -> tuple[int, dict[str, dict[str, str]]]:
+    """The HTTP status and JSON body for a treadle (or validation) error, in the shape of
+    ``treadle serve``'s API: ``{"error": {"type": "<class name>", "message": "..."}}``."""
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
     if isinstance(exc, pydantic.ValidationError):
         return status, invalid_body(exc.errors())
-    return status, {"error": type(exc).__name__, "message": str(exc)}
+    return status, {"error": {"type": type(exc).__name__, "message": str(exc)}}
 
 
-def invalid_body(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def invalid_body(errors: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     """The JSON body of a 422 for pydantic's (or FastAPI's) list of validation errors."""
     parts = []
     for error in errors:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
-    return {"error": "ValidationError", "message": "; ".join(parts)}
+    return {"error": {"type": "ValidationError", "message": "; ".join(parts)}}

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_NAME = re.compile(r"`([A-Za-z0-9_./-]+\.(?:txt|md|toml|py|sql))`")
 
 
-@pytest.mark.parametrize("document", ["docs/API.md", "README.md"])
+@pytest.mark.parametrize("document", ["docs/API.md", "docs/deploying.md", "README.md"])
 def test_every_file_a_document_names_exists(document: str) -> None:
     path = ROOT / document
     named = FILE_NAME.findall(path.read_text(encoding="utf-8"))

@@ -93,9 +93,13 @@ async def test_every_call_on_an_unknown_run_id_raises_run_not_found(
 async def test_pause_resume_signal_and_approve_on_a_finished_run_raise_invalid_transition(
     engine: treadle.Engine, call: str
 ) -> None:
-    wf = treadle.new("finished").if_("never", lambda s: False).then(
-        treadle.new("waits").await_signal("go").await_approval("ok", []).build()
-    ).end().build()
+    wf = (
+        treadle.new("finished")
+        .if_("never", lambda s: False)
+        .then(treadle.new("waits").await_signal("go").await_approval("ok", []).build())
+        .end()
+        .build()
+    )
     run_id = await start(engine, wf)
     assert (await engine.wait(run_id, 5)).status is Status.COMPLETED
     with pytest.raises(treadle.InvalidTransition):
@@ -365,7 +369,9 @@ async def test_a_recovered_loop_finishes_the_iteration_it_had_begun(
 ) -> None:
     wf = (
         treadle.new("looping")
-        .loop("while-big").while_(_route_is_big).max_iterations(5)
+        .loop("while-big")
+        .while_(_route_is_big)
+        .max_iterations(5)
         .do(treadle.new("iteration").await_signal("go").step("work", _a).build())
         .end()
         .build()

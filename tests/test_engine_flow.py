@@ -59,8 +59,10 @@ async def test_if_without_else_and_no_true_condition_runs_nothing(engine: treadl
     trail: list[str] = []
     wf = (
         treadle.new("no-else")
-        .if_("never", lambda s: False).then(mark("a", trail))
-        .else_if(lambda s: False).then(mark("b", trail))
+        .if_("never", lambda s: False)
+        .then(mark("a", trail))
+        .else_if(lambda s: False)
+        .then(mark("b", trail))
         .end()
         .step("after", lambda ctx, s: trail.append("after"))
         .build()
@@ -82,7 +84,10 @@ async def test_if_conditions_read_data_written_by_earlier_steps_and_may_be_async
     wf = (
         treadle.new("vip")
         .step("lookup", lambda ctx, s: {"vip": True})
-        .if_("vip?", is_vip).then(mark("gold", trail)).else_(mark("plain", trail)).end()
+        .if_("vip?", is_vip)
+        .then(mark("gold", trail))
+        .else_(mark("plain", trail))
+        .end()
         .build()
     )
     final = await run_to_end(engine, wf)
@@ -93,7 +98,8 @@ async def test_if_conditions_read_data_written_by_earlier_steps_and_may_be_async
 async def test_a_condition_that_raises_fails_the_run(engine: treadle.Engine) -> None:
     wf = (
         treadle.new("bad-cond")
-        .if_("broken", lambda s: s.data["missing"]).then(treadle.step("x", lambda c, s: None))
+        .if_("broken", lambda s: s.data["missing"])
+        .then(treadle.step("x", lambda c, s: None))
         .end()
         .build()
     )
@@ -114,9 +120,14 @@ async def test_for_each_iterates_the_list_as_it_was_when_the_loop_began(
         seen.append((ctx.item, ctx.index))
         state.data["items"].append("added-later")
 
-    wf = treadle.new("shipping").loop("items-loop").for_each("items").do(
-        treadle.step("ship", ship)
-    ).end().build()
+    wf = (
+        treadle.new("shipping")
+        .loop("items-loop")
+        .for_each("items")
+        .do(treadle.step("ship", ship))
+        .end()
+        .build()
+    )
     final = await run_to_end(engine, wf, {"items": ["a", "b", "c"]})
     assert final.status is Status.COMPLETED
     assert seen == [("a", 0), ("b", 1), ("c", 2)]
@@ -133,9 +144,14 @@ async def test_for_each_over_an_empty_list_runs_no_iteration(engine: treadle.Eng
 async def test_for_each_over_a_missing_or_non_list_key_fails_the_run(
     engine: treadle.Engine,
 ) -> None:
-    wf = treadle.new("nolist").loop("l").for_each("items").do(
-        treadle.step("x", lambda c, s: None)
-    ).end().build()
+    wf = (
+        treadle.new("nolist")
+        .loop("l")
+        .for_each("items")
+        .do(treadle.step("x", lambda c, s: None))
+        .end()
+        .build()
+    )
     final = await run_to_end(engine, wf, {"items": "abc"})
     assert final.status is Status.FAILED
     assert final.error is not None and "items" in final.error
@@ -147,7 +163,10 @@ async def test_while_is_checked_before_each_iteration(engine: treadle.Engine) ->
 
     wf = (
         treadle.new("while")
-        .loop("count").while_(lambda s: s.data["n"] < 3).do(treadle.step("bump", bump)).end()
+        .loop("count")
+        .while_(lambda s: s.data["n"] < 3)
+        .do(treadle.step("bump", bump))
+        .end()
         .build()
     )
     assert (await run_to_end(engine, wf, {"n": 0})).data == {"n": 3}
@@ -160,7 +179,10 @@ async def test_break_when_is_checked_after_each_iteration(engine: treadle.Engine
 
     wf = (
         treadle.new("until")
-        .loop("count").break_when(lambda s: s.data["n"] >= 3).do(treadle.step("bump", bump)).end()
+        .loop("count")
+        .break_when(lambda s: s.data["n"] >= 3)
+        .do(treadle.step("bump", bump))
+        .end()
         .build()
     )
     assert (await run_to_end(engine, wf, {"n": 0})).data == {"n": 3}
@@ -176,7 +198,11 @@ async def test_max_iterations_ends_the_loop_normally_and_is_recorded_in_history(
     trail: list[str] = []
     wf = (
         treadle.new("capped")
-        .loop("forever").while_(lambda s: True).max_iterations(4).do(mark("tick", trail)).end()
+        .loop("forever")
+        .while_(lambda s: True)
+        .max_iterations(4)
+        .do(mark("tick", trail))
+        .end()
         .step("after", lambda ctx, s: trail.append("after"))
         .build()
     )
@@ -195,12 +221,21 @@ async def test_loop_body_may_be_a_sequence_and_steps_after_the_loop_run(
     engine: treadle.Engine,
 ) -> None:
     trail: list[str] = []
-    body = treadle.new("body").step("pick", lambda c, s: trail.append(f"pick{c.item}")).step(
-        "pack", lambda c, s: trail.append(f"pack{c.item}")
-    ).build()
-    wf = treadle.new("seq-loop").loop("l").for_each("xs").do(body).end().step(
-        "done", lambda c, s: trail.append("done")
-    ).build()
+    body = (
+        treadle.new("body")
+        .step("pick", lambda c, s: trail.append(f"pick{c.item}"))
+        .step("pack", lambda c, s: trail.append(f"pack{c.item}"))
+        .build()
+    )
+    wf = (
+        treadle.new("seq-loop")
+        .loop("l")
+        .for_each("xs")
+        .do(body)
+        .end()
+        .step("done", lambda c, s: trail.append("done"))
+        .build()
+    )
     final = await run_to_end(engine, wf, {"xs": [1, 2]})
     assert final.status is Status.COMPLETED
     assert trail == ["pick1", "pack1", "pick2", "pack2", "done"]
@@ -325,8 +360,11 @@ async def test_parallel_fails_as_soon_as_its_wait_can_no_longer_be_met(
     elif strategy is treadle.WaitAny:
         branches = [treadle.step("bad", boom), treadle.step("bad2", boom)]
     else:  # two of three needed, two fail while the third still hangs
-        branches = [treadle.step("bad", boom), treadle.step("bad2", boom),
-                    treadle.step("hang", hang)]
+        branches = [
+            treadle.step("bad", boom),
+            treadle.step("bad2", boom),
+            treadle.step("hang", hang),
+        ]
     builder = treadle.new(f"par-fail-{strategy.value}").parallel("p", *branches)
     builder = builder.wait_count(count) if count else builder.wait_for(strategy)
     final = await run_to_end(engine, builder.build(), timeout=3)
@@ -338,9 +376,12 @@ async def test_parallel_fails_as_soon_as_its_wait_can_no_longer_be_met(
 
 async def test_parallel_branch_may_be_a_built_sequence(engine: treadle.Engine) -> None:
     trail: list[str] = []
-    branch = treadle.new("two-steps").step("one", lambda c, s: trail.append("one")).step(
-        "two", lambda c, s: trail.append("two")
-    ).build()
+    branch = (
+        treadle.new("two-steps")
+        .step("one", lambda c, s: trail.append("one"))
+        .step("two", lambda c, s: trail.append("two"))
+        .build()
+    )
     wf = treadle.new("par-seq").parallel("p", branch, mark("solo", trail)).build()
     final = await run_to_end(engine, wf)
     assert final.status is Status.COMPLETED
@@ -354,9 +395,11 @@ async def test_parallel_branch_may_be_a_built_sequence(engine: treadle.Engine) -
 async def test_sub_workflow_runs_a_child_with_input_and_stores_its_final_data(
     engine: treadle.Engine,
 ) -> None:
-    child = treadle.new("invoicing").step(
-        "invoice", lambda c, s: f"invoice in {s.data['currency']}"
-    ).build()
+    child = (
+        treadle.new("invoicing")
+        .step("invoice", lambda c, s: f"invoice in {s.data['currency']}")
+        .build()
+    )
     parent = (
         treadle.new("order")
         .sub_workflow("invoice-step", "invoicing", {"currency": "EUR"})

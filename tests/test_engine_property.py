@@ -88,8 +88,11 @@ def name_tree(raw: list[Any]) -> list[Spec]:
             return Spec("if", name, arms=arms)
         counter_step = Spec("step", f"{name}-count")
         return Spec(
-            "loop", name, children=[counter_step, *(named(c) for c in node[3])],
-            loop=node[1], k=node[2],
+            "loop",
+            name,
+            children=[counter_step, *(named(c) for c in node[3])],
+            loop=node[1],
+            k=node[2],
         )
 
     return [named(n) for n in raw]

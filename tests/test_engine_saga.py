@@ -64,7 +64,10 @@ async def test_compensation_of_loop_iterations_sees_each_item_in_reverse(
     ledger = Ledger()
     wf = (
         treadle.new("loop-saga")
-        .loop("each").for_each("items").do(ledger.step("book")).end()
+        .loop("each")
+        .for_each("items")
+        .do(ledger.step("book"))
+        .end()
         .step("boom", fail)
         .build()
     )
@@ -141,8 +144,9 @@ async def test_failed_parallel_branch_compensates_completed_steps_of_the_others(
     wf = (
         treadle.new("par-fail-saga")
         .step("before", ledger.do, compensate=ledger.undo)
-        .parallel("p", treadle.step("good", good, compensate=ledger.undo),
-                  treadle.step("bad", late_fail))
+        .parallel(
+            "p", treadle.step("good", good, compensate=ledger.undo), treadle.step("bad", late_fail)
+        )
         .build()
     )
     final = await run_to_end(engine, wf)

@@ -127,12 +127,11 @@ async def test_context_gives_item_index_and_iteration_of_the_innermost_loop(
     inner = treadle.new("inner-body").step("leaf", note).build()
     wf = (
         treadle.new("loops")
-        .loop("outer").for_each("rows")
+        .loop("outer")
+        .for_each("rows")
         .do(
             treadle.step("row", note),
-            treadle.new("nested")
-            .loop("inner").for_each("cols").do(inner).end()
-            .build(),
+            treadle.new("nested").loop("inner").for_each("cols").do(inner).end().build(),
         )
         .end()
         .build()
@@ -162,7 +161,8 @@ async def test_idempotency_key_is_stable_across_attempts_and_unique_elsewhere(
     retry = treadle.RetryPolicy().attempts(2).backoff("1s", "1s")
     wf = (
         treadle.new("keys")
-        .loop("each").for_each("items")
+        .loop("each")
+        .for_each("items")
         .do(treadle.step("charge", charge, retry=retry))
         .end()
         .build()

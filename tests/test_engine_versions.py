@@ -105,10 +105,7 @@ async def test_auto_upgrade_holds_a_run_whose_position_is_gone_and_abort_compens
     make_engine: EngineFactory,
 ) -> None:
     v1 = (
-        treadle.new("order", version="1")
-        .step("a", _a, compensate=_undo)
-        .await_signal("go")
-        .build()
+        treadle.new("order", version="1").step("a", _a, compensate=_undo).await_signal("go").build()
     )
     v2 = treadle.new("order", version="2", auto_upgrade=True).step("a", _a, compensate=_undo)
     first = await make_engine(v1)

@@ -66,7 +66,8 @@ async def test_early_signals_are_kept_in_order_and_consumed_one_per_wait(
     wf = (
         treadle.new("inbox")
         .step("busy", busy)
-        .loop("each").max_iterations(3)
+        .loop("each")
+        .max_iterations(3)
         .do(treadle.new("body").await_signal("item").step("collect", collect).build())
         .end()
         .build()
@@ -109,9 +110,13 @@ async def test_signal_the_definition_never_awaits_raises_unknown_signal(
 
 
 async def test_signal_to_a_finished_run_raises_invalid_transition(engine: treadle.Engine) -> None:
-    wf = treadle.new("done-sig").if_("never", lambda s: False).then(
-        treadle.new("arm").await_signal("late").build()
-    ).end().build()
+    wf = (
+        treadle.new("done-sig")
+        .if_("never", lambda s: False)
+        .then(treadle.new("arm").await_signal("late").build())
+        .end()
+        .build()
+    )
     run_id = await start(engine, wf)
     assert (await engine.wait(run_id, 5)).status is Status.COMPLETED
     with pytest.raises(treadle.InvalidTransition):

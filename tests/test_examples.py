@@ -192,8 +192,8 @@ def assert_error(response: httpx.Response, status: int, error: str, *words: str)
     """The response is a JSON error of that status and kind whose message has ``words``."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert body["error"] == error, body
+    body = response.json()["error"]
+    assert body["type"] == error, body
     for word in words:
         assert word in body["message"], body
 

@@ -57,6 +57,7 @@ def json_view(view: View) -> Callable[..., JsonResponse]:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        body: dict[str, Any]
         try:
             body, status = view(request, *args, **kwargs)
         except (treadle.TreadleError, pydantic.ValidationError) as exc:

@@ -42,7 +42,7 @@ def create_app(database: str | None = None) -> Flask:
 
     @app.errorhandler(treadle.TreadleError)
     @app.errorhandler(pydantic.ValidationError)
-    def treadle_error(exc: Exception) -> tuple[dict[str, str], int]:
+    def treadle_error(exc: Exception) -> tuple[dict[str, dict[str, str]], int]:
         """A treadle or validation error as a JSON 4xx/5xx (unknown run 404, ...)."""
         status, body = error_response(exc)
         return body, status

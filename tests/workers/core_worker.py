@@ -87,7 +87,10 @@ def workflows() -> list[treadle.Workflow]:
         treadle.new("kid").step("k1", do).await_signal("go").step("k2", do).build(),
         treadle.new("family").step("p1", do).sub_workflow("child", "kid").step("p2", do).build(),
         treadle.new("looper")
-        .loop("each").for_each("items").do(treadle.step("item", do)).end()
+        .loop("each")
+        .for_each("items")
+        .do(treadle.step("item", do))
+        .end()
         .step("after", do)
         .build(),
         treadle.new("fan")
