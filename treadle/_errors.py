@@ -18,9 +18,7 @@ class WorkflowNotFound(TreadleError, LookupError):
         self, name: str, version: str | None = None, known: list[str] | None = None
     ) -> None:
         if version is None:
-            message = (
-                f"workflow {name!r} is not registered, here or by any worker on this database"
-            )
+            message = f"workflow {name!r} is not registered, here or by any worker on this database"
         else:
             message = (
                 f"workflow {name!r} has no definition {version!r} "
