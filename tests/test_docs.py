@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_NAME = re.compile(r"`([A-Za-z0-9_./-]+\.(?:txt|md|toml|py|sql))`")
 
 
-@pytest.mark.parametrize("document", ["docs/API.md", "docs/testing.md", "README.md"])
+@pytest.mark.parametrize(
+    "document", ["docs/API.md", "docs/testing.md", "docs/deploying.md", "README.md"]
+)
 def test_every_file_a_document_names_exists(document: str) -> None:
     path = ROOT / document
     named = FILE_NAME.findall(path.read_text(encoding="utf-8"))
