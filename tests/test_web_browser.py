@@ -327,3 +327,21 @@ def test_add_a_schedule_from_the_page(served: Served, page: Any) -> None:
     page.fill("#new-expression", "99 * * * *")
     page.get_by_role("button", name="Add").click()
     expect(page.locator("#toast")).to_contain_text("CronError")
+
+
+def test_the_workflow_overview_shows_counts_chart_and_errors(served: Served, page: Any) -> None:
+    expect = playwright_sync.expect
+    page.goto(f"{served.url}/workflows")
+    _sign_in(page, "tok-viewer", "viewer · read-only")
+    page.get_by_role("link", name="refund", exact=True).click()
+    overview = page.locator('.overview[data-workflow="refund"]')
+    expect(overview.locator('[data-stat="failure-rate"]')).to_have_text("100.0%")
+    expect(overview.locator("rect.bar.st-failed")).to_have_count(1)
+    expect(overview.locator(".errors")).to_contain_text("card declined by the bank")
+    expect(overview.locator('.steps tr[data-step="reserve-refund"]')).to_have_count(1)
+    page.goto(f"{served.url}/workflows/order?range=24h")
+    overview = page.locator('.overview[data-workflow="order"]')
+    expect(overview.locator('[data-stat="runs"]')).to_have_text("2")
+    expect(overview.locator("rect.bar.st-completed")).to_have_count(1)
+    expect(overview.locator('a.active[data-range="24h"]')).to_have_count(1)
+    page.screenshot(path=str(SCREENSHOTS / "workflow-overview.png"), full_page=True)

@@ -135,6 +135,7 @@ class Overview:
             failure=("—" if rate is None else f"{rate:.1%}"),
             p50=seconds_text(stats.p50_s),
             p95=seconds_text(stats.p95_s),
+            step=WINDOWS[chosen][0],
             now=now,
         )
 
