@@ -1,4 +1,4 @@
--- The treadle schema for PostgreSQL, version 4 (the whole schema at the newest version: it is
+-- The treadle schema for PostgreSQL, version 5 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
 -- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS runs (
     version       text,                    -- the label of the definition it follows
     forked_from   text,                    -- the run it was forked from
     labels        text NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
-    trace         text                     -- JSON: the trace context of the caller of start
+    trace         text,                    -- JSON: the trace context of the caller of start
+    deadline_at   timestamptz,                    -- when the run is cancelled unless it has ended
+    result        text                     -- JSON: what the run returned (its output), once ended
 );
 CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
     WHERE status IN ('pending', 'running');
@@ -59,6 +61,8 @@ CREATE TABLE IF NOT EXISTS run_labels (
     PRIMARY KEY (key, value, run_id)
 );
 CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
+-- Unfinished runs with a deadline, by deadline (the engines' deadline timers).
+CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id     bigserial PRIMARY KEY,
     run_id text NOT NULL,

@@ -35,3 +35,9 @@ CREATE TABLE IF NOT EXISTS run_labels (
     PRIMARY KEY (key, value, run_id)
 );
 CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
+
+-- name: migrate_5
+-- Deadlines of runs, and what a run returns.
+ALTER TABLE runs ADD COLUMN deadline_at REAL;
+ALTER TABLE runs ADD COLUMN result TEXT;
+CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at IS NOT NULL;

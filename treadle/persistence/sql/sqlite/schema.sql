@@ -1,4 +1,4 @@
--- The treadle schema for SQLite, version 4 (the whole schema at the newest version: it is what
+-- The treadle schema for SQLite, version 5 (the whole schema at the newest version: it is what
 -- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
 -- (REAL).
 
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
     version       TEXT,                    -- the label of the definition it follows
     forked_from   TEXT,                    -- the run it was forked from
     labels        TEXT NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
-    trace         TEXT                     -- JSON: the trace context of the caller of start
+    trace         TEXT,                    -- JSON: the trace context of the caller of start
+    deadline_at   REAL,                    -- when the run is cancelled unless it has ended
+    result        TEXT                     -- JSON: what the run returned (its output), once ended
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -52,6 +54,8 @@ CREATE TABLE IF NOT EXISTS run_labels (
     PRIMARY KEY (key, value, run_id)
 );
 CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
+-- Unfinished runs with a deadline, by deadline (the engines' deadline timers).
+CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
