@@ -4,12 +4,16 @@ checkpoint the database refuses ends the run instead of looping (issue: correctn
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
+import pytest
 from enginekit import EngineFactory, until, waiting_for
 
 import treadle
 from treadle import Status
+from treadle._interpreter import NEW_CURSOR
+from treadle.persistence._records import Checkpoint
 
 
 async def test_parallel_branches_keep_each_others_writes_and_record_the_conflict(
@@ -274,3 +278,52 @@ async def test_a_surrogate_step_error_is_read_back_by_a_fresh_engine(
     assert "cannot open" in (stored.error or "") and ".csv" in (stored.error or "")
     await second.settle()
     assert ran == [1]
+
+
+async def test_a_late_hand_over_of_a_lease_already_executed_runs_nothing_again(
+    engine: treadle.Engine,
+) -> None:
+    # A signal's delivery and an approval's both hand the executor the run's lease (the same
+    # token); the later one may arrive after a driver ran the run to its end under it. That
+    # stale record must neither run steps again nor overwrite the end with an old position.
+    ran: list[str] = []
+
+    def step(ctx: treadle.Context, state: treadle.State) -> None:
+        ran.append(ctx.step)
+
+    engine.register(
+        treadle.new("late").step("first", step).await_signal("go").step("after", step).build()
+    )
+    run_id = await engine.start("late")
+    await waiting_for(engine, run_id, "signal:go")
+    await engine.signal(run_id, "go", 1)
+    assert (await engine.wait(run_id, 5)).status is Status.COMPLETED
+    ended = await engine.persistence.get_run(run_id)
+    assert ended is not None
+    stale = dataclasses.replace(  # its lease, from before any of its steps
+        ended, status=Status.RUNNING, cursor=NEW_CURSOR, data="{}", owner=engine.owner
+    )
+    engine._executor._spawn(stale)
+    await engine.settle()
+    assert ran == ["first", "after"], "a step ran again under a lease already executed"
+    assert (await engine.status(run_id)).status is Status.COMPLETED
+    assert [e.kind for e in await engine.history(run_id)][-1] == "run_completed"
+
+
+async def test_an_ended_run_refuses_every_checkpoint_even_with_its_token(
+    engine: treadle.Engine,
+) -> None:
+    engine.register(treadle.new("done").step("s", lambda ctx, state: None).build())
+    run_id = await engine.start("done")
+    assert (await engine.wait(run_id, 5)).status is Status.COMPLETED
+    ended = await engine.persistence.get_run(run_id)
+    assert ended is not None
+    for status in (Status.RUNNING, Status.WAITING, Status.FAILED):
+        with pytest.raises(treadle.LeaseLost):
+            await engine.persistence.save_checkpoint(
+                Checkpoint(
+                    run_id, ended.token, status, "{}", ended.cursor, engine.clock.now(),
+                    waiting_for=["signal:x"] if status is Status.WAITING else [],
+                )
+            )  # fmt: skip
+    assert (await engine.status(run_id)).status is Status.COMPLETED

@@ -25,6 +25,7 @@ from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
+from .executed import Executed
 from .inputs import check_new_run, start_data
 from .owners import known_dead, new_owner
 from .registry import Registry
@@ -76,6 +77,7 @@ class Executor:
         self.threads = StepThreads(step_threads)
         self.metrics = Metrics()
         self.active: dict[str, RunDriver] = {}
+        self.executed = Executed()
         self.waiters = Waiters(persistence, self.active, self.runs_here)
         self.running = False  # between start() and stop()
         self.closing = False
@@ -359,6 +361,8 @@ class Executor:
     # Executing -----------------------------------------------------------------------------
 
     def _spawn(self, record: RunRecord) -> None:
+        if not self.executed.begin(record.id, record.token):
+            return  # a stale hand-over of a lease already executed here (see .executed)
         workflow = self.registry.for_run(record)
         assert workflow is not None, "only runs whose definition is here are claimed"
         check_new_run(record, workflow)

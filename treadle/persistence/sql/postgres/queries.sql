@@ -89,6 +89,7 @@ SET status = %(status)s, data = %(data)s, cursor = %(cursor)s, error = %(error)s
     lease_until = CASE WHEN %(release)s THEN NULL ELSE lease_until END,
     control = CASE WHEN %(clear_control)s THEN NULL ELSE control END
 WHERE id = %(id)s AND token = %(token)s
+  AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;
 
 -- name: insert_event
@@ -198,6 +199,7 @@ GROUP BY status;
 -- The common checkpoint: a running run stays running (no indexed column changes).
 UPDATE runs SET data = %(data)s, cursor = %(cursor)s, updated_at = %(now)s
 WHERE id = %(id)s AND token = %(token)s
+  AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;
 
 -- name: migrate_run

@@ -87,6 +87,7 @@ SET status = :status, data = :data, cursor = :cursor, error = :error,
     lease_until = CASE WHEN :release THEN NULL ELSE lease_until END,
     control = CASE WHEN :clear_control THEN NULL ELSE control END
 WHERE id = :id AND token = :token
+  AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;
 
 
@@ -186,6 +187,7 @@ GROUP BY status;
 -- The common checkpoint: a running run stays running (no indexed column changes).
 UPDATE runs SET data = :data, cursor = :cursor, updated_at = :now
 WHERE id = :id AND token = :token
+  AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;
 
 -- name: migrate_run
