@@ -351,10 +351,14 @@ class Persistence(Protocol):
         ...
 
     async def set_schedule_enabled(
-        self, schedule_id: str, enabled: bool, next_run: datetime | None
+        self,
+        schedule_id: str,
+        enabled: bool,
+        next_run: datetime | None,
+        options: str | None = None,
     ) -> bool:
-        """Enable or disable a schedule and set its next due time; ``False`` when there is
-        none."""
+        """Enable or disable a schedule and set its next due time (and its ``options`` JSON,
+        when given, in the same write); ``False`` when there is none."""
         ...
 
     async def advance_schedule(

@@ -320,7 +320,11 @@ class SQLPersistence(Persistence):
         return await self._write(partial(scripts.remove_schedule, schedule_id=schedule_id))
 
     async def set_schedule_enabled(
-        self, schedule_id: str, enabled: bool, next_run: datetime | None
+        self,
+        schedule_id: str,
+        enabled: bool,
+        next_run: datetime | None,
+        options: str | None = None,
     ) -> bool:
         return await self._write(
             partial(
@@ -329,6 +333,7 @@ class SQLPersistence(Persistence):
                 enabled=enabled,
                 next_run=next_run,
                 now=self.now(),
+                options=options,
             )
         )
 

@@ -543,12 +543,22 @@ def remove_schedule(tx: Tx, schedule_id: str) -> bool:
 
 
 def set_schedule_enabled(
-    tx: Tx, schedule_id: str, enabled: bool, next_run: datetime | None, now: datetime
+    tx: Tx,
+    schedule_id: str,
+    enabled: bool,
+    next_run: datetime | None,
+    now: datetime,
+    options: str | None = None,
 ) -> bool:
-    """The row count says whether there was one."""
+    """The row count says whether there was one (``options`` None keeps the stored ones)."""
     return bool(
         tx.execute(
-            "set_schedule_enabled", id=schedule_id, enabled=enabled, next_run=next_run, now=now
+            "set_schedule_enabled",
+            id=schedule_id,
+            enabled=enabled,
+            next_run=next_run,
+            now=now,
+            options=options,
         )
     )
 

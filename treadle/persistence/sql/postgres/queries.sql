@@ -154,7 +154,8 @@ SELECT * FROM schedules ORDER BY id;
 DELETE FROM schedules WHERE id = %(id)s;
 
 -- name: set_schedule_enabled
-UPDATE schedules SET enabled = %(enabled)s, next_run = %(next_run)s, updated_at = %(now)s
+UPDATE schedules SET enabled = %(enabled)s, next_run = %(next_run)s, updated_at = %(now)s,
+    options = COALESCE(%(options)s, options)
 WHERE id = %(id)s;
 
 -- name: advance_schedule

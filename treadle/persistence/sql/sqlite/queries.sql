@@ -153,7 +153,9 @@ SELECT * FROM schedules ORDER BY id;
 DELETE FROM schedules WHERE id = :id;
 
 -- name: set_schedule_enabled
-UPDATE schedules SET enabled = :enabled, next_run = :next_run, updated_at = :now WHERE id = :id;
+UPDATE schedules SET enabled = :enabled, next_run = :next_run, updated_at = :now,
+    options = COALESCE(:options, options)
+WHERE id = :id;
 
 -- name: advance_schedule
 UPDATE schedules
