@@ -379,6 +379,7 @@ class Executor:
             elif status is Status.RUNNING:
                 await self._release(driver)
         except LeaseLost:
+            self.metrics.lease_lost()
             log.warning(
                 "run %s: lease lost; another worker took it over", run_id, extra={"run_id": run_id}
             )
@@ -500,6 +501,7 @@ class Executor:
             finally:
                 self._starting -= limit
             claimed += len(records)
+            self.metrics.claimed(len(records))
             for record in records:
                 if record.id not in self.active:
                     self._spawn(record)
@@ -516,6 +518,7 @@ class Executor:
             try:
                 lease = self.new_lease()
                 controls = await self.persistence.renew_leases(lease.owner, lease.until)
+                self.metrics.renewed(len(controls))
                 for run_id, control in controls.items():
                     driver = self.active.get(run_id)
                     if driver is not None and control is not None:

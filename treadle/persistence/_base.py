@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from .._state import Event
+from ._queue import QueueStats
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -297,6 +298,11 @@ class Persistence(Protocol):
 
     async def count_runs(self) -> dict[str, int]:
         """The number of unfinished runs by status value (statuses with none are left out)."""
+        ...
+
+    async def queue_stats(self) -> QueueStats:
+        """How many WAITING runs wait for each kind of thing, and since when the oldest runnable
+        run has waited for an engine (one read, for the metrics' gauges)."""
         ...
 
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
