@@ -26,6 +26,7 @@ from .._ids import check_id
 from .._nodes import Workflow
 from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
+from .._tracing import capture
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
@@ -151,7 +152,7 @@ class RunControl:
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
         data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
-            workflow, data_json, run_id, None, input_digest=input_digest(data)
+            workflow, data_json, run_id, None, input_digest=input_digest(data), trace=capture()
         )
 
     async def _get(self, run_id: str) -> RunRecord:

@@ -19,7 +19,7 @@ from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
 from .._threads import StepThreads
-from .._tracing import run_span, tracer
+from .._tracing import capture, run_span, tracer
 from .._typed import json_form
 from ..persistence import Persistence
 from ..persistence._base import utcnow
@@ -225,6 +225,7 @@ class Executor:
         detail: dict[str, Any] | None = None,
         forked_from: str | None = None,
         input_digest: str | None = None,
+        trace: str | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -254,6 +255,7 @@ class Executor:
                 status=Status.RUNNING if claim else Status.PENDING,
                 version=workflow.version,
                 forked_from=forked_from,
+                trace=trace,
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -291,7 +293,7 @@ class Executor:
         """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
         found = self.registry.get(workflow)
         _, data_json = start_data(found, data)
-        await self.create(found, data_json, child_id, parent_id)
+        await self.create(found, data_json, child_id, parent_id, trace=capture())
 
     def pause(self, run_id: str) -> None:
         """Ask the run's driver here, if any, to pause before its next step."""
@@ -371,7 +373,7 @@ class Executor:
         run_id = driver.run_id
         try:
             driver.tracer = tracer()
-            with run_span(driver.tracer, run_id, driver.workflow.name):
+            with run_span(driver.tracer, run_id, driver.workflow.name, driver.trace):
                 status = await driver.drive()
             self.backoff.succeeded(run_id)
             if status.finished:

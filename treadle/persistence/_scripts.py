@@ -123,6 +123,8 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         forked_from=run.forked_from,
     )
     if created:
+        if run.trace is not None:  # plain text, never through the codec
+            tx.execute("set_run_trace", id=run.id, trace=run.trace)
         _event(tx, run.id, event, now)
         if run.owner is None:
             tx.notify(run.id)

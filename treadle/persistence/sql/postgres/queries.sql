@@ -227,3 +227,6 @@ SELECT (SELECT MIN(updated_at) FROM runs
         WHERE status = 'pending' AND (owner IS NULL OR lease_until < %(now)s)) AS pending_since,
        (SELECT MIN(wake_at) FROM runs
         WHERE status = 'waiting' AND wake_at <= %(now)s) AS due_since;
+
+-- name: set_run_trace
+UPDATE runs SET trace = %(trace)s WHERE id = %(id)s;

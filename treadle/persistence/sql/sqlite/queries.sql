@@ -216,3 +216,6 @@ SELECT (SELECT MIN(updated_at) FROM runs INDEXED BY runs_status_updated
         WHERE status = 'pending' AND (owner IS NULL OR lease_until < :now)) AS pending_since,
        (SELECT MIN(wake_at) FROM runs INDEXED BY runs_status
         WHERE status = 'waiting' AND wake_at <= :now) AS due_since;
+
+-- name: set_run_trace
+UPDATE runs SET trace = :trace WHERE id = :id;
