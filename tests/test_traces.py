@@ -218,3 +218,17 @@ async def test_the_trace_is_stored_in_plain_text_even_with_a_codec(
         ((text, data),) = conn.execute("SELECT trace, data FROM runs WHERE id = 'coded'")
     assert json.loads(text)["traceparent"].startswith("00-")
     assert not data.startswith("{")  # the data went through the codec
+
+
+async def test_a_signal_keeps_the_senders_trace_in_the_runs_history(
+    tracer: trace.Tracer, engine: treadle.Engine
+) -> None:
+    engine.register(next(w for w in OBS_WORKFLOWS if w.name == "waiter"))
+    run_id = await engine.start("waiter")
+    with tracer.start_as_current_span("sender") as sender:
+        await engine.signal(run_id, "go", {"ok": True})
+    await engine.wait(run_id, 10)
+    (received,) = [e for e in await engine.history(run_id) if e.kind == "signal_received"]
+    trace_id = f"{sender.get_span_context().trace_id:032x}"
+    assert received.detail["trace"]["traceparent"].split("-")[1] == trace_id
+    assert received.detail["data"] == {"ok": True}

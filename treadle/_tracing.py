@@ -60,6 +60,15 @@ def capture() -> str | None:
     return json.dumps(carrier, sort_keys=True) if carrier else None
 
 
+def with_trace(detail: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` of a history event with the current trace context under ``"trace"`` (as
+    :func:`capture` has it), when there is one."""
+    stored = capture()
+    if stored is not None:
+        detail["trace"] = json.loads(stored)
+    return detail
+
+
 def _parent(stored: str | None) -> Any:
     """The OpenTelemetry context of a stored trace (None: none, or unreadable)."""
     if not stored:
