@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -223,3 +224,21 @@ def test_the_grafana_dashboard_queries_only_exported_metrics() -> None:
     queried = {m for expr in exprs for m in re.findall(r"\btreadle_[a-z_]+", expr)}
     assert queried <= exported, queried - exported
     assert set(METRICS) - {re.sub(r"_(bucket|sum|count)$", "", q) for q in queried} == set()
+
+
+def test_a_metrics_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            worker_args(tmp_path / "x.db", "--metrics-port", str(port)),
+            cwd=WORKERS,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"]
+    assert "Traceback" not in done.stderr
