@@ -345,3 +345,35 @@ def test_the_workflow_overview_shows_counts_chart_and_errors(served: Served, pag
     expect(overview.locator("rect.bar.st-completed")).to_have_count(1)
     expect(overview.locator('a.active[data-range="24h"]')).to_have_count(1)
     page.screenshot(path=str(SCREENSHOTS / "workflow-overview.png"), full_page=True)
+
+
+def test_a_paused_schedule_says_why_and_run_now_starts_a_run(served: Served, page: Any) -> None:
+    # Last in this module: the failed run it makes would change the counts of the tests above.
+    expect = playwright_sync.expect
+    cron = treadle.Cron(served.engine)
+
+    async def pause_after_a_failure() -> None:
+        await cron.add(
+            "daily-refunds", "refund", "0 5 * * *", {"items": [9]}, pause_on_failure=True
+        )
+        failed = await cron.trigger("daily-refunds", key="seed")
+        await served.engine.wait(failed, timeout=10)
+        await cron.tick()  # sees the failed run: pauses
+
+    served.call(pause_after_a_failure())
+    page.goto(f"{served.url}/schedules")
+    _sign_in(page, "tok-alice", "alice · read-write")
+    paused = page.locator('tr[data-schedule="daily-refunds"]')
+    expect(paused.locator(".badge")).to_have_text("paused")
+    expect(paused.locator(".paused-reason")).to_contain_text(
+        "run cron:daily-refunds:trigger:seed failed"
+    )
+    page.screenshot(path=str(SCREENSHOTS / "schedules-paused.png"), full_page=True)
+    nightly = page.locator('tr[data-schedule="nightly-report"]')
+    nightly.get_by_role("button", name="Run now").click()
+    expect(page.locator("#toast")).to_contain_text("Run now: done")
+    runs = served.call(served.engine.runs(workflow="shipping", limit=100))
+    assert any(r.id.startswith("cron:nightly-report:trigger:") for r in runs)
+    paused.get_by_role("button", name="Enable").click()
+    expect(paused.locator(".badge")).to_have_text("enabled")
+    expect(paused.locator(".paused-reason")).to_have_count(0)

@@ -24,6 +24,7 @@ from ._state import State, Status
 from .cron import Schedule as _Schedule
 from .cron import next_fires
 from .cron._cron import CATCH_UP, OVERLAP
+from .cron._operations import Backfill as _Backfill
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
@@ -166,6 +167,7 @@ class NewSchedule(Request):
     catch_up_window: str | float | None = _DURATION
     overlap: Overlap | None = None
     jitter: str | float | None = _DURATION
+    pause_on_failure: bool | None = Field(None, description="disable itself when its run fails")
 
     def options(self) -> dict[str, Any]:
         """The Cron policy options that were given."""
@@ -174,8 +176,24 @@ class NewSchedule(Request):
             "catch_up_window": self.catch_up_window,
             "overlap": self.overlap,
             "jitter": self.jitter,
+            "pause_on_failure": self.pause_on_failure,
         }
         return {key: value for key, value in given.items() if value is not None}
+
+
+class TriggerSchedule(Request):
+    """``POST /api/schedules/{id}/trigger``: :meth:`treadle.Cron.trigger`."""
+
+    key: str | None = Field(
+        None, pattern=ID_PATTERN, description="a retried trigger with the same key starts nothing"
+    )
+
+
+class BackfillSchedule(Request):
+    """``POST /api/schedules/{id}/backfill``: :meth:`treadle.Cron.backfill` over [from, to)."""
+
+    start: datetime = Field(alias="from", description="first due time included (ISO 8601)")
+    end: datetime = Field(alias="to", description="due times before this (ISO 8601)")
 
 
 # Responses ----------------------------------------------------------------------------------
@@ -327,6 +345,8 @@ class Schedule(BaseModel):
     overlap: Overlap
     jitter: float | None = Field(description="seconds")
     catch_up_window: float | None = Field(description="seconds")
+    pause_on_failure: bool = False
+    paused_reason: str | None = Field(None, description="why it paused itself (then disabled)")
 
     @classmethod
     def of(cls, schedule: _Schedule, previews: int = 3) -> Schedule:
@@ -347,6 +367,8 @@ class Schedule(BaseModel):
             overlap=schedule.overlap,
             jitter=seconds(schedule.jitter),
             catch_up_window=seconds(schedule.catch_up_window),
+            pause_on_failure=schedule.pause_on_failure,
+            paused_reason=schedule.paused_reason,
         )
 
 
@@ -354,6 +376,32 @@ class ScheduleList(BaseModel):
     """``GET /api/schedules``."""
 
     schedules: list[Schedule]
+
+
+class Triggered(BaseModel):
+    """``POST /api/schedules/{id}/trigger``: the run started (or found, for a repeated key)."""
+
+    schedule_id: str
+    run_id: str
+
+
+class Backfilled(BaseModel):
+    """``POST /api/schedules/{id}/backfill``: every due time of the range with its run."""
+
+    schedule_id: str
+    due_times: list[Timestamp]
+    run_ids: list[str]
+    started: int = Field(description="runs started now (the others existed already)")
+
+    @classmethod
+    def of(cls, done: _Backfill) -> Backfilled:
+        """The shape of what a backfill did."""
+        return cls(
+            schedule_id=done.schedule_id,
+            due_times=done.due_times,
+            run_ids=done.run_ids,
+            started=done.started,
+        )
 
 
 REQUESTS: tuple[type[BaseModel], ...] = (
@@ -366,6 +414,8 @@ REQUESTS: tuple[type[BaseModel], ...] = (
     MigrateRun,
     ForkRun,
     NewSchedule,
+    TriggerSchedule,
+    BackfillSchedule,
 )
 RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
@@ -378,6 +428,8 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     History,
     WorkflowList,
     ScheduleList,
+    Triggered,
+    Backfilled,
 )
 
 

@@ -26,6 +26,7 @@ from .._ids import check_id
 from .._nodes import Workflow
 from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
+from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
@@ -151,7 +152,7 @@ class RunControl:
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
         data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
-            workflow, data_json, run_id, None, input_digest=input_digest(data)
+            workflow, data_json, run_id, None, input_digest=input_digest(data), trace=capture()
         )
 
     async def _get(self, run_id: str) -> RunRecord:
@@ -226,8 +227,9 @@ class RunControl:
         if name not in waits.signals:
             raise UnknownSignal(run_id, record.workflow, name)
         data = _as_stored(data, f"data of signal {name!r}")
+        detail = with_trace({"data": data})  # the sender's trace, for who looks at the history
         await self._executor.deliver(
-            record, WaitKind.SIGNAL, name, data, {"data": data}, idempotency_key=key
+            record, WaitKind.SIGNAL, name, data, detail, idempotency_key=key
         )
 
     async def approve(

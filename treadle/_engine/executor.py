@@ -19,7 +19,7 @@ from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
 from .._threads import StepThreads
-from .._tracing import run_span, tracer
+from .._tracing import capture, run_span, tracer
 from .._typed import json_form
 from ..persistence import Persistence
 from ..persistence._base import utcnow
@@ -227,6 +227,7 @@ class Executor:
         detail: dict[str, Any] | None = None,
         forked_from: str | None = None,
         input_digest: str | None = None,
+        trace: str | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -256,6 +257,7 @@ class Executor:
                 status=Status.RUNNING if claim else Status.PENDING,
                 version=workflow.version,
                 forked_from=forked_from,
+                trace=trace,
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -293,7 +295,7 @@ class Executor:
         """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
         found = self.registry.get(workflow)
         _, data_json = start_data(found, data)
-        await self.create(found, data_json, child_id, parent_id)
+        await self.create(found, data_json, child_id, parent_id, trace=capture())
 
     def pause(self, run_id: str) -> None:
         """Ask the run's driver here, if any, to pause before its next step."""
@@ -375,7 +377,7 @@ class Executor:
         run_id = driver.run_id
         try:
             driver.tracer = tracer()
-            with run_span(driver.tracer, run_id, driver.workflow.name):
+            with run_span(driver.tracer, run_id, driver.workflow.name, driver.trace):
                 status = await driver.drive()
             self.backoff.succeeded(run_id)
             if status.finished:
@@ -383,6 +385,7 @@ class Executor:
             elif status is Status.RUNNING:
                 await self._release(driver)
         except LeaseLost:
+            self.metrics.lease_lost()
             log.warning(
                 "run %s: lease lost; another worker took it over", run_id, extra={"run_id": run_id}
             )
@@ -504,6 +507,7 @@ class Executor:
             finally:
                 self._starting -= limit
             claimed += len(records)
+            self.metrics.claimed(len(records))
             for record in records:
                 if record.id not in self.active:
                     self._spawn(record)
@@ -520,6 +524,7 @@ class Executor:
             try:
                 lease = self.new_lease()
                 controls = await self.persistence.renew_leases(lease.owner, lease.until)
+                self.metrics.renewed(len(controls))
                 for run_id, control in controls.items():
                     driver = self.active.get(run_id)
                     if driver is not None and control is not None:

@@ -108,6 +108,7 @@ class RunDriver:
         self.replayable = False
         #: The OpenTelemetry tracer of this stretch of execution (None: not tracing).
         self.tracer: Any = None
+        self.trace = record.trace  # the stored context its run spans continue
         self.task: asyncio.Task[None] | None = None
         self.status = record.status
         self.error: str | None = record.error

@@ -45,7 +45,7 @@ def schedules_table(schedules: Sequence[Schedule]) -> str:
             s.workflow,
             s.expression,
             s.timezone,
-            "yes" if s.enabled else "no",
+            "yes" if s.enabled else "paused" if s.paused_reason else "no",
             _output.when(s.next_run) if s.enabled else "-",
             _output.when(s.last_run),
             "-" if s.last_run_status is None else s.last_run_status.value,
@@ -62,7 +62,9 @@ def schedules_table(schedules: Sequence[Schedule]) -> str:
         "LAST RUN",
         "LAST STATUS",
     ]
-    return _output.table(headers, rows, empty="no schedules")
+    table = _output.table(headers, rows, empty="no schedules")
+    paused = [f"{s.id} paused: {s.paused_reason}" for s in schedules if s.paused_reason]
+    return "\n".join([table, *paused])
 
 
 @cli.group()
@@ -121,6 +123,11 @@ def list_(db_url: str, as_json: bool) -> None:
     help="While the last run is unfinished: start anyway, skip, or hold one due time.",
 )
 @click.option("--jitter", metavar="DURATION", help="Delay each run by up to this much (e.g. 30s).")
+@click.option(
+    "--pause-on-failure",
+    is_flag=True,
+    help="Disable the schedule when its run fails (`treadle cron enable ID` resumes it).",
+)
 @app_option
 @db_option
 @json_option
@@ -134,6 +141,7 @@ def add(
     catch_up_window: str | None,
     overlap: str,
     jitter: str | None,
+    pause_on_failure: bool,
     app: str | None,
     db_url: str,
     as_json: bool,
@@ -162,6 +170,7 @@ def add(
                 catch_up_window=catch_up_window,
                 overlap=overlap,
                 jitter=jitter,
+                pause_on_failure=pause_on_failure,
             )
 
     schedule = run(work, app=app)

@@ -15,6 +15,7 @@ from .._engine import Engine
 from .._nodes import Workflow
 from ..persistence import Persistence
 from ._app import app_database, cli, db_option, load_app, run
+from ._metrics_server import check_available, metrics_options, metrics_server
 
 log = logging.getLogger("treadle.worker")
 
@@ -41,9 +42,15 @@ def setup_logging(level: str) -> None:
 
 
 async def serve_until_stopped(
-    engine: Engine, *, drain: float, with_cron: bool, stop: asyncio.Event | None = None
+    engine: Engine,
+    *,
+    drain: float,
+    with_cron: bool,
+    stop: asyncio.Event | None = None,
+    metrics: tuple[str, int, float] | None = None,
 ) -> None:
-    """Open ``engine`` (and a cron on it), run until SIGTERM/SIGINT or ``stop``, then drain."""
+    """Open ``engine`` (and a cron on it, and ``/metrics`` on ``metrics``: host, port and
+    refresh interval), run until SIGTERM/SIGINT or ``stop``, then drain."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
@@ -59,7 +66,10 @@ async def serve_until_stopped(
             loop.add_signal_handler(signum, on_signal, signum.name)
     await engine.open()
     cron = None
+    served = contextlib.AsyncExitStack()
     try:
+        if metrics is not None:
+            await served.enter_async_context(metrics_server(engine, *metrics))
         if with_cron:
             from ._cron import make_cron
 
@@ -81,6 +91,7 @@ async def serve_until_stopped(
         if cron is not None:
             await cron.stop()
         await engine.close(drain=drain)
+        await served.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
@@ -132,6 +143,7 @@ def build_engine(
     default="INFO",
     show_default=True,
 )
+@metrics_options
 @db_option
 def worker(
     app: str,
@@ -140,6 +152,9 @@ def worker(
     drain: float,
     with_cron: bool,
     log_level: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_refresh: float,
     db_url: str,
 ) -> None:
     """Execute the runs of the workflows in MODULE:ATTR (an Engine, a Workflow or a list of
@@ -151,8 +166,14 @@ def worker(
     Start as many workers as you like on one PostgreSQL database (or one SQLite file on one
     machine): each run is executed by one of them at a time.
     """
+    if metrics_port is not None:
+        check_available()
+    metrics = None if metrics_port is None else (metrics_host, metrics_port, metrics_refresh)
     loaded = load_app(app)
     setup_logging(log_level.upper())
     persistence = app_database(loaded, db_url)
     engine = build_engine(persistence, loaded.workflows, concurrency=concurrency, lease=lease)
-    run(lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron), app=app)
+    run(
+        lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron, metrics=metrics),
+        app=app,
+    )

@@ -40,6 +40,7 @@ from treadle.cron._due import (
     utc_text,
 )
 from treadle.cron._expression import CronExpression
+from treadle.cron._operations import CronOperations, carried, cleared, pause_if_failed
 from treadle.cron._options import (
     CATCH_UP,
     OVERLAP,
@@ -114,6 +115,9 @@ class Schedule:
     overlap: str
     jitter: timedelta | None
     catch_up_window: timedelta | None = None
+    pause_on_failure: bool = False
+    paused_reason: str | None = None
+    """Why the schedule paused itself after a failed run (it is then disabled)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class _Plan:
 # The Cron --------------------------------------------------------------------------------------
 
 
-class Cron:
+class Cron(CronOperations):
     """Starts runs of registered workflows on schedules kept in the engine's persistence.
 
     ``cron = Cron(engine)``; :meth:`add`, :meth:`remove`, :meth:`enable`, :meth:`disable` and
@@ -169,6 +173,7 @@ class Cron:
         catch_up_window: Duration | None = None,
         overlap: str = "allow",
         jitter: Duration | None = None,
+        pause_on_failure: bool = False,
         replace: bool = False,
     ) -> Schedule:
         """Store a new enabled schedule and return it; its first due time is the first after now.
@@ -194,11 +199,13 @@ class Cron:
         schedule's last run is unfinished, ``"buffer_one"`` holds the first such due time and
         starts it once the last run has finished (later ones meanwhile are dropped). ``jitter``
         delays each run by up to that much, the same for the same due time.
+        ``pause_on_failure`` disables the schedule when the last run it started ends FAILED
+        (before it starts another), with the reason in ``Schedule.paused_reason``.
         """
         self._require_open()
         check_id(id, "schedule id", max_length=MAX_SCHEDULE_ID_LENGTH)
         expr = CronExpression(expression, timezone)
-        options = check_options(catch_up, catch_up_window, overlap, jitter)
+        options = check_options(catch_up, catch_up_window, overlap, jitter, pause_on_failure)
         if not isinstance(workflow, str) or workflow not in self.engine.workflows:
             raise WorkflowNotFound(workflow)
         input_text = input_json(id, input)
@@ -245,7 +252,7 @@ class Cron:
                 new.id, new.next_run, new.next_run, old.last_run, old.last_run_id
             )
         if old is not None and not old.enabled:
-            await persistence.set_schedule_enabled(new.id, False, None)
+            await persistence.set_schedule_enabled(new.id, False, None, carried(old, new))
         self._wake.set()
         return await self.get(new.id)
 
@@ -257,13 +264,15 @@ class Cron:
 
     async def enable(self, id: str) -> None:
         """Enable a schedule: its next due time is the first after now (due times passed while
-        it was disabled are not caught up). Enabling an enabled schedule changes nothing."""
+        it was disabled are not caught up) and its ``paused_reason`` is cleared. Enabling an
+        enabled schedule changes nothing."""
         record = await self._get(id)
         if record.enabled:
             return
         expr = CronExpression(record.expression, record.timezone)
         next_run = next_due(expr, self.engine.clock.now())
-        if not await self.engine.persistence.set_schedule_enabled(id, True, next_run):
+        persistence = self.engine.persistence
+        if not await persistence.set_schedule_enabled(id, True, next_run, cleared(record)):
             raise ScheduleNotFound(id)
         self._wake.set()
 
@@ -312,6 +321,8 @@ class Cron:
             overlap=options.overlap,
             jitter=options.jitter,
             catch_up_window=options.window,
+            pause_on_failure=options.pause_on_failure,
+            paused_reason=options.paused_reason,
         )
 
     def _require_open(self) -> None:
@@ -399,6 +410,9 @@ class Cron:
             return [], None
         expr = CronExpression(record.expression, record.timezone)
         options = Options.from_json(record.options)
+        if await pause_if_failed(self.engine, record, options):
+            log.warning("cron: schedule %r paused: its last run failed", record.id)
+            return [], None
         now = self.engine.clock.now().astimezone(UTC)
         first = record.next_run.astimezone(UTC)
         planned = first + self._delay(record.id, expr, options, first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,17 +29,27 @@ class Options:
     window: timedelta | None = None
     overlap: str = "allow"
     jitter: timedelta | None = None
+    pause_on_failure: bool = False
+    paused_reason: str | None = None
+    """Why the schedule paused itself (``pause_on_failure``); None once it is enabled again."""
 
     def to_json(self) -> str:
         """The stored form."""
-        return json.dumps(
-            {
-                "catch_up": self.catch_up,
-                "catch_up_window": seconds(self.window),
-                "overlap": self.overlap,
-                "jitter": seconds(self.jitter),
-            }
-        )
+        stored: dict[str, object] = {
+            "catch_up": self.catch_up,
+            "catch_up_window": seconds(self.window),
+            "overlap": self.overlap,
+            "jitter": seconds(self.jitter),
+        }
+        if self.pause_on_failure:
+            stored["pause_on_failure"] = True
+        if self.paused_reason is not None:
+            stored["paused_reason"] = self.paused_reason
+        return json.dumps(stored)
+
+    def as_given(self) -> Options:
+        """The options as ``Cron.add`` was given them (without the state they carry)."""
+        return dataclasses.replace(self, paused_reason=None)
 
     @classmethod
     def from_json(cls, text: str) -> Options:
@@ -50,6 +61,8 @@ class Options:
             window=None if window is None else timedelta(seconds=window),
             overlap=raw.get("overlap", "allow"),
             jitter=None if jitter is None else timedelta(seconds=jitter),
+            pause_on_failure=bool(raw.get("pause_on_failure", False)),
+            paused_reason=raw.get("paused_reason"),
         )
 
 
@@ -62,12 +75,16 @@ def same_definition(a: ScheduleRecord, b: ScheduleRecord) -> bool:
     """Whether two records describe the same schedule (what ``add`` was given)."""
     return (a.workflow, a.expression, a.timezone) == (b.workflow, b.expression, b.timezone) and (
         json.loads(a.input),
-        Options.from_json(a.options),
-    ) == (json.loads(b.input), Options.from_json(b.options))
+        Options.from_json(a.options).as_given(),
+    ) == (json.loads(b.input), Options.from_json(b.options).as_given())
 
 
 def check_options(
-    catch_up: str, window: Duration | None, overlap: str, jitter: Duration | None
+    catch_up: str,
+    window: Duration | None,
+    overlap: str,
+    jitter: Duration | None,
+    pause_on_failure: bool = False,
 ) -> Options:
     """Check the policies given to ``Cron.add``; raise ``ValueError`` saying what is wrong."""
     if catch_up not in CATCH_UP:
@@ -90,7 +107,9 @@ def check_options(
             " use catch_up='one' or overlap='allow'"
         )
     jitter_value = _duration("jitter", jitter)
-    return Options(catch_up, window_value, overlap, jitter_value or None)
+    if not isinstance(pause_on_failure, bool):
+        raise ValueError(f"invalid pause_on_failure {pause_on_failure!r}: expected True or False")
+    return Options(catch_up, window_value, overlap, jitter_value or None, pause_on_failure)
 
 
 def _duration(name: str, value: Duration | None) -> timedelta | None:

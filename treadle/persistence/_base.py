@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from .._state import Event
+from ._queue import QueueStats
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -300,6 +301,11 @@ class Persistence(Protocol):
         """The number of unfinished runs by status value (statuses with none are left out)."""
         ...
 
+    async def queue_stats(self) -> QueueStats:
+        """How many WAITING runs wait for each kind of thing, and since when the oldest runnable
+        run has waited for an engine (one read, for the metrics' gauges)."""
+        ...
+
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
         """Those of ``run_ids`` whose run has ended (COMPLETED, FAILED or CANCELLED), in no
         order; unknown ids are left out."""
@@ -360,10 +366,14 @@ class Persistence(Protocol):
         ...
 
     async def set_schedule_enabled(
-        self, schedule_id: str, enabled: bool, next_run: datetime | None
+        self,
+        schedule_id: str,
+        enabled: bool,
+        next_run: datetime | None,
+        options: str | None = None,
     ) -> bool:
-        """Enable or disable a schedule and set its next due time; ``False`` when there is
-        none."""
+        """Enable or disable a schedule and set its next due time (and its ``options`` JSON,
+        when given, in the same write); ``False`` when there is none."""
         ...
 
     async def advance_schedule(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from .._errors import DataError, PersistenceError, TreadleError
+from .._metrics import CommitStats
 
 T = TypeVar("T")
 Job = tuple[Callable[[Any], Any], asyncio.Future[Any]]
@@ -169,8 +170,13 @@ def settle(
     outcomes: Sequence[Outcome],
     notified: Sequence[str],
     wake: Callable[[Sequence[str]], None],
+    stats: CommitStats | None = None,
+    seconds: float = 0.0,
 ) -> None:
-    """On the event loop: complete the futures, then wake the listeners of notified runs."""
+    """On the event loop: complete the futures, then wake the listeners of notified runs.
+    A batch's size and commit time ``seconds`` go to ``stats`` (here: on the loop's thread)."""
+    if stats is not None:
+        stats.record(len(outcomes), seconds)
     for future, result, error in outcomes:
         if future.done():
             continue

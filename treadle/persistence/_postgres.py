@@ -236,13 +236,16 @@ class PostgresPersistence(SQLPersistence):
             batch, stop = self._jobs.take()
             if not batch:
                 break
+            began = time.perf_counter()
             try:
                 outcomes, notified = self._commit(batch, pool)
             except Exception as exc:  # a bug must not kill the writer and strand the batch
                 log.exception("PostgreSQL writer failed")
                 outcomes, notified = failed(batch, _ERRORS.translate(exc)), []
+            took = time.perf_counter() - began
+            stats = self.commit_stats
             try:
-                loop.call_soon_threadsafe(settle, outcomes, notified, self._wake)
+                loop.call_soon_threadsafe(settle, outcomes, notified, self._wake, stats, took)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 break
 

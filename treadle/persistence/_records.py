@@ -51,6 +51,8 @@ class RunRecord:
     control: str | None = None
     version: str | None = None
     forked_from: str | None = None
+    #: The caller's trace context (W3C fields as JSON) that the run's spans continue.
+    trace: str | None = None
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -79,6 +81,7 @@ class RunRecord:
             control=row["control"],
             version=row["version"],
             forked_from=row["forked_from"],
+            trace=row["trace"],
         )
 
 

@@ -14,11 +14,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .._codec import Codec
+from .._metrics import CommitStats
 from .._state import Event
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
 from ._base import Persistence, WakeListener, utcnow
+from ._queue import QueueStats, queue_stats
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -47,6 +49,8 @@ class SQLPersistence(Persistence):
         self._listeners: list[WakeListener] = []
         self.now: Callable[[], datetime] = utcnow
         self._rest = AtRest()
+        #: Batch sizes and latency of the group commit (see :mod:`treadle._metrics`).
+        self.commit_stats = CommitStats()
 
     @property
     def codec(self) -> Codec | None:
@@ -271,6 +275,9 @@ class SQLPersistence(Persistence):
     async def count_runs(self) -> dict[str, int]:
         return await self._query(scripts.count_unfinished)
 
+    async def queue_stats(self) -> QueueStats:
+        return await self._query(partial(queue_stats, now=self.now()))
+
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
         return await self._query(partial(scripts.finished_among, run_ids=list(run_ids)))
 
@@ -328,7 +335,11 @@ class SQLPersistence(Persistence):
         return await self._write(partial(scripts.remove_schedule, schedule_id=schedule_id))
 
     async def set_schedule_enabled(
-        self, schedule_id: str, enabled: bool, next_run: datetime | None
+        self,
+        schedule_id: str,
+        enabled: bool,
+        next_run: datetime | None,
+        options: str | None = None,
     ) -> bool:
         return await self._write(
             partial(
@@ -337,6 +348,7 @@ class SQLPersistence(Persistence):
                 enabled=enabled,
                 next_run=next_run,
                 now=self.now(),
+                options=options,
             )
         )
 

@@ -123,6 +123,8 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         forked_from=run.forked_from,
     )
     if created:
+        if run.trace is not None:  # plain text, never through the codec
+            tx.execute("set_run_trace", id=run.id, trace=run.trace)
         _event(tx, run.id, event, now)
         if run.owner is None:
             tx.notify(run.id)
@@ -543,12 +545,22 @@ def remove_schedule(tx: Tx, schedule_id: str) -> bool:
 
 
 def set_schedule_enabled(
-    tx: Tx, schedule_id: str, enabled: bool, next_run: datetime | None, now: datetime
+    tx: Tx,
+    schedule_id: str,
+    enabled: bool,
+    next_run: datetime | None,
+    now: datetime,
+    options: str | None = None,
 ) -> bool:
-    """The row count says whether there was one."""
+    """The row count says whether there was one (``options`` None keeps the stored ones)."""
     return bool(
         tx.execute(
-            "set_schedule_enabled", id=schedule_id, enabled=enabled, next_run=next_run, now=now
+            "set_schedule_enabled",
+            id=schedule_id,
+            enabled=enabled,
+            next_run=next_run,
+            now=now,
+            options=options,
         )
     )
 

@@ -339,8 +339,10 @@ class SQLitePersistence(SQLPersistence):
                 while self._pending:
                     batch = self._pending[: self.batch_size]
                     del self._pending[: self.batch_size]
+                    began = time.perf_counter()
                     outcomes, notified = await self._commit(batch)
-                    settle(outcomes, notified, self._wake)
+                    took = time.perf_counter() - began
+                    settle(outcomes, notified, self._wake, self.commit_stats, took)
                     self._quiet = len(batch) == 1
                     if self._count_commit():
                         await self._checkpoint()

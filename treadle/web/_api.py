@@ -242,6 +242,21 @@ class Api:
         handler.__name__ = "enable_schedule" if enabled else "disable_schedule"
         return handler
 
+    async def trigger_schedule(self, request: Request) -> Response:
+        """POST /api/schedules/{schedule_id}/trigger {key?}."""
+        self.writer(request)
+        body = await read_body(request, wire.TriggerSchedule, required=False)
+        triggered = await self.schedules.trigger(request.path_params["schedule_id"], body)
+        return json_response(triggered, 201)
+
+    async def backfill_schedule(self, request: Request) -> Response:
+        """POST /api/schedules/{schedule_id}/backfill {from, to}."""
+        self.writer(request)
+        body = await read_body(request, wire.BackfillSchedule, required=True)
+        return json_response(
+            await self.schedules.backfill(request.path_params["schedule_id"], body)
+        )
+
     # The document ----------------------------------------------------------------------------
 
     async def openapi(self, request: Request) -> Response:
@@ -279,6 +294,8 @@ class Api:
             Route(sched, self.remove_schedule, methods=["DELETE"]),
             Route(f"{sched}/enable", self.toggle_schedule(True), methods=["POST"]),
             Route(f"{sched}/disable", self.toggle_schedule(False), methods=["POST"]),
+            Route(f"{sched}/trigger", self.trigger_schedule, methods=["POST"]),
+            Route(f"{sched}/backfill", self.backfill_schedule, methods=["POST"]),
         ]
 
 

@@ -15,12 +15,12 @@ from starlette.staticfiles import StaticFiles
 
 from .._engine import Engine
 from .._errors import TreadleError
+from .._prometheus import exposition
 from ..cron import Cron
 from ._api import Api
 from ._auth import Authenticator, Identity
 from ._errors import ApiError, handle_error
 from ._pages import Pages
-from ._prometheus import exposition
 from ._schedules import Schedules
 
 STATIC = Path(__file__).parent / "static"

@@ -115,6 +115,12 @@ _ROUTES: tuple[_Row, ...] = (
      None, (200, "Schedule"), (401, 403, 404)),
     ("post", f"{_SCHEDULE}/disable", "disableSchedule", "schedules", "Disable a schedule",
      None, (200, "Schedule"), (401, 403, 404)),
+    ("post", f"{_SCHEDULE}/trigger", "triggerSchedule", "schedules",
+     "Start a run of the schedule now (once per key)",
+     "TriggerSchedule", (201, "Triggered"), (*_WRITE, 404)),
+    ("post", f"{_SCHEDULE}/backfill", "backfillSchedule", "schedules",
+     "Start one run per due time in [from, to) that has none",
+     "BackfillSchedule", (200, "Backfilled"), (*_WRITE, 404)),
 )  # fmt: skip
 
 
@@ -143,7 +149,7 @@ def _operation(row: _Row) -> dict[str, Any]:
         "responses": responses,
     }
     if body is not None:
-        required = body in ("StartRun", "AbortRun", "NewSchedule")
+        required = body in ("StartRun", "AbortRun", "NewSchedule", "BackfillSchedule")
         operation["requestBody"] = {
             "required": required,
             "content": {"application/json": {"schema": _ref(body)}},

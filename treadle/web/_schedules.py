@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._engine import Engine
-from .._wire import NewSchedule
+from .._wire import Backfilled, BackfillSchedule, NewSchedule, Triggered, TriggerSchedule
 from .._wire import Schedule as ScheduleShape
 from ..cron import Cron
 
@@ -53,3 +53,12 @@ class Schedules:
         cron = self.cron()
         await (cron.enable(schedule_id) if enabled else cron.disable(schedule_id))
         return await self.one(schedule_id)
+
+    async def trigger(self, schedule_id: str, body: TriggerSchedule) -> Triggered:
+        """Start the schedule's run now; 404 when there is no schedule."""
+        run_id = await self.cron().trigger(schedule_id, key=body.key)
+        return Triggered(schedule_id=schedule_id, run_id=run_id)
+
+    async def backfill(self, schedule_id: str, body: BackfillSchedule) -> Backfilled:
+        """One run per due time in the range; ValueError (400) for a range that is not fit."""
+        return Backfilled.of(await self.cron().backfill(schedule_id, body.start, body.end))

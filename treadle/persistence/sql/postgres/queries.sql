@@ -155,7 +155,8 @@ SELECT * FROM schedules ORDER BY id;
 DELETE FROM schedules WHERE id = %(id)s;
 
 -- name: set_schedule_enabled
-UPDATE schedules SET enabled = %(enabled)s, next_run = %(next_run)s, updated_at = %(now)s
+UPDATE schedules SET enabled = %(enabled)s, next_run = %(next_run)s, updated_at = %(now)s,
+    options = COALESCE(%(options)s, options)
 WHERE id = %(id)s;
 
 -- name: advance_schedule
@@ -212,3 +213,22 @@ RETURNING *;
 -- name: set_definition
 UPDATE runs SET definition_id = %(definition_id)s, version = %(version)s
 WHERE id = %(id)s AND token = %(token)s;
+
+-- name: waiting_by_kind
+-- WAITING runs per kind of wait key ("signal:go" is a signal); a run waiting for two kinds counts
+-- in both.
+SELECT split_part(k.value, ':', 1) AS kind, COUNT(DISTINCT r.id) AS n
+FROM runs r CROSS JOIN LATERAL jsonb_array_elements_text(r.waiting_for) AS k(value)
+WHERE r.status = 'waiting'
+GROUP BY 1;
+
+-- name: oldest_runnable
+-- Since when the oldest runnable run waits for an engine: a PENDING run since it became pending,
+-- a WAITING one since its timer came due.
+SELECT (SELECT MIN(updated_at) FROM runs
+        WHERE status = 'pending' AND (owner IS NULL OR lease_until < %(now)s)) AS pending_since,
+       (SELECT MIN(wake_at) FROM runs
+        WHERE status = 'waiting' AND wake_at <= %(now)s) AS due_since;
+
+-- name: set_run_trace
+UPDATE runs SET trace = %(trace)s WHERE id = %(id)s;

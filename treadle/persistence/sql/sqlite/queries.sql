@@ -154,7 +154,9 @@ SELECT * FROM schedules ORDER BY id;
 DELETE FROM schedules WHERE id = :id;
 
 -- name: set_schedule_enabled
-UPDATE schedules SET enabled = :enabled, next_run = :next_run, updated_at = :now WHERE id = :id;
+UPDATE schedules SET enabled = :enabled, next_run = :next_run, updated_at = :now,
+    options = COALESCE(:options, options)
+WHERE id = :id;
 
 -- name: advance_schedule
 UPDATE schedules
@@ -200,3 +202,22 @@ RETURNING *;
 -- name: set_definition
 UPDATE runs SET definition_id = :definition_id, version = :version
 WHERE id = :id AND token = :token;
+
+-- name: waiting_by_kind
+-- WAITING runs per kind of wait key ("signal:go" is a signal); a run waiting for two kinds counts
+-- in both.
+SELECT substr(j.value, 1, instr(j.value, ':') - 1) AS kind, COUNT(DISTINCT r.id) AS n
+FROM runs r INDEXED BY runs_status, json_each(r.waiting_for) j
+WHERE r.status = 'waiting'
+GROUP BY kind;
+
+-- name: oldest_runnable
+-- Since when the oldest runnable run waits for an engine: a PENDING run since it became pending,
+-- a WAITING one since its timer came due.
+SELECT (SELECT MIN(updated_at) FROM runs INDEXED BY runs_status_updated
+        WHERE status = 'pending' AND (owner IS NULL OR lease_until < :now)) AS pending_since,
+       (SELECT MIN(wake_at) FROM runs INDEXED BY runs_status
+        WHERE status = 'waiting' AND wake_at <= :now) AS due_since;
+
+-- name: set_run_trace
+UPDATE runs SET trace = :trace WHERE id = :id;
