@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     COMPENSATION_RETRY = "compensation_retry"
     COMPENSATION_FAILED = "compensation_failed"
     DATA_CONFLICT = "data_conflict"
+    PARAMS_COMPUTED = "params_computed"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
     SIGNALS_DROPPED = "signals_dropped"
     RUN_HELD = "run_held"
     RUN_RETRIED = "run_retried"

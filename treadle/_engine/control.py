@@ -29,8 +29,8 @@ from .._text import require_storable
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
-from .executor import Executor, input_digest
-from .inputs import start_data
+from .executor import Executor
+from .inputs import input_digest, start_data
 from .operator import Operator
 from .registry import Registry
 

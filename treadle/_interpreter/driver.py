@@ -43,7 +43,7 @@ from .._state import (
 from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
-from . import cursor, mapping
+from . import cursor, deadlines, mapping, params, results
 from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
@@ -137,6 +137,7 @@ class RunDriver:
         error: str | None = None,
         waiting_for: list[str] | None = None,
         wake_at: datetime | None = None,
+        result: str | None = None,
     ) -> CheckpointAck:
         """Write everything since the last checkpoint, atomically."""
         events, self.events = self.events, []
@@ -155,6 +156,7 @@ class RunDriver:
             events=events,
             consumed=consumed,
             parent_id=self.record.parent_id,
+            result=result,
         )
         if self.moved:
             checkpoint.definition_id, checkpoint.version = self.workflow.id, self.workflow.version
@@ -328,7 +330,7 @@ class RunDriver:
         elif isinstance(node, ApprovalStep):
             await run_approval(self, node, path)
         elif isinstance(node, SleepStep):
-            run_sleep(self, node, path)
+            await run_sleep(self, node, path)
         else:
             await run_subworkflow(self, node, path)
         self.drop(path)
@@ -341,6 +343,8 @@ class RunDriver:
             self.skip = None
             self.note(EventKind.STEP_COMPLETED, node.name, skipped=True)
             return
+        if isinstance(node, ActionStep):
+            await params.attempts(self, node, path)
         entry = cursor.action_at(self.nodes, path)
         attempt = 1 + (entry["a"] if entry else 0)
         if entry and "r" in entry:
@@ -396,10 +400,13 @@ class RunDriver:
     ) -> NoReturn:
         policy = node.retry if isinstance(node, ActionStep) else None
         text = f"{type(error).__name__}: {error}"
-        if policy is not None and policy.should_retry(error, attempt):
+        computed = params.recorded(self, path)
+        if policy is not None and policy.should_retry(error, attempt, computed.get("attempts")):
             wait = policy.wait_before(attempt, f"{self.run_id}/{path}")
             retry_at = self.host.clock.now() + wait
             retrying: cursor.ActionEntry = {"k": node.kind, "a": attempt, "r": retry_at.timestamp()}
+            if computed:
+                retrying["p"] = computed
             self.nodes[path] = retrying
             self.note(
                 EventKind.STEP_FAILED,
@@ -424,6 +431,10 @@ class RunDriver:
         current_run.set(self.run_id)
         if self.unreadable is not None:
             raise self.unreadable
+        async with deadlines.enforced(self, self.request):
+            return await self._drive()
+
+    async def _drive(self) -> Status:
         if self.hold is not None:
             await self._decision()
         if self.control is Control.CANCEL:
@@ -537,12 +548,12 @@ class RunDriver:
                     return await unwind(self)
                 self.check_control()
                 await self.run_seq(self.workflow.steps, Scope())
+                result = await results.output(self)
             except Suspend as suspension:
                 waits = sorted(set(suspension.waits))
                 self.note(EventKind.WAITING, None, waits=waits, until=iso(suspension.wake_at))
-                ack = await self.checkpoint(
-                    Status.WAITING, waiting_for=waits, wake_at=suspension.wake_at
-                )
+                wake_at = deadlines.wake(self, suspension.wake_at)
+                ack = await self.checkpoint(Status.WAITING, waiting_for=waits, wake_at=wake_at)
                 if ack.suspended:
                     return Status.WAITING
                 continue
@@ -554,7 +565,7 @@ class RunDriver:
                 await self.checkpoint(Status.PAUSED)
                 return Status.PAUSED
             except CancelRequested:
-                self.failure = {"status": "cancelled", "error": "cancelled"}
+                self.failure = deadlines.cancelled(self)
                 continue
             except StepFailure as failure:
                 self.failure = {"status": "failed", "error": storable(str(failure))}
@@ -567,10 +578,10 @@ class RunDriver:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                self.failure = {"status": "cancelled", "error": "cancelled"}
+                self.failure = deadlines.cancelled(self)
                 continue
             self.note(EventKind.RUN_COMPLETED)
-            await self.checkpoint(Status.COMPLETED)
+            await self.checkpoint(Status.COMPLETED, result=result)
             return Status.COMPLETED
 
 

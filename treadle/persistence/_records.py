@@ -51,6 +51,10 @@ class RunRecord:
     control: str | None = None
     version: str | None = None
     forked_from: str | None = None
+    #: When the run is cancelled with ``DeadlineExceeded`` unless it has ended.
+    deadline_at: datetime | None = None
+    #: What the run returned (its output, as JSON text), once it completed.
+    result: str | None = None
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -79,6 +83,8 @@ class RunRecord:
             control=row["control"],
             version=row["version"],
             forked_from=row["forked_from"],
+            deadline_at=to_datetime(row["deadline_at"]),
+            result=row["result"],
         )
 
 
@@ -139,6 +145,8 @@ class Checkpoint:
     #: Set when the run moves to another definition (``version`` is that one's label).
     definition_id: str | None = None
     version: str | None = None
+    #: What the run returned (JSON text), with the checkpoint that completes it.
+    result: str | None = None
 
 
 @dataclass(frozen=True)
