@@ -116,16 +116,15 @@ def as_timedelta(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
-def recorded(cursor_json: str, step: str) -> dict[str, Any] | None:
-    """The recorded parameters of the step named ``step`` in a stored cursor (the innermost
-    one, when a loop has several), or None when it has none recorded."""
+def all_recorded(cursor_json: str) -> dict[str, dict[str, Any]]:
+    """The recorded parameters of every step a stored cursor is at, by step name (the
+    innermost entry, when a loop has several of one step)."""
     try:
         nodes = json.loads(cursor_json).get("n", {})
     except (ValueError, AttributeError):
-        return None
-    found: dict[str, Any] | None = None
+        return {}
+    found: dict[str, dict[str, Any]] = {}
     for path, entry in nodes.items():
-        name = path.rsplit("/", 1)[-1].split("#", 1)[0]
-        if name == step and isinstance(entry, dict) and isinstance(entry.get("p"), dict):
-            found = entry["p"]
+        if isinstance(entry, dict) and isinstance(entry.get("p"), dict):
+            found[path.rsplit("/", 1)[-1].split("#", 1)[0]] = entry["p"]
     return found

@@ -167,6 +167,13 @@ class State:
     version: str | None = None
     #: The run this one was forked from (:meth:`Engine.fork`), if any.
     forked_from: str | None = None
+    #: When the run is cancelled with ``DeadlineExceeded`` unless it has ended, if ever.
+    deadline: datetime | None = None
+    #: What the completed run returned (its workflow's ``output``); None before, or without one.
+    result: Any = None
+    #: The parameters computed from the run's data for the steps it is at, by step name
+    #: (``{"manager-ok": {"approvers": ["carol"]}}``), as recorded when each step started.
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any, TypedDict
 from .._clock import Clock
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._interpreter import NEW_CURSOR, Control, RunDriver
+from .._interpreter.cursor import load as load_cursor
+from .._interpreter.deadlines import abandoned
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
@@ -311,7 +313,7 @@ class Executor:
         elif after.owner == self.owner:
             self._spawn(after)
         else:
-            await self.cancel_children(run_id)
+            await self.cancel_children(run_id, abandoned(load_cursor(after.cursor)["n"]))
 
     async def cancel_children(self, run_id: str, keep: frozenset[str] = frozenset()) -> None:
         """Cancel every unfinished child run of ``run_id`` but those in ``keep`` (for

@@ -15,6 +15,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from .._duration import parse_duration
 from .._errors import DataError, RunExists
 from .._interpreter import cursor
 from .._nodes import Workflow
@@ -104,3 +105,26 @@ def run_deadline(
     mine = None if own is None else now + own
     found = [t for t in (given, mine) if t is not None]
     return min(found) if found else None
+
+
+def absolute_deadline(value: object, now: datetime) -> datetime | None:
+    """A start's ``deadline`` as a time: a positive duration from ``now``, or an aware datetime;
+    else :class:`DataError` saying what is accepted."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise DataError(
+                f"deadline {value!r} has no timezone: give an aware datetime "
+                "(datetime.now(UTC) + ...) or a duration such as '7d'"
+            )
+        return value
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        raise DataError(
+            f"deadline must be a duration ('7d', '90s', seconds) or an aware datetime: {exc}"
+        ) from None
+    if duration <= timedelta(0):
+        raise DataError(f"deadline must be a positive duration, not {value!r}")
+    return now + duration

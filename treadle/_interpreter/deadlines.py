@@ -79,6 +79,11 @@ def children(nodes: cursor.Nodes, below: str) -> list[str]:
     return [e["child"] for e in _children(nodes, below) if e.get("end") != "abandon"]
 
 
+def started(nodes: cursor.Nodes) -> frozenset[str]:
+    """Every child whose sub-workflow step is under way."""
+    return frozenset(e["child"] for e in _children(nodes, ""))
+
+
 def _children(nodes: cursor.Nodes, below: str) -> list[cursor.ChildEntry]:
     return [
         cast(cursor.ChildEntry, entry)
