@@ -310,7 +310,7 @@ async def test_result_of_a_run_that_has_not_completed_says_its_status(
 ) -> None:
     run_id = await start(engine, treadle.new("unfinished").await_signal("go").build())
     await waiting_for(engine, run_id, "signal:go")
-    with pytest.raises(treadle.InvalidTransition, match="read the result of run .* waiting"):
+    with pytest.raises(treadle.InvalidTransition, match=r"read the result of run .* waiting"):
         await engine.result(run_id)
 
 
