@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Self, cast
 
+from ._chain import _Chain, _Options
 from ._checks import (
     _aware,
     _callable,
@@ -92,36 +92,6 @@ def new(
     check_on_failure(f"workflow {name!r}", on_failure)
     model = check_model(f"workflow {name!r}", input)
     return Builder(name, None, _Options(version, on_failure, bool(auto_upgrade), model))
-
-
-@dataclass(frozen=True)
-class _Options:
-    """What ``new()`` was given besides the name."""
-
-    version: str | None = None
-    on_failure: str = "compensate"
-    auto_upgrade: bool = False
-    input: type[Any] | None = None
-    deadline: timedelta | None = None
-    output: Callable[[State], Any] | None = None
-
-
-@dataclass(frozen=True)
-class _Chain:
-    """The steps of a builder, newest first: adding a step links a new head to the old chain,
-    so builders that branch off one another share what they have in common and copy nothing."""
-
-    node: Node
-    before: _Chain | None
-
-    def nodes(self) -> tuple[Node, ...]:
-        """The steps, oldest first."""
-        out: list[Node] = []
-        link: _Chain | None = self
-        while link is not None:
-            out.append(link.node)
-            link = link.before
-        return tuple(reversed(out))
 
 
 class Builder:

@@ -58,6 +58,7 @@ from .control import (
     Suspend,
 )
 from .host import RunHost
+from .refusals import refuse
 from .saga import unwind
 from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
@@ -79,7 +80,7 @@ class RunDriver:
         self.data: dict[str, Any] = json.loads(record.data)
         #: The data as the last checkpoint stored it.
         self.stored_json = record.data
-        #: How many checkpoints the persistence refused (see :meth:`_refused`).
+        #: How many checkpoints the persistence refused (see :func:`.refusals.refuse`).
         self.refusals = 0
         #: Why the stored cursor cannot be read (then drive() raises it).
         self.unreadable: cursor.CursorVersionError | None = None
@@ -451,35 +452,7 @@ class RunDriver:
             try:
                 return await self._walk()
             except CheckpointRefused as refused:
-                self._refused(refused)
-
-    def _refused(self, refused: CheckpointRefused) -> None:
-        """Fail the run whose checkpoint can never be stored, rather than trying it again.
-
-        What was not stored is dropped: the data goes back to the last stored data and the
-        positions are forgotten (a failed run only compensates); if a checkpoint of the
-        compensation is refused too, the compensations left are abandoned. The run then ends
-        FAILED with the reason, or raises if even that cannot be stored.
-        """
-        self.refusals += 1
-        if self.refusals > 2:
-            raise refused.error
-        reason = storable(f"a checkpoint of run {self.run_id!r} cannot be stored: {refused}")
-        log.error("run %s: %s", self.run_id, reason, extra={"run_id": self.run_id})
-        self.data, self.data_json = json.loads(self.stored_json), self.stored_json
-        self.nodes.clear()
-        self.events.clear()
-        self.consumed.clear()
-        if self.failure is None:
-            self.failure = {"status": "failed", "error": reason}
-            return
-        self.failure.pop("retry", None)
-        problems = self.failure.setdefault("problems", [])
-        if self.refusals > 1:
-            problems.append(f"compensation abandoned: {reason}")
-            self.comp.clear()
-        else:
-            problems.append(reason)
+                refuse(self, refused)
 
     async def _decision(self) -> None:
         """Take the operator's decision that woke this held run (retry, skip or abort)."""
