@@ -199,3 +199,25 @@ async def test_a_completed_branch_of_a_parallel_killed_midway_is_not_run_again(
     assert harness.count("p-1", "quick") == 1, "a completed step ran again"
     assert harness.count("p-1", "slow") == 2
     assert harness.count("p-1", "joined") == 1
+
+
+async def test_sigkill_while_compensating_after_a_deadline_resumes_the_compensation(
+    harness: Harness,
+) -> None:
+    run_id = "expiring-1"
+    harness.spawn(start=(f"expiring={run_id}",), block=("undo:d2",))
+    # The run waits for a signal that never comes; at its deadline (1s) it is woken, cancelled
+    # and compensates d2 first, which blocks: kill the worker in the middle of it.
+    await harness.until(lambda: harness.count(run_id, "d2", "undo") == 1, "d2 being undone")
+    harness.kill()
+    assert (await harness.client.status(run_id)).status is not Status.CANCELLED
+    harness.spawn()
+    state = await harness.finished(run_id)
+    assert state.status is Status.CANCELLED
+    assert (state.error or "").startswith("DeadlineExceeded: ")
+    counts = harness.counts(run_id)
+    assert counts[("d1", "do")] == counts[("d2", "do")] == 1
+    assert counts[("d2", "undo")] == 2  # the one under way runs once more, at most
+    assert counts[("d1", "undo")] == 1
+    undone = [e.step for e in harness.effects(run_id) if e.phase == "undo"]
+    assert undone == ["d2", "d2", "d1"]

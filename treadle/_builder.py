@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, Self
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, Self, cast
 
-from ._duration import Duration, parse_duration
-from ._errors import DefinitionError, InvalidId
-from ._ids import check_id
+from ._chain import _Chain, _Options
+from ._checks import (
+    _aware,
+    _callable,
+    _duration_or_dynamic,
+    _nodes,
+    _on_parent_end,
+    _positive_duration,
+    _positive_int,
+    _step_name,
+    _wait_name,
+)
+from ._duration import Duration
+from ._errors import DefinitionError
 from ._nodes import (
     ActionStep,
     ApprovalStep,
@@ -37,13 +47,13 @@ from ._nodes import (
     SubWorkflowStep,
     WaitStrategy,
     Workflow,
-    as_node,
     check_on_failure,
     check_workflow_name,
-    is_step_name,
     validate,
 )
+from ._params import Dynamic, is_dynamic
 from ._retry import RetryPolicy
+from ._state import State
 from ._typed import check_model
 
 __all__ = [
@@ -82,76 +92,6 @@ def new(
     check_on_failure(f"workflow {name!r}", on_failure)
     model = check_model(f"workflow {name!r}", input)
     return Builder(name, None, _Options(version, on_failure, bool(auto_upgrade), model))
-
-
-@dataclass(frozen=True)
-class _Options:
-    """What ``new()`` was given besides the name."""
-
-    version: str | None = None
-    on_failure: str = "compensate"
-    auto_upgrade: bool = False
-    input: type[Any] | None = None
-
-
-@dataclass(frozen=True)
-class _Chain:
-    """The steps of a builder, newest first: adding a step links a new head to the old chain,
-    so builders that branch off one another share what they have in common and copy nothing."""
-
-    node: Node
-    before: _Chain | None
-
-    def nodes(self) -> tuple[Node, ...]:
-        """The steps, oldest first."""
-        out: list[Node] = []
-        link: _Chain | None = self
-        while link is not None:
-            out.append(link.node)
-            link = link.before
-        return tuple(reversed(out))
-
-
-def _step_name(owner: str, kind: str, name: object) -> str:
-    if not is_step_name(name):
-        raise DefinitionError(
-            f"workflow {owner!r}: a {kind} step name must be a non-empty string "
-            f"without '/' or '#', not {name!r}"
-        )
-    assert isinstance(name, str)
-    return name
-
-
-def _wait_name(owner: str, kind: str, name: object) -> str:
-    try:
-        return check_id(name, f"{kind} name")
-    except InvalidId as exc:
-        raise DefinitionError(f"workflow {owner!r}: {exc}") from None
-
-
-def _nodes(owner: str, steps: Sequence[object]) -> tuple[Node, ...]:
-    try:
-        return tuple(as_node(s) for s in steps)
-    except DefinitionError as exc:
-        raise DefinitionError(f"{owner}: {exc}") from None
-
-
-def _callable(owner: str, what: str, fn: object) -> None:
-    if not callable(fn):
-        raise DefinitionError(f"{owner}: {what} {fn!r} is not callable")
-
-
-def _duration(owner: str, value: object) -> timedelta:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise DefinitionError(f"{owner}: {exc}") from None
-
-
-def _positive_int(owner: str, what: str, n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DefinitionError(f"{owner}: {what} must be an integer >= 1, not {n!r}")
-    return n
 
 
 class Builder:
@@ -201,6 +141,20 @@ class Builder:
         """Read as "and then": adds nothing."""
         return self
 
+    def deadline(self, duration: Duration) -> Builder:
+        """Cancel every run of this workflow (compensating) with ``DeadlineExceeded`` once
+        ``duration`` has passed since it started, unless it has ended; ``start(deadline=...)``
+        may set another per run, and a child run inherits what is left of its parent's."""
+        owner = f"workflow {self._name!r}"
+        limit = _positive_duration(owner, "the deadline", duration)
+        return Builder(self._name, self._chain, dataclasses.replace(self._opts, deadline=limit))
+
+    def output(self, fn: Callable[[State], Any]) -> Builder:
+        """Declare what a completed run returns: ``fn(state)`` (JSON), evaluated when the run
+        completes, stored as its result (``State.result``, ``engine.result``)."""
+        _callable(f"workflow {self._name!r}", "output", fn)
+        return Builder(self._name, self._chain, dataclasses.replace(self._opts, output=fn))
+
     def if_(self, name: str, cond: Condition) -> IfBuilder:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
         name = _step_name(self._name, "if", name)
@@ -228,10 +182,14 @@ class Builder:
         name = _wait_name(self._name, "signal", name)
         return SignalBuilder(self._name, self._link(SignalStep(name)), self._opts)
 
-    def await_approval(self, name: str, approvers: Sequence[str] = ()) -> ApprovalBuilder:
-        """Wait for approval ``name`` (an id) by one of ``approvers`` (anyone when empty)."""
+    def await_approval(self, name: str, approvers: Sequence[str] | Dynamic = ()) -> ApprovalBuilder:
+        """Wait for approval ``name`` (an id) by one of ``approvers`` (anyone when empty; a
+        function of the state computes them when the step starts)."""
         name = _wait_name(self._name, "approval", name)
         owner = f"approval {name!r}"
+        if is_dynamic(approvers):
+            dynamic = ApprovalStep(name, cast(Dynamic, approvers))
+            return ApprovalBuilder(self._name, self._link(dynamic), self._opts)
         if isinstance(approvers, str) or not isinstance(approvers, Sequence):
             raise DefinitionError(f"{owner}: approvers must be a list of names, not {approvers!r}")
         for who in approvers:
@@ -241,15 +199,26 @@ class Builder:
         return ApprovalBuilder(self._name, self._link(node), self._opts)
 
     def sub_workflow(
-        self, name: str, workflow_name: str, input: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        workflow_name: str | Dynamic,
+        input: Mapping[str, Any] | Dynamic | None = None,
+        *,
+        on_parent_end: str = "cancel",
     ) -> Builder:
-        """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it."""
+        """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it
+        (either may be a function of the state); ``on_parent_end``: ``"cancel"`` the child or
+        ``"abandon"`` it when this run ends first."""
         name = _step_name(self._name, "sub-workflow", name)
         owner = f"sub-workflow {name!r}"
+        policy = _on_parent_end(owner, on_parent_end)
         try:
-            check_workflow_name(workflow_name)
+            if not is_dynamic(workflow_name):
+                check_workflow_name(workflow_name)
         except DefinitionError as exc:
             raise DefinitionError(f"{owner}: {exc}") from None
+        if is_dynamic(input):
+            return self._then(SubWorkflowStep(name, workflow_name, input, policy))
         if input is not None and not isinstance(input, Mapping):
             raise DefinitionError(f"{owner}: input must be a dict or None, not {input!r}")
         try:
@@ -257,12 +226,21 @@ class Builder:
             frozen = None if input is None else json.loads(json.dumps(dict(input), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise DefinitionError(f"{owner}: input is not JSON-serialisable: {exc}") from None
-        return self._then(SubWorkflowStep(name, workflow_name, frozen))
+        return self._then(SubWorkflowStep(name, workflow_name, frozen, policy))
 
-    def sleep(self, name: str, duration: Duration) -> Builder:
-        """Wait durably for ``duration`` (a timer that survives a restart)."""
+    def sleep(self, name: str, duration: Duration | Dynamic) -> Builder:
+        """Wait durably for ``duration`` (a timer that survives a restart; a function of the
+        state computes it when the step starts)."""
         name = _step_name(self._name, "sleep", name)
-        return self._then(SleepStep(name, _duration(f"sleep {name!r}", duration)))
+        wait = _duration_or_dynamic(f"sleep {name!r}", duration)
+        return self._then(SleepStep(name, wait))  # type: ignore[arg-type]
+
+    def sleep_until(self, name: str, when: datetime | Dynamic) -> Builder:
+        """Wait durably until ``when``: a timezone-aware datetime, or a function of the state
+        that computes one when the step starts (a time already past does not wait)."""
+        name = _step_name(self._name, "sleep", name)
+        at = _aware(f"sleep_until {name!r}", when)
+        return self._then(SleepStep(name, None, at))  # type: ignore[arg-type]
 
     def build(self) -> Workflow:
         """Check the definition and return it as a frozen :class:`Workflow`."""
@@ -286,6 +264,8 @@ class Builder:
             on_failure=opts.on_failure,
             auto_upgrade=opts.auto_upgrade,
             input=opts.input,
+            deadline=opts.deadline,
+            output=opts.output,
         )
         validate(workflow)
         return workflow
@@ -341,15 +321,21 @@ class ParallelBuilder(_OptionBuilder):
             )
         return self._with(strategy=WaitStrategy.COUNT, count=n)
 
+    def compensate_losers(self) -> ParallelBuilder:
+        """Once the step succeeds (``WaitAny``/``WaitCount``), undo the completed steps of the
+        branches that lost, in reverse order (their children are ended by ``on_parent_end``)."""
+        return self._with(compensate_losers=True)
+
 
 class SignalBuilder(_OptionBuilder):
     """Options of an ``await_signal`` step, and every :class:`Builder` method to go on."""
 
     __slots__ = ()
 
-    def timeout(self, duration: Duration) -> SignalBuilder:
-        """Fail the step with ``WaitTimeout`` if the signal has not come within ``duration``."""
-        return self._with(timeout=_duration(f"signal {self._node().name!r}", duration))
+    def timeout(self, duration: Duration | Dynamic) -> SignalBuilder:
+        """Fail the step with ``WaitTimeout`` if the signal has not come within ``duration``
+        (a function of the state computes it when the step starts)."""
+        return self._with(timeout=_duration_or_dynamic(f"signal {self._node().name!r}", duration))
 
 
 class ApprovalBuilder(_OptionBuilder):
@@ -357,17 +343,22 @@ class ApprovalBuilder(_OptionBuilder):
 
     __slots__ = ()
 
-    def timeout(self, duration: Duration) -> ApprovalBuilder:
-        """Fail the step with ``WaitTimeout`` if no decision has come within ``duration``."""
-        return self._with(timeout=_duration(f"approval {self._node().name!r}", duration))
+    def timeout(self, duration: Duration | Dynamic) -> ApprovalBuilder:
+        """Fail the step with ``WaitTimeout`` if no decision has come within ``duration``
+        (a function of the state computes it when the step starts)."""
+        owner = f"approval {self._node().name!r}"
+        return self._with(timeout=_duration_or_dynamic(owner, duration))
 
-    def quorum(self, n: int) -> ApprovalBuilder:
-        """Require ``n`` distinct approvers to approve."""
+    def quorum(self, n: int | Dynamic) -> ApprovalBuilder:
+        """Require ``n`` distinct approvers to approve (a function of the state computes it
+        when the step starts; more than the approvers there are then fails the step)."""
         node = self._node()
         assert isinstance(node, ApprovalStep)
         owner = f"approval {node.name!r}"
+        if is_dynamic(n):
+            return self._with(quorum=n)
         n = _positive_int(owner, "quorum", n)
-        if node.approvers and n > len(node.approvers):
+        if isinstance(node.approvers, tuple) and node.approvers and n > len(node.approvers):
             raise DefinitionError(
                 f"{owner}: quorum({n}) is more than its {len(node.approvers)} approvers"
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class TreadleError(Exception):
     """Root of every error that treadle raises on purpose."""
@@ -117,6 +119,16 @@ class WaitTimeout(TreadleError, TimeoutError):
         super().__init__(f"{kind} {name!r} timed out")
         self.kind = kind
         self.name = name
+
+
+class DeadlineExceeded(TreadleError, TimeoutError):
+    """A run passed its deadline (``.deadline(...)`` or ``start(deadline=...)``): it was
+    cancelled, compensating, and ended CANCELLED with this error."""
+
+    def __init__(self, run_id: str, deadline: datetime) -> None:
+        super().__init__(f"run {run_id!r} passed its deadline {deadline.isoformat()}")
+        self.run_id = run_id
+        self.deadline = deadline
 
 
 class DataError(TreadleError, ValueError):

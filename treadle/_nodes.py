@@ -11,13 +11,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
+from ._params import Dynamic, is_dynamic
 from ._retry import RetryPolicy
 from ._state import Context, State
 from ._typed import model_name
@@ -53,6 +54,11 @@ WaitAll = WaitStrategy.ALL
 WaitAny = WaitStrategy.ANY
 WaitCount = WaitStrategy.COUNT
 
+
+ON_PARENT_END = ("cancel", "abandon")
+"""What becomes of a child run when its parent ends first (fails, is cancelled, passes its
+deadline, or the ``parallel`` branch waiting on it loses): ``"cancel"`` it (the default) or
+``"abandon"`` it (it runs on, unowned)."""
 
 ON_FAILURE = ("compensate", "hold")
 """What a step that fails for good does to its run: ``"compensate"`` (undo the completed steps
@@ -173,6 +179,8 @@ class ParallelStep:
     branches: tuple[Node, ...]
     strategy: WaitStrategy = WaitStrategy.ALL
     count: int | None = None
+    #: Undo the completed steps of the branches that lost, once the parallel step succeeds.
+    compensate_losers: bool = False
     kind = "parallel"
 
     @property
@@ -190,7 +198,7 @@ class SignalStep:
     """Wait for a signal; its data lands at ``state.data[name]``."""
 
     name: str
-    timeout: timedelta | None = None
+    timeout: timedelta | Dynamic | None = None
     kind = "signal"
 
 
@@ -199,28 +207,31 @@ class ApprovalStep:
     """Wait for ``quorum`` distinct approvers (or one rejection)."""
 
     name: str
-    approvers: tuple[str, ...]
-    quorum: int = 1
-    timeout: timedelta | None = None
+    approvers: tuple[str, ...] | Dynamic
+    quorum: int | Dynamic = 1
+    timeout: timedelta | Dynamic | None = None
     kind = "approval"
 
 
 @dataclass(frozen=True)
 class SubWorkflowStep:
-    """Start a child run of another workflow and wait for it."""
+    """Start a child run of another workflow and wait for it; ``on_parent_end`` (see
+    :data:`ON_PARENT_END`) says what becomes of the child if the parent ends first."""
 
     name: str
-    workflow_name: str
+    workflow_name: str | Dynamic
     input: Any = None
+    on_parent_end: str = "cancel"
     kind = "subworkflow"
 
 
 @dataclass(frozen=True)
 class SleepStep:
-    """A durable timer."""
+    """A durable timer: for ``duration``, or until the absolute time ``until``."""
 
     name: str
-    duration: timedelta
+    duration: timedelta | Dynamic | None
+    until: datetime | Dynamic | None = None
     kind = "sleep"
 
 
@@ -247,6 +258,10 @@ class Workflow:
     on_failure: str = "compensate"
     auto_upgrade: bool = field(default=False, compare=False)
     input: type[Any] | None = field(default=None, compare=False)
+    #: How long a run may take before it is cancelled with ``DeadlineExceeded``.
+    deadline: timedelta | None = None
+    #: What a completed run returns (``State.result``): ``output(state)``, or None.
+    output: Callable[[State], Any] | None = field(default=None, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:
@@ -366,7 +381,7 @@ def validate(workflow: Workflow) -> None:
                 check_id(node.name, f"{node.kind} name")
             elif isinstance(node, Workflow):
                 check_id(node.name, "workflow name")
-            elif isinstance(node, SubWorkflowStep):
+            elif isinstance(node, SubWorkflowStep) and isinstance(node.workflow_name, str):
                 check_id(node.workflow_name, "workflow name")
         except InvalidId as exc:
             owner = f"workflow {workflow.name!r}: step {node.name!r}"
@@ -383,11 +398,14 @@ def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
     """The shape of a node and its children, as JSON-ready data (``legacy``: as treadle wrote it
     before the shape covered timeouts, retry backoffs, ``on_failure`` and labels)."""
     out: dict[str, Any] = {"name": node.name, "kind": node.kind}
+    computed = sorted(dynamic_params(node))
+    if computed:  # absent otherwise: fingerprints stay as they were
+        out["dynamic"] = computed
     if isinstance(node, ActionStep):
         out["fn"] = _callable_name(node.action)
         out["compensate"] = _callable_name(node.compensate)
         if node.retry is not None:
-            out["retry"] = node.retry.max_attempts
+            out["retry"] = _static(node.retry.max_attempts)
         if not legacy:
             if node.retry is not None:
                 out["backoff"] = [
@@ -418,20 +436,55 @@ def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
             needed=node.needed,
             branches=[describe(s, legacy=legacy) for s in node.branches],
         )
+        if node.compensate_losers:
+            out["compensate_losers"] = True
     elif isinstance(node, SignalStep | ApprovalStep | SleepStep):
         timeout = node.duration if isinstance(node, SleepStep) else node.timeout
-        out["timeout"] = None if timeout is None else timeout.total_seconds()
+        out["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
         if isinstance(node, ApprovalStep):
-            out.update(approvers=list(node.approvers), quorum=node.quorum)
+            approvers = node.approvers
+            out.update(
+                approvers=list(approvers) if isinstance(approvers, tuple) else [],
+                quorum=_static(node.quorum),
+            )
+        if isinstance(node, SleepStep) and node.until is not None:
+            out["until"] = node.until.isoformat() if isinstance(node.until, datetime) else None
     elif isinstance(node, SubWorkflowStep):
-        out["workflow"] = node.workflow_name
+        out["workflow"] = _static(node.workflow_name)
+        if node.on_parent_end != "cancel":
+            out["on_parent_end"] = node.on_parent_end
     elif isinstance(node, Workflow):
         if not legacy:
             out.update(version=node.version, on_failure=node.on_failure)
             if node.input is not None:  # absent otherwise: fingerprints stay as they were
                 out["input"] = model_name(node.input)
+            if node.deadline is not None:
+                out["deadline"] = node.deadline.total_seconds()
+            if node.output is not None:
+                out["output"] = _callable_name(node.output)
         out["steps"] = [describe(s, legacy=legacy) for s in node.steps]
     return out
+
+
+def dynamic_params(node: Node) -> dict[str, Dynamic]:
+    """The parameters of ``node`` given as functions of the state, by their recorded name."""
+    fields: dict[str, object] = {}
+    if isinstance(node, SignalStep):
+        fields = {"timeout": node.timeout}
+    elif isinstance(node, ApprovalStep):
+        fields = {"approvers": node.approvers, "quorum": node.quorum, "timeout": node.timeout}
+    elif isinstance(node, SleepStep):
+        fields = {"duration": node.duration, "until": node.until}
+    elif isinstance(node, SubWorkflowStep):
+        fields = {"workflow": node.workflow_name, "input": node.input}
+    elif isinstance(node, ActionStep) and node.retry is not None:
+        fields = {"attempts": node.retry.max_attempts}
+    return {name: value for name, value in fields.items() if is_dynamic(value)}  # type: ignore[misc]
+
+
+def _static(value: object) -> Any:
+    """A parameter as the shape shows it: its value, or None when it is computed per run."""
+    return None if is_dynamic(value) else value
 
 
 def fingerprint(workflow: Workflow, *, legacy: bool = False) -> str:

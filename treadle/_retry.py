@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from ._duration import Duration, parse_duration
 from ._errors import DataError, NonRetryableError
@@ -19,31 +20,35 @@ class RetryPolicy:
     deterministic jitter of at most ±10% so that many runs failing together do not retry in step.
     """
 
-    max_attempts: int = 3
+    #: An integer, or a function of the run's state evaluated once when the step starts.
+    max_attempts: int | Callable[[Any], Any] = 3
     initial_wait: timedelta = timedelta(seconds=1)
     max_wait: timedelta = timedelta(seconds=30)
     multiplier: float = 2.0
     retry_on: Callable[[BaseException], bool] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
+        if not callable(self.max_attempts) and self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.multiplier < 1:
             raise ValueError(f"multiplier must be at least 1, not {self.multiplier}")
         object.__setattr__(self, "initial_wait", parse_duration(self.initial_wait))
         object.__setattr__(self, "max_wait", parse_duration(self.max_wait))
 
-    def attempts(self, n: int) -> RetryPolicy:
-        """A copy with ``max_attempts = n``."""
+    def attempts(self, n: int | Callable[[Any], Any]) -> RetryPolicy:
+        """A copy with ``max_attempts = n`` (or computed by ``n(state)`` when the step starts)."""
         return replace(self, max_attempts=n)
 
     def backoff(self, initial: Duration, max: Duration) -> RetryPolicy:
         """A copy with the given initial and maximum wait."""
         return replace(self, initial_wait=parse_duration(initial), max_wait=parse_duration(max))
 
-    def should_retry(self, error: BaseException, attempt: int) -> bool:
-        """Whether a step that failed ``attempt`` (1-based) with ``error`` gets another attempt."""
-        if attempt >= self.max_attempts:
+    def should_retry(self, error: BaseException, attempt: int, limit: int | None = None) -> bool:
+        """Whether a step that failed ``attempt`` (1-based) with ``error`` gets another attempt
+        (``limit``: the attempts computed for this run, when ``max_attempts`` is a function)."""
+        if limit is None:
+            limit = self.max_attempts if isinstance(self.max_attempts, int) else 1
+        if attempt >= limit:
             return False
         if isinstance(error, NonRetryableError | DataError):
             return False

@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     COMPENSATION_RETRY = "compensation_retry"
     COMPENSATION_FAILED = "compensation_failed"
     DATA_CONFLICT = "data_conflict"
+    PARAMS_COMPUTED = "params_computed"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
     SIGNALS_DROPPED = "signals_dropped"
     RUN_HELD = "run_held"
     RUN_RETRIED = "run_retried"
@@ -165,6 +167,13 @@ class State:
     version: str | None = None
     #: The run this one was forked from (:meth:`Engine.fork`), if any.
     forked_from: str | None = None
+    #: When the run is cancelled with ``DeadlineExceeded`` unless it has ended, if ever.
+    deadline: datetime | None = None
+    #: What the completed run returned (its workflow's ``output``); None before, or without one.
+    result: Any = None
+    #: The parameters computed from the run's data for the steps it is at, by step name
+    #: (``{"manager-ok": {"approvers": ["carol"]}}``), as recorded when each step started.
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

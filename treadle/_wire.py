@@ -79,6 +79,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+_DURATION = Field(None, description="a duration: seconds, or text such as '6h' or '1h30m'")
+
+
 class StartRun(Request):
     """``POST /api/runs``: start a run (idempotent with ``run_id``)."""
 
@@ -88,6 +91,11 @@ class StartRun(Request):
         None,
         pattern=ID_PATTERN,
         description="an id of your own: starting again with it starts nothing",
+    )
+    deadline: str | float | None = Field(
+        None,
+        description="cancel the run (DeadlineExceeded) unless it has ended within this duration "
+        "(seconds, or text such as '7d')",
     )
 
 
@@ -146,9 +154,6 @@ class ForkRun(Request):
     version: str | None = Field(
         None, min_length=1, max_length=1000, description="absent: the newest registered"
     )
-
-
-_DURATION = Field(None, description="a duration: seconds, or text such as '6h' or '1h30m'")
 
 
 class NewSchedule(Request):
@@ -237,6 +242,14 @@ class Run(BaseModel):
     definition_id: str = Field(description="fingerprint of the definition the run is pinned to")
     version: str | None = Field(description="that definition's version label, if it has one")
     forked_from: str | None = Field(description="the run this one was forked from")
+    deadline: Timestamp | None = Field(
+        None, description="when the run is cancelled with DeadlineExceeded unless it has ended"
+    )
+    result: Any = Field(None, description="what the completed run returned (its output)")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="parameters computed from the run's data for the steps it is at, by step",
+    )
 
     @classmethod
     def of(cls, state: State) -> Run:

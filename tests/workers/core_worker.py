@@ -104,6 +104,12 @@ def workflows() -> list[treadle.Workflow]:
         .parallel("both", treadle.step("slow", do), treadle.step("quick", do))
         .step("joined", do)
         .build(),
+        treadle.new("expiring")
+        .deadline("1s")
+        .step("d1", do, compensate=undo)
+        .step("d2", do, compensate=undo)
+        .await_signal("never")
+        .build(),
     ]
 
 

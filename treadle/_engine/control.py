@@ -5,12 +5,14 @@ executes runs) and :class:`Client` (which executes none) are both :class:`RunCon
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from .._clock import Clock, RealClock
+from .._duration import Duration
 from .._errors import (
     DataError,
     EngineNotOpen,
@@ -24,14 +26,15 @@ from .._errors import (
 )
 from .._ids import check_id
 from .._nodes import Workflow
+from .._params import all_recorded
 from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
 from .convert import new_run_id, to_state
-from .executor import Executor, input_digest
-from .inputs import start_data
+from .executor import Executor
+from .inputs import absolute_deadline, input_digest, start_data
 from .operator import Operator
 from .registry import Registry
 
@@ -130,9 +133,14 @@ class RunControl:
         *,
         run_id: str | None = None,
         version: str | None = None,
+        deadline: Duration | datetime | None = None,
     ) -> str:
         """Start a run of a workflow on its newest definition (or the one whose ``version``
         label or id is ``version``); return its id. The run stays pinned to that definition.
+
+        ``deadline`` (a duration from now, or a timezone-aware datetime) cancels the run with
+        ``DeadlineExceeded`` unless it has ended by then; the workflow's own ``.deadline(...)``
+        applies when it is sooner.
 
         A workflow (or version) not registered here is started from the definitions that
         workers stored: the run is PENDING for an engine that has it (so a web process starts
@@ -150,9 +158,16 @@ class RunControl:
         except WorkflowNotFound:  # not registered here: a definition some worker stored
             workflow = await self._registry.resolve(self.persistence, name, version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
+        until = absolute_deadline(deadline, self.clock.now())
         data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
-            workflow, data_json, run_id, None, input_digest=input_digest(data), trace=capture()
+            workflow,
+            data_json,
+            run_id,
+            None,
+            input_digest=input_digest(data),
+            trace=capture(),
+            deadline=until,
         )
 
     async def _get(self, run_id: str) -> RunRecord:
@@ -166,6 +181,14 @@ class RunControl:
     async def status(self, run_id: str) -> State:
         """A snapshot of the run (changing it changes nothing stored)."""
         return to_state(await self._get(run_id))
+
+    async def result(self, run_id: str) -> Any:
+        """What the COMPLETED run returned (its workflow's ``output``; None without one);
+        :class:`InvalidTransition` for a run that has not completed (saying its status)."""
+        record = await self._get(run_id)
+        if record.status is not Status.COMPLETED:
+            raise InvalidTransition(run_id, record.status.value, "read the result of")
+        return None if record.result is None else json.loads(record.result)
 
     async def runs(
         self,
@@ -282,7 +305,9 @@ class RunControl:
         spec = waits.approvals.get(name)
         if spec is None:
             raise UnknownApproval(run_id, record.workflow, name)
-        approvers = list(spec.get("approvers") or [])
+        # Approvers computed from the run's data are recorded in its cursor: they win.
+        computed = all_recorded(record.cursor).get(name, {})
+        approvers = list(computed.get("approvers") or spec.get("approvers") or [])
         if approvers and by not in approvers:
             raise NotAnApprover(run_id, name, by, approvers)
         payload = _as_stored(payload, f"decision on approval {name!r}")

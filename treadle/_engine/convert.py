@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 
+from .._params import all_recorded
 from .._state import State, Status, WaitKind, wait_key
 from ..persistence._records import RunRecord
 
@@ -29,6 +30,9 @@ def to_state(record: RunRecord) -> State:
         definition_id=record.definition_id,
         version=record.version,
         forked_from=record.forked_from,
+        deadline=record.deadline_at,
+        result=None if record.result is None else json.loads(record.result),
+        params=all_recorded(record.cursor),
     )
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -13,20 +11,21 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from .._clock import Clock
-from .._errors import InvalidTransition, LeaseLost, RunExists, RunNotFound
+from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._interpreter import NEW_CURSOR, Control, RunDriver
+from .._interpreter.cursor import load as load_cursor
+from .._interpreter.deadlines import abandoned
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
 from .._threads import StepThreads
 from .._tracing import capture, run_span, tracer
-from .._typed import json_form
 from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
 from .executed import Executed
-from .inputs import check_new_run, start_data
+from .inputs import check_new_run, check_same, run_deadline, start_data
 from .owners import known_dead, new_owner
 from .registry import Registry
 from .waiters import Waiters
@@ -228,13 +227,14 @@ class Executor:
         forked_from: str | None = None,
         input_digest: str | None = None,
         trace: str | None = None,
+        deadline: datetime | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
         With ``input_digest`` (of the start data, kept in the ``created`` event), a run that
         exists already with another workflow or another digest raises :class:`RunExists`.
         A stored definition (not registered here) makes a PENDING run for the engines that
-        have it."""
+        have it. It ends by ``deadline``, or its workflow's own if that is sooner."""
         # Other processes validate signals against the stored definition: store it first.
         here = isinstance(workflow, Workflow)
         if isinstance(workflow, Workflow):
@@ -258,6 +258,7 @@ class Executor:
                 version=workflow.version,
                 forked_from=forked_from,
                 trace=trace,
+                deadline_at=run_deadline(workflow, now, deadline),
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -270,32 +271,25 @@ class Executor:
                 if claim:
                     self._spawn(stored)
             elif input_digest is not None:
-                await self._check_same(stored, workflow.name, input_digest)
+                await check_same(self.persistence, stored, workflow.name, input_digest)
             return stored.id
         finally:
             if claim:
                 self._starting -= 1
                 self._room_freed()
 
-    async def _check_same(self, stored: RunRecord, workflow: str, digest: str) -> None:
-        """Raise :class:`RunExists` unless the stored run was started as ``workflow`` with data
-        of ``digest`` (a run started without a digest is compared by workflow only)."""
-        if stored.workflow != workflow:
-            raise RunExists(stored.id, workflow, stored.workflow)
-        for event in await self.persistence.history(stored.id):
-            if event.kind == EventKind.CREATED:
-                found = event.detail.get("input")
-                if found is not None and found != digest:
-                    raise RunExists(stored.id, workflow, stored.workflow)
-                return
-
     async def start_child(
-        self, child_id: str, workflow: str, data: dict[str, Any] | None, parent_id: str
+        self,
+        child_id: str,
+        workflow: str,
+        data: dict[str, Any] | None,
+        parent_id: str,
+        deadline: datetime | None,
     ) -> None:
         """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
         found = self.registry.get(workflow)
         _, data_json = start_data(found, data)
-        await self.create(found, data_json, child_id, parent_id, trace=capture())
+        await self.create(found, data_json, child_id, parent_id, trace=capture(), deadline=deadline)
 
     def pause(self, run_id: str) -> None:
         """Ask the run's driver here, if any, to pause before its next step."""
@@ -323,12 +317,13 @@ class Executor:
         elif after.owner == self.owner:
             self._spawn(after)
         else:
-            await self.cancel_children(run_id)
+            await self.cancel_children(run_id, abandoned(load_cursor(after.cursor)["n"]))
 
-    async def cancel_children(self, run_id: str) -> None:
-        """Cancel every unfinished child run of ``run_id`` (for :class:`RunHost`)."""
+    async def cancel_children(self, run_id: str, keep: frozenset[str] = frozenset()) -> None:
+        """Cancel every unfinished child run of ``run_id`` but those in ``keep`` (for
+        :class:`RunHost`)."""
         for child in await self.persistence.list_runs(parent_id=run_id, limit=10_000):
-            if not child.status.finished:
+            if not child.status.finished and child.id not in keep:
                 with contextlib.suppress(InvalidTransition, RunNotFound):
                     await self.cancel(child)
 
@@ -543,11 +538,3 @@ class Executor:
                 released = await self.persistence.release_runs(owner)
                 log.info("released %d runs of dead engine %s", released, owner)
                 self._wake.set()
-
-
-def input_digest(data: dict[str, Any]) -> str:
-    """The start data's fingerprint: SHA-256 of its canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_form
-    )
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -13,10 +13,12 @@ import concurrent.futures
 import itertools
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
 
 from .._clock import Clock
+from .._duration import Duration
 from .._errors import EngineNotOpen, WrongEventLoop
 from .._state import Event, State, Status
 from ..persistence import Persistence
@@ -202,14 +204,21 @@ class SyncControl(Generic[C]):
         *,
         run_id: str | None = None,
         version: str | None = None,
+        deadline: Duration | datetime | None = None,
     ) -> str:
         """:meth:`Engine.start`, blocking: start a run (idempotently with ``run_id``); return
         its id. (The life cycle is :meth:`open`/:meth:`close`, as on :class:`Engine`.)"""
-        return self._call(self._target.start, name, data, run_id=run_id, version=version)
+        return self._call(
+            self._target.start, name, data, run_id=run_id, version=version, deadline=deadline
+        )
 
     def status(self, run_id: str) -> State:
         """:meth:`Engine.status`, blocking: a snapshot of the run."""
         return self._call(self._target.status, run_id)
+
+    def result(self, run_id: str) -> Any:
+        """:meth:`Engine.result`, blocking: what the completed run returned."""
+        return self._call(self._target.result, run_id)
 
     def runs(
         self,

@@ -10,7 +10,7 @@ from .._calls import call_condition
 from .._errors import DataError
 from .._nodes import IfStep, LoopStep, Node, ParallelStep
 from .._state import EventKind, State
-from . import cursor
+from . import cursor, losers
 from .control import Held, PauseRequested, Scope, ShutdownRequested, StepFailure, Suspend
 from .walk import Walk
 
@@ -99,6 +99,7 @@ async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope
         driver.nodes[path] = entry
     needed, total = node.needed, len(node.branches)
     if len(entry["done"]) >= needed:
+        await losers.settle(driver, node, path, entry["done"])  # again, after a crash
         return
     inner = scope.inside(path)
     settled = set(entry["done"]) | set(entry["failed"])
@@ -138,6 +139,7 @@ async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope
             await asyncio.gather(*tasks, return_exceptions=True)
     if len(entry["done"]) >= needed:
         driver.note(EventKind.PARALLEL_COMPLETED, node.name, done=list(entry["done"]))
+        await losers.settle(driver, node, path, entry["done"])
         return
     holds = [h for h in held if isinstance(h, Held)]
     if holds:  # one held step at a time: the others run again after it is dealt with

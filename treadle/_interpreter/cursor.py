@@ -11,6 +11,8 @@
   has a ``compensate`` function, in completion order.
 - ``f``: set once the run has failed or been cancelled and is compensating; while the
   compensation on top of ``c`` waits for a retry, its ``retry`` holds the attempts and the time.
+- ``p`` in a node's entry: the parameters computed for it from the run's data when it started
+  (see :mod:`treadle._params`), by name, in JSON form.
 - ``h`` (only while the run is HELD, or woken from it by an operator): what holds it, a step
   that failed for good (its name and path) or, ``step`` None, its definition.
 
@@ -34,11 +36,13 @@ class Position(TypedDict):
 
 
 class ActionEntry(TypedDict):
-    """A step waiting for its next attempt: attempts made, retry time (epoch seconds)."""
+    """A step waiting for its next attempt: attempts made, retry time (epoch seconds); or,
+    without ``r``, a step whose computed parameters (``p``) are recorded before it runs."""
 
     k: str  # "action" or "custom"
     a: int
-    r: float
+    r: NotRequired[float]
+    p: NotRequired[dict[str, Any]]
 
 
 class IfEntry(TypedDict):
@@ -69,6 +73,7 @@ class SignalEntry(TypedDict):
 
     k: Literal["signal"]
     dl: float | None
+    p: NotRequired[dict[str, Any]]
 
 
 class ApprovalEntry(TypedDict):
@@ -78,6 +83,7 @@ class ApprovalEntry(TypedDict):
     dl: float | None
     by: NotRequired[list[str | None]]
     comment: NotRequired[str]
+    p: NotRequired[dict[str, Any]]
 
 
 class SleepEntry(TypedDict):
@@ -85,6 +91,7 @@ class SleepEntry(TypedDict):
 
     k: Literal["sleep"]
     at: float
+    p: NotRequired[dict[str, Any]]
 
 
 class ChildEntry(TypedDict):
@@ -92,6 +99,8 @@ class ChildEntry(TypedDict):
 
     k: Literal["subworkflow"]
     child: str
+    p: NotRequired[dict[str, Any]]
+    end: NotRequired[str]  # on_parent_end, when not "cancel"
 
 
 Entry = (

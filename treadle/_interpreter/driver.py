@@ -43,7 +43,7 @@ from .._state import (
 from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
-from . import cursor, mapping
+from . import cursor, deadlines, mapping, params, results
 from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
@@ -58,6 +58,7 @@ from .control import (
     Suspend,
 )
 from .host import RunHost
+from .refusals import refuse
 from .saga import unwind
 from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
@@ -79,7 +80,7 @@ class RunDriver:
         self.data: dict[str, Any] = json.loads(record.data)
         #: The data as the last checkpoint stored it.
         self.stored_json = record.data
-        #: How many checkpoints the persistence refused (see :meth:`_refused`).
+        #: How many checkpoints the persistence refused (see :func:`.refusals.refuse`).
         self.refusals = 0
         #: Why the stored cursor cannot be read (then drive() raises it).
         self.unreadable: cursor.CursorVersionError | None = None
@@ -138,6 +139,7 @@ class RunDriver:
         error: str | None = None,
         waiting_for: list[str] | None = None,
         wake_at: datetime | None = None,
+        result: str | None = None,
     ) -> CheckpointAck:
         """Write everything since the last checkpoint, atomically."""
         events, self.events = self.events, []
@@ -156,6 +158,7 @@ class RunDriver:
             events=events,
             consumed=consumed,
             parent_id=self.record.parent_id,
+            result=result,
         )
         if self.moved:
             checkpoint.definition_id, checkpoint.version = self.workflow.id, self.workflow.version
@@ -329,7 +332,7 @@ class RunDriver:
         elif isinstance(node, ApprovalStep):
             await run_approval(self, node, path)
         elif isinstance(node, SleepStep):
-            run_sleep(self, node, path)
+            await run_sleep(self, node, path)
         else:
             await run_subworkflow(self, node, path)
         self.drop(path)
@@ -342,6 +345,8 @@ class RunDriver:
             self.skip = None
             self.note(EventKind.STEP_COMPLETED, node.name, skipped=True)
             return
+        if isinstance(node, ActionStep):
+            await params.attempts(self, node, path)
         entry = cursor.action_at(self.nodes, path)
         attempt = 1 + (entry["a"] if entry else 0)
         if entry and "r" in entry:
@@ -397,10 +402,13 @@ class RunDriver:
     ) -> NoReturn:
         policy = node.retry if isinstance(node, ActionStep) else None
         text = f"{type(error).__name__}: {error}"
-        if policy is not None and policy.should_retry(error, attempt):
+        computed = params.recorded(self, path)
+        if policy is not None and policy.should_retry(error, attempt, computed.get("attempts")):
             wait = policy.wait_before(attempt, f"{self.run_id}/{path}")
             retry_at = self.host.clock.now() + wait
             retrying: cursor.ActionEntry = {"k": node.kind, "a": attempt, "r": retry_at.timestamp()}
+            if computed:
+                retrying["p"] = computed
             self.nodes[path] = retrying
             self.note(
                 EventKind.STEP_FAILED,
@@ -425,6 +433,10 @@ class RunDriver:
         current_run.set(self.run_id)
         if self.unreadable is not None:
             raise self.unreadable
+        async with deadlines.enforced(self, self.request):
+            return await self._drive()
+
+    async def _drive(self) -> Status:
         if self.hold is not None:
             await self._decision()
         if self.control is Control.CANCEL:
@@ -441,35 +453,7 @@ class RunDriver:
             try:
                 return await self._walk()
             except CheckpointRefused as refused:
-                self._refused(refused)
-
-    def _refused(self, refused: CheckpointRefused) -> None:
-        """Fail the run whose checkpoint can never be stored, rather than trying it again.
-
-        What was not stored is dropped: the data goes back to the last stored data and the
-        positions are forgotten (a failed run only compensates); if a checkpoint of the
-        compensation is refused too, the compensations left are abandoned. The run then ends
-        FAILED with the reason, or raises if even that cannot be stored.
-        """
-        self.refusals += 1
-        if self.refusals > 2:
-            raise refused.error
-        reason = storable(f"a checkpoint of run {self.run_id!r} cannot be stored: {refused}")
-        log.error("run %s: %s", self.run_id, reason, extra={"run_id": self.run_id})
-        self.data, self.data_json = json.loads(self.stored_json), self.stored_json
-        self.nodes.clear()
-        self.events.clear()
-        self.consumed.clear()
-        if self.failure is None:
-            self.failure = {"status": "failed", "error": reason}
-            return
-        self.failure.pop("retry", None)
-        problems = self.failure.setdefault("problems", [])
-        if self.refusals > 1:
-            problems.append(f"compensation abandoned: {reason}")
-            self.comp.clear()
-        else:
-            problems.append(reason)
+                refuse(self, refused)
 
     async def _decision(self) -> None:
         """Take the operator's decision that woke this held run (retry, skip or abort)."""
@@ -538,12 +522,12 @@ class RunDriver:
                     return await unwind(self)
                 self.check_control()
                 await self.run_seq(self.workflow.steps, Scope())
+                result = await results.output(self)
             except Suspend as suspension:
                 waits = sorted(set(suspension.waits))
                 self.note(EventKind.WAITING, None, waits=waits, until=iso(suspension.wake_at))
-                ack = await self.checkpoint(
-                    Status.WAITING, waiting_for=waits, wake_at=suspension.wake_at
-                )
+                wake_at = deadlines.wake(self, suspension.wake_at)
+                ack = await self.checkpoint(Status.WAITING, waiting_for=waits, wake_at=wake_at)
                 if ack.suspended:
                     return Status.WAITING
                 continue
@@ -555,7 +539,7 @@ class RunDriver:
                 await self.checkpoint(Status.PAUSED)
                 return Status.PAUSED
             except CancelRequested:
-                self.failure = {"status": "cancelled", "error": "cancelled"}
+                self.failure = deadlines.cancelled(self)
                 continue
             except StepFailure as failure:
                 self.failure = {"status": "failed", "error": storable(str(failure))}
@@ -568,10 +552,10 @@ class RunDriver:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                self.failure = {"status": "cancelled", "error": "cancelled"}
+                self.failure = deadlines.cancelled(self)
                 continue
             self.note(EventKind.RUN_COMPLETED)
-            await self.checkpoint(Status.COMPLETED)
+            await self.checkpoint(Status.COMPLETED, result=result)
             return Status.COMPLETED
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from .._clock import Clock
@@ -30,12 +31,18 @@ class RunHost(Protocol):
         """The counters of steps and runs."""
 
     async def start_child(
-        self, child_id: str, workflow: str, data: dict[str, Any] | None, parent_id: str
+        self,
+        child_id: str,
+        workflow: str,
+        data: dict[str, Any] | None,
+        parent_id: str,
+        deadline: datetime | None,
     ) -> None:
-        """Start (idempotently) the child run of a sub-workflow step.
+        """Start (idempotently) the child run of a sub-workflow step; it ends by ``deadline``
+        (its parent's) unless its own workflow's deadline is sooner.
 
         Raises :class:`WorkflowNotFound` or :class:`DataError` when it cannot be started.
         """
 
-    async def cancel_children(self, run_id: str) -> None:
-        """Cancel every unfinished child run of ``run_id``."""
+    async def cancel_children(self, run_id: str, keep: frozenset[str] = frozenset()) -> None:
+        """Cancel every unfinished child run of ``run_id`` but those in ``keep``."""

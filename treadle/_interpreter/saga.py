@@ -11,20 +11,21 @@ from typing import Any
 
 from .._calls import call_step
 from .._nodes import ActionStep
-from .._state import Context, EventKind, Status, WaitKind, as_stored, wait_key
+from .._state import Context, EventKind, State, Status, WaitKind, as_stored, wait_key
 from .._text import storable
 from .control import Suspend
+from .deadlines import abandoned
 from .waits import due_time
 from .walk import Walk
 
 
 async def unwind(driver: Walk) -> Status:
-    """Compensate completed steps in reverse order, then end FAILED or CANCELLED."""
+    """Compensate completed steps in reverse order, then end FAILED or CANCELLED; unfinished
+    children are cancelled first, but those whose ``on_parent_end`` is ``"abandon"``."""
     failure = driver.failure
     assert failure is not None
     status = Status(failure["status"])
-    if status is Status.CANCELLED:
-        await driver.host.cancel_children(driver.run_id)
+    await driver.host.cancel_children(driver.run_id, abandoned(driver.nodes))
     if driver.comp and "retry" not in failure:
         driver.note(EventKind.COMPENSATING, steps=[c[1] for c in reversed(driver.comp)])
         await driver.flush()
@@ -64,14 +65,11 @@ async def unwind(driver: Walk) -> Status:
     return status
 
 
-async def _compensate(
-    driver: Walk, node: ActionStep, path: str, index: Any, item: Any, attempt: int
-) -> str | None:
-    """Run one attempt of a compensation: None when it succeeded, the error when it failed for
-    good; a retry is recorded and raises :class:`Suspend` until its time."""
-    assert node.compensate is not None and driver.failure is not None
-    state = driver.view()
-    ctx = Context(
+def compensation_context(
+    driver: Walk, node: ActionStep, path: str, index: Any, item: Any, attempt: int, state: State
+) -> Context:
+    """What a compensation of ``node`` (completed at ``path``) sees."""
+    return Context(
         run_id=driver.run_id,
         workflow=driver.workflow.name,
         step=node.name,
@@ -83,6 +81,16 @@ async def _compensate(
         input_model=driver.workflow.input,
         _state=state,
     )
+
+
+async def _compensate(
+    driver: Walk, node: ActionStep, path: str, index: Any, item: Any, attempt: int
+) -> str | None:
+    """Run one attempt of a compensation: None when it succeeded, the error when it failed for
+    good; a retry is recorded and raises :class:`Suspend` until its time."""
+    assert node.compensate is not None and driver.failure is not None
+    state = driver.view()
+    ctx = compensation_context(driver, node, path, index, item, attempt, state)
     state.data, base_json, since = driver.copy()
     try:
         await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from .._errors import (
     ApprovalRejected,
@@ -19,9 +19,11 @@ from .._errors import (
 )
 from .._ids import child_id
 from .._nodes import ApprovalStep, SignalStep, SleepStep, SubWorkflowStep
+from .._params import as_timedelta
 from .._state import EventKind, Status, WaitKind, wait_key
 from . import cursor
 from .control import StepFailure, Suspend
+from .params import compute
 from .walk import Walk
 
 
@@ -30,15 +32,19 @@ def child_run_id(parent_id: str, path: str) -> str:
     return child_id(parent_id, cursor.last_name(path), path)
 
 
-def deadline(
-    driver: Walk, path: str, kind: Literal["signal", "approval"], timeout: timedelta | None
-) -> cursor.WaitEntry:
-    """The wait's entry, recording its deadline (``dl``) the first time it is reached."""
+async def deadline(driver: Walk, node: SignalStep | ApprovalStep, path: str) -> cursor.WaitEntry:
+    """The wait's entry, recording its deadline (``dl``) and its computed parameters (``p``)
+    the first time it is reached."""
     entry = cursor.wait_at(driver.nodes, path)
     if entry is None:
+        params = await compute(driver, node)
+        timeout = node.timeout if isinstance(node.timeout, timedelta) else None
+        timeout = as_timedelta(params["timeout"]) if "timeout" in params else timeout
         due = driver.host.clock.now() + timeout if timeout is not None else None
         dl = due.timestamp() if due else None
-        entry = {"k": "signal", "dl": dl} if kind == "signal" else {"k": "approval", "dl": dl}
+        entry = {"k": "signal", "dl": dl} if node.kind == "signal" else {"k": "approval", "dl": dl}
+        if params:
+            entry["p"] = params
         driver.nodes[path] = entry
         driver.touch()
     return entry
@@ -70,7 +76,7 @@ def timed_out(driver: Walk, node: SignalStep | ApprovalStep, due: datetime | Non
 async def run_signal(driver: Walk, node: SignalStep, path: str) -> None:
     """``await_signal``: take the oldest signal of that name into ``data[name]``."""
     clean = not driver.dirty
-    entry = deadline(driver, path, "signal", node.timeout)
+    entry = await deadline(driver, node, path)
     messages = await inbox(driver, WaitKind.SIGNAL, node.name)
     if messages:
         driver.consumed.append(messages[0].seq)
@@ -85,8 +91,9 @@ async def run_signal(driver: Walk, node: SignalStep, path: str) -> None:
 
 async def run_approval(driver: Walk, node: ApprovalStep, path: str) -> None:
     """``await_approval``: count distinct approvers up to the quorum; a rejection fails."""
-    entry = deadline(driver, path, "approval", node.timeout)
+    entry = await deadline(driver, node, path)
     assert entry["k"] == "approval"
+    quorum = _quorum(driver, node, entry)
     voters = entry.setdefault("by", [])
     for message in await inbox(driver, WaitKind.APPROVAL, node.name):
         driver.consumed.append(message.seq)
@@ -106,7 +113,7 @@ async def run_approval(driver: Walk, node: ApprovalStep, path: str) -> None:
             voters.append(by)
         if decision.get("comment") is not None:
             entry["comment"] = decision["comment"]
-        if len(voters) >= node.quorum:
+        if len(voters) >= quorum:
             driver.set_data(
                 node.name, {"approved": True, "by": voters, "comment": entry.get("comment")}
             )
@@ -114,12 +121,37 @@ async def run_approval(driver: Walk, node: ApprovalStep, path: str) -> None:
     timed_out(driver, node, due_time(driver, entry["dl"]))
 
 
-def run_sleep(driver: Walk, node: SleepStep, path: str) -> None:
-    """``sleep``: a durable timer; the due time is recorded the first time."""
+def _quorum(driver: Walk, node: ApprovalStep, entry: cursor.ApprovalEntry) -> int:
+    """The approval's quorum (recorded when computed); one larger than its approvers fails."""
+    params = entry.get("p", {})
+    quorum = int(params.get("quorum", node.quorum if isinstance(node.quorum, int) else 1))
+    approvers = params.get("approvers", node.approvers)
+    if isinstance(approvers, list | tuple) and approvers and quorum > len(approvers):
+        error = DataError(
+            f"step {node.name!r}: quorum {quorum} is more than its {len(approvers)} approvers "
+            f"{list(approvers)!r}"
+        )
+        driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
+        raise StepFailure(node.name, error)
+    return quorum
+
+
+async def run_sleep(driver: Walk, node: SleepStep, path: str) -> None:
+    """``sleep``/``sleep_until``: a durable timer; the due time is recorded the first time."""
     entry = cursor.sleep_at(driver.nodes, path)
     if entry is None:
-        due = driver.host.clock.now() + node.duration
-        entry = {"k": "sleep", "at": due.timestamp()}
+        params = await compute(driver, node)
+        if "until" in params:
+            due = float(params["until"])
+        elif isinstance(node.until, datetime):
+            due = node.until.timestamp()
+        else:
+            wait = as_timedelta(params.get("duration")) or node.duration
+            assert isinstance(wait, timedelta)
+            due = (driver.host.clock.now() + wait).timestamp()
+        entry = {"k": "sleep", "at": due}
+        if params:
+            entry["p"] = params
         driver.nodes[path] = entry
         driver.touch()
     at = due_time(driver, entry["at"])
@@ -134,18 +166,22 @@ async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> Non
     host = driver.host
     entry = cursor.child_at(driver.nodes, path)
     if entry is None:
+        params = await compute(driver, node)
+        entry = {"k": "subworkflow", "child": child_run_id(driver.run_id, path)}
+        if params:
+            entry["p"] = params
+            # Recorded before the child starts: a recovery starts it with the same values.
+            driver.nodes[path] = entry
+            driver.touch()
         await driver.flush()
-        child_id = child_run_id(driver.run_id, path)
-        try:
-            await host.start_child(child_id, node.workflow_name, node.input, driver.run_id)
-        except (WorkflowNotFound, DataError) as exc:
-            driver.note(EventKind.STEP_FAILED, node.name, error=str(exc), final=True)
-            raise StepFailure(node.name, exc) from exc
-        entry = {"k": "subworkflow", "child": child_id}
+        await _start_child(driver, node, entry)
         driver.nodes[path] = entry
-        driver.note(EventKind.CHILD_STARTED, node.name, child=child_id)
+        driver.note(EventKind.CHILD_STARTED, node.name, child=entry["child"])
     child_id = entry["child"]
     child = await host.persistence.get_run(child_id)
+    if child is None and "p" in entry:  # a crash came between recording and starting
+        await _start_child(driver, node, entry)
+        driver.note(EventKind.CHILD_STARTED, node.name, child=child_id)
     if child is None or not child.status.finished:
         raise Suspend([wait_key(WaitKind.RUN, child_id)], None)
     driver.consumed.extend(m.seq for m in await inbox(driver, WaitKind.RUN, child_id))
@@ -153,5 +189,23 @@ async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> Non
         error = SubWorkflowFailed(node.name, child_id, child.status.value, child.error)
         driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
         raise StepFailure(node.name, error)
-    driver.set_data(node.name, json.loads(child.data))
+    # A child that declares an output gives its result, else its whole data.
+    driver.set_data(node.name, json.loads(child.data if child.result is None else child.result))
     driver.note(EventKind.CHILD_COMPLETED, node.name, child=child_id)
+
+
+async def _start_child(driver: Walk, node: SubWorkflowStep, entry: cursor.ChildEntry) -> None:
+    """Start (idempotently) the child of ``entry`` with its recorded or static parameters; it
+    inherits what is left of this run's deadline."""
+    params = entry.get("p", {})
+    name = params.get("workflow", node.workflow_name)
+    data = params.get("input", node.input)
+    try:
+        await driver.host.start_child(
+            entry["child"], name, data, driver.run_id, driver.record.deadline_at
+        )
+    except (WorkflowNotFound, DataError) as exc:
+        driver.note(EventKind.STEP_FAILED, node.name, error=str(exc), final=True)
+        raise StepFailure(node.name, exc) from exc
+    if node.on_parent_end != "cancel":
+        entry["end"] = node.on_parent_end

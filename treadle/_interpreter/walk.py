@@ -13,7 +13,7 @@ from .._nodes import Node, Workflow
 from .._state import EventKind, State, Status
 from ..persistence._records import CheckpointAck, RunRecord
 from . import cursor
-from .control import Scope
+from .control import Control, Scope
 from .host import RunHost
 
 
@@ -47,11 +47,15 @@ class Walk(Protocol):
         error: str | None = None,
         waiting_for: list[str] | None = None,
         wake_at: datetime | None = None,
+        result: str | None = None,
     ) -> CheckpointAck:
         """Write everything since the last checkpoint, atomically."""
 
     async def flush(self) -> None:
         """Make what happened so far durable before user code has side effects."""
+
+    def request(self, control: Control) -> None:
+        """Ask the run to cancel, pause or stop (see ``RunDriver.request``)."""
 
     def set_data(self, key: str, value: Any) -> None:
         """Store a value in the run's data (a wait's result)."""

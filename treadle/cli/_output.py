@@ -103,6 +103,12 @@ def state_text(state: State) -> str:
         fields.append(("parent", state.parent_id))
     if state.forked_from:
         fields.append(("forked from", state.forked_from))
+    if state.deadline is not None:
+        fields.append(("deadline", when(state.deadline)))
+    for step, computed in state.params.items():
+        fields.append((f"params {step}", json.dumps(computed, ensure_ascii=False, default=str)))
+    if state.status is Status.COMPLETED and state.result is not None:
+        fields.append(("result", json.dumps(state.result, ensure_ascii=False, default=str)))
     fields += [("created", when(state.created_at)), ("updated", when(state.updated_at))]
     width = max(len(name) for name, _ in fields)
     lines = [f"{name + ':':<{width + 1}}  {value}" for name, value in fields]

@@ -68,6 +68,11 @@ def _control(db_url: str, run_id: str, action: Callable[[RunControl], Awaitable[
     callback=run_id_value,
     help="Choose the run's id (letters, digits and ._:@-; starting an existing id starts nothing).",
 )
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    help="Cancel the run (DeadlineExceeded) unless it has ended within DURATION ('7d', '90s').",
+)
 @app_option
 @db_option
 @json_option
@@ -75,6 +80,7 @@ def start(
     workflow: str,
     data: dict[str, Any] | None,
     run_id: str | None,
+    deadline: str | None,
     app: str | None,
     db_url: str,
     as_json: bool,
@@ -93,7 +99,8 @@ def start(
 
     async def work() -> State:
         async with open_client(database, workflows=workflows, create=app is not None) as engine:
-            return await engine.status(await engine.start(workflow, data, run_id=run_id))
+            started = await engine.start(workflow, data, run_id=run_id, deadline=deadline)
+            return await engine.status(started)
 
     started = run(work, app=app)
     if as_json:
@@ -156,6 +163,19 @@ def status(run_id: str, db_url: str, as_json: bool) -> None:
         _output.emit_json(Run.of(state))
     else:
         click.echo(_output.state_text(state))
+
+
+@cli.command()
+@RUN_ID
+@db_option
+def result(run_id: str, db_url: str) -> None:
+    """Print what a completed run returned, as JSON (its workflow's output; null without one)."""
+
+    async def work() -> Any:
+        async with open_client(db_url) as engine:
+            return await engine.result(run_id)
+
+    _output.emit_json(run(work))
 
 
 @cli.command()

@@ -28,7 +28,7 @@ T = TypeVar("T")
 MARKER = "~codec:"
 """What the stored form of an encoded value starts with."""
 
-_TEXT = {"data": "data", "cursor": "position", "payload": "inbox payload"}
+_TEXT = {"data": "data", "cursor": "position", "payload": "inbox payload", "result": "result"}
 _JSON = {"detail": "history"}
 _COLUMNS = (*_TEXT, *_JSON)
 _QUOTED = json.dumps(MARKER)[:-1]  # how a JSON string holding an encoded value starts

@@ -53,6 +53,10 @@ class RunRecord:
     forked_from: str | None = None
     #: The caller's trace context (W3C fields as JSON) that the run's spans continue.
     trace: str | None = None
+    #: When the run is cancelled with ``DeadlineExceeded`` unless it has ended.
+    deadline_at: datetime | None = None
+    #: What the run returned (its output, as JSON text), once it completed.
+    result: str | None = None
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -82,6 +86,8 @@ class RunRecord:
             version=row["version"],
             forked_from=row["forked_from"],
             trace=row["trace"],
+            deadline_at=to_datetime(row["deadline_at"]),
+            result=row["result"],
         )
 
 
@@ -142,6 +148,8 @@ class Checkpoint:
     #: Set when the run moves to another definition (``version`` is that one's label).
     definition_id: str | None = None
     version: str | None = None
+    #: What the run returned (JSON text), with the checkpoint that completes it.
+    result: str | None = None
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         lease_until=run.lease_until,
         version=run.version,
         forked_from=run.forked_from,
+        deadline_at=run.deadline_at,
     )
     if created:
         if run.trace is not None:  # plain text, never through the codec
@@ -289,6 +290,7 @@ def _save_state(tx: Tx, cp: Checkpoint, status: Status, release: bool, finished:
         now=cp.now,
         release=release,
         clear_control=finished or status is Status.PAUSED,
+        result=cp.result if status is Status.COMPLETED else None,
     )
 
 

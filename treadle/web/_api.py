@@ -69,7 +69,9 @@ class Api:
         """POST /api/runs {workflow, data, run_id}."""
         self.writer(request)
         body = await read_body(request, wire.StartRun, required=True)
-        new_id = await self.engine.start(body.workflow, body.data, run_id=body.run_id)
+        new_id = await self.engine.start(
+            body.workflow, body.data, run_id=body.run_id, deadline=body.deadline
+        )
         response = await self.run_json(new_id, 201)
         response.headers["Location"] = f"/api/runs/{new_id}"
         return response

@@ -144,9 +144,11 @@ def _leaf_detail(node: dict[str, Any]) -> str:
     if kind == "signal":
         return "signal"
     if kind == "sleep":
+        if node.get("until"):
+            return f"until {node['until']}"
         return f"sleep {duration_text(float(node.get('timeout') or 0))}"
     if kind == "subworkflow":
-        return f"runs {node.get('workflow')}"
+        return f"runs {node.get('workflow') or '(computed)'}"
     extra = []
     if node.get("retry"):
         extra.append(f"{node['retry']} attempts")

@@ -14,6 +14,7 @@ from .._state import Event, State, Status
 from .._wire import Schedule
 from ..persistence._records import InboxMessage
 from ._auth import Identity
+from ._computed import with_params
 from ._diagram import Box, diagram, progress
 
 MAX_EVENTS = 500
@@ -168,6 +169,8 @@ class RunView:
     timeline: list[Entry]
     skipped: int
     data: str = ""
+    #: The completed run's result as indented JSON (None: it has none).
+    result: str | None = None
 
 
 def _why(state: State, events: list[Event], approvals: dict[str, dict[str, Any]]) -> Why | None:
@@ -279,6 +282,7 @@ def run_view(
 ) -> RunView:
     """The run page of ``state``, its history ``events`` and its definition ``shape``, for the
     caller ``identity`` (``open_mode``: no tokens are configured)."""
+    shape = with_params(shape, state.params)  # approvers and the like as this run computed them
     signals, approvals = _waits_of(shape)
     started = events[0].at if events else state.created_at
     took = ""
@@ -312,6 +316,7 @@ def run_view(
         timeline=timeline,
         skipped=skipped,
         data=pretty_json(state.data),
+        result=None if state.result is None else pretty_json(state.result),
     )
 
 

@@ -29,10 +29,10 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from)
+                  version, forked_from, deadline_at)
 VALUES (%(id)s, %(workflow)s, %(definition_id)s, %(status)s, %(data)s, %(cursor)s, NULL, '[]',
         NULL, %(parent_id)s, %(now)s, %(now)s, %(owner)s, %(lease_until)s, 1, NULL,
-        %(version)s, %(forked_from)s)
+        %(version)s, %(forked_from)s, %(deadline_at)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -87,7 +87,8 @@ SET status = %(status)s, data = %(data)s, cursor = %(cursor)s, error = %(error)s
     waiting_for = %(waiting_for)s::jsonb, wake_at = %(wake_at)s, updated_at = %(now)s,
     owner = CASE WHEN %(release)s THEN NULL ELSE owner END,
     lease_until = CASE WHEN %(release)s THEN NULL ELSE lease_until END,
-    control = CASE WHEN %(clear_control)s THEN NULL ELSE control END
+    control = CASE WHEN %(clear_control)s THEN NULL ELSE control END,
+    result = COALESCE(%(result)s::text, result)
 WHERE id = %(id)s AND token = %(token)s
   AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;

@@ -26,9 +26,9 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from)
+                  version, forked_from, deadline_at)
 VALUES (:id, :workflow, :definition_id, :status, :data, :cursor, NULL, '[]',
-        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from)
+        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from, :deadline_at)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -85,7 +85,8 @@ SET status = :status, data = :data, cursor = :cursor, error = :error,
     waiting_for = :waiting_for, wake_at = :wake_at, updated_at = :now,
     owner = CASE WHEN :release THEN NULL ELSE owner END,
     lease_until = CASE WHEN :release THEN NULL ELSE lease_until END,
-    control = CASE WHEN :clear_control THEN NULL ELSE control END
+    control = CASE WHEN :clear_control THEN NULL ELSE control END,
+    result = COALESCE(:result, result)
 WHERE id = :id AND token = :token
   AND status NOT IN ('completed', 'failed', 'cancelled')  -- an ended run is never written again
 RETURNING control;
