@@ -64,7 +64,9 @@ from ._nodes import (
     Workflow,
     step,
 )
+from ._engine.bulk import BulkResult
 from ._retry import RetryPolicy, new_retry_policy
+from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
 
@@ -94,6 +96,7 @@ __all__ = [
     "ApprovalBuilder",
     "ApprovalRejected",
     "Builder",
+    "BulkResult",
     "Client",
     "Clock",
     "Codec",
@@ -128,7 +131,9 @@ __all__ = [
     "RunContextFilter",
     "RunControl",
     "RunExists",
+    "RunFilter",
     "RunNotFound",
+    "RunPage",
     "SQLitePersistence",
     "Schedule",
     "ScheduleExists",

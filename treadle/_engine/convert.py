@@ -29,6 +29,7 @@ def to_state(record: RunRecord) -> State:
         definition_id=record.definition_id,
         version=record.version,
         forked_from=record.forked_from,
+        labels=dict(record.labels),
     )
 
 

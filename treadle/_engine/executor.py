@@ -225,6 +225,7 @@ class Executor:
         detail: dict[str, Any] | None = None,
         forked_from: str | None = None,
         input_digest: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -254,6 +255,7 @@ class Executor:
                 status=Status.RUNNING if claim else Status.PENDING,
                 version=workflow.version,
                 forked_from=forked_from,
+                labels=labels or {},
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -299,20 +301,23 @@ class Executor:
         if driver is not None:
             driver.request(Control.PAUSE)
 
-    async def resume(self, record: RunRecord) -> None:
+    async def resume(self, record: RunRecord, detail: dict[str, Any] | None = None) -> None:
         """Resume a paused run; execute it here if it is this engine's to run."""
-        after = await self.persistence.resume(record.id, **self.lease_if(self.can_run(record)))
+        lease = self.lease_if(self.can_run(record))
+        after = await self.persistence.resume(record.id, detail=detail, **lease)
         driver = self.active.get(record.id)
         if driver is not None:
             driver.withdraw(Control.PAUSE)
         elif after.owner == self.owner:
             self._spawn(after)
 
-    async def cancel(self, record: RunRecord) -> None:
+    async def cancel(self, record: RunRecord, detail: dict[str, Any] | None = None) -> None:
         """Cancel a run: its driver here stops at once, or it is executed to compensate."""
         run_id = record.id
         claim = self.can_run(record) and run_id not in self.active
-        after = await self.persistence.request_cancel(run_id, **self.lease_if(claim))
+        after = await self.persistence.request_cancel(
+            run_id, detail=detail, **self.lease_if(claim)
+        )
         driver = self.active.get(run_id)
         if driver is not None:
             driver.request(Control.CANCEL)

@@ -51,6 +51,8 @@ class RunRecord:
     control: str | None = None
     version: str | None = None
     forked_from: str | None = None
+    #: The run's labels (stored in plain text, never through a codec: search reads them).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -79,7 +81,12 @@ class RunRecord:
             control=row["control"],
             version=row["version"],
             forked_from=row["forked_from"],
+            labels=_labels(row["labels"]),
         )
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return dict(json.loads(value) if isinstance(value, str) else value or {})
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,8 @@ class Checkpoint:
     #: Set when the run moves to another definition (``version`` is that one's label).
     definition_id: str | None = None
     version: str | None = None
+    #: Every label of the run when a step set one since the last checkpoint (else None).
+    labels: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

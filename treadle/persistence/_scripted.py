@@ -18,7 +18,9 @@ from .._state import Event
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
+from .._search import RunFilter
 from ._base import Persistence, WakeListener, utcnow
+from ._labels import search_runs
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -164,6 +166,11 @@ class SQLPersistence(Persistence):
             )
         )
 
+    async def search_runs(
+        self, flt: RunFilter, *, after: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        return await self._query(partial(search_runs, flt=flt, after=after, limit=limit))
+
     async def history(self, run_id: str) -> list[Event]:
         return await self._query(partial(scripts.history, run_id=run_id))
 
@@ -245,16 +252,31 @@ class SQLPersistence(Persistence):
         )
 
     async def resume(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         return await self._write(
             partial(
-                scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
+                scripts.resume,
+                run_id=run_id,
+                now=self.now(),
+                owner=owner,
+                lease_until=lease_until,
+                detail=detail,
             )
         )
 
     async def request_cancel(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         return await self._write(
             partial(
@@ -264,6 +286,7 @@ class SQLPersistence(Persistence):
                 wall=utcnow(),
                 owner=owner,
                 lease_until=lease_until,
+                detail=detail,
             )
         )
 

@@ -1,0 +1,73 @@
+-- Searching runs (RunFilter): three statements with the same conditions, each entered through
+-- the index that fits the most selective filter given (the search script picks one). Every
+-- condition but the driving one is optional (NULL: any); the creation-time range and the
+-- cursor are always bound (lo <= created_at, (created_at, id) < (hi, hi_id)), so the scan
+-- starts at the cursor. Newest first; ties by id, descending.
+
+-- name: search_runs
+SELECT r.* FROM runs AS r
+WHERE true
+  AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(version)s::text IS NULL OR r.version = %(version)s::text)
+  AND (%(parent_id)s::text IS NULL OR r.parent_id = %(parent_id)s::text)
+  AND (%(updated_after)s::timestamptz IS NULL OR r.updated_at >= %(updated_after)s::timestamptz)
+  AND (%(updated_before)s::timestamptz IS NULL OR r.updated_at < %(updated_before)s::timestamptz)
+  AND (%(error)s::text IS NULL OR strpos(lower(r.error), %(error)s::text) > 0)
+  AND NOT EXISTS (
+      SELECT 1 FROM jsonb_each_text(%(labels)s::jsonb) AS wanted
+      WHERE NOT EXISTS (
+          SELECT 1 FROM run_labels AS l
+          WHERE l.key = wanted.key AND l.value = wanted.value AND l.run_id = r.id))
+  AND r.created_at >= %(lo)s AND r.created_at <= %(hi)s
+  AND (r.created_at < %(hi)s OR r.id COLLATE "C" < %(hi_id)s)
+ORDER BY r.created_at DESC, r.id COLLATE "C" DESC
+LIMIT %(limit)s;
+
+-- name: search_runs_by_workflow
+SELECT r.* FROM runs AS r
+WHERE r.workflow = %(workflow)s::text
+  AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(version)s::text IS NULL OR r.version = %(version)s::text)
+  AND (%(parent_id)s::text IS NULL OR r.parent_id = %(parent_id)s::text)
+  AND (%(updated_after)s::timestamptz IS NULL OR r.updated_at >= %(updated_after)s::timestamptz)
+  AND (%(updated_before)s::timestamptz IS NULL OR r.updated_at < %(updated_before)s::timestamptz)
+  AND (%(error)s::text IS NULL OR strpos(lower(r.error), %(error)s::text) > 0)
+  AND NOT EXISTS (
+      SELECT 1 FROM jsonb_each_text(%(labels)s::jsonb) AS wanted
+      WHERE NOT EXISTS (
+          SELECT 1 FROM run_labels AS l
+          WHERE l.key = wanted.key AND l.value = wanted.value AND l.run_id = r.id))
+  AND r.created_at >= %(lo)s AND r.created_at <= %(hi)s
+  AND (r.created_at < %(hi)s OR r.id COLLATE "C" < %(hi_id)s)
+ORDER BY r.created_at DESC, r.id COLLATE "C" DESC
+LIMIT %(limit)s;
+
+-- name: search_runs_by_label
+SELECT r.* FROM run_labels AS first JOIN runs AS r ON r.id = first.run_id
+WHERE first.key = %(label_key)s::text AND first.value = %(label_value)s::text
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(version)s::text IS NULL OR r.version = %(version)s::text)
+  AND (%(parent_id)s::text IS NULL OR r.parent_id = %(parent_id)s::text)
+  AND (%(updated_after)s::timestamptz IS NULL OR r.updated_at >= %(updated_after)s::timestamptz)
+  AND (%(updated_before)s::timestamptz IS NULL OR r.updated_at < %(updated_before)s::timestamptz)
+  AND (%(error)s::text IS NULL OR strpos(lower(r.error), %(error)s::text) > 0)
+  AND NOT EXISTS (
+      SELECT 1 FROM jsonb_each_text(%(labels)s::jsonb) AS wanted
+      WHERE NOT EXISTS (
+          SELECT 1 FROM run_labels AS l
+          WHERE l.key = wanted.key AND l.value = wanted.value AND l.run_id = r.id))
+  AND r.created_at >= %(lo)s AND r.created_at <= %(hi)s
+  AND (r.created_at < %(hi)s OR r.id COLLATE "C" < %(hi_id)s)
+ORDER BY r.created_at DESC, r.id COLLATE "C" DESC
+LIMIT %(limit)s;
+
+-- name: delete_labels
+DELETE FROM run_labels WHERE run_id = %(run_id)s;
+
+-- name: insert_label
+INSERT INTO run_labels (run_id, key, value) VALUES (%(run_id)s, %(key)s, %(value)s)
+ON CONFLICT DO NOTHING;
+
+-- name: set_labels
+UPDATE runs SET labels = %(labels)s WHERE id = %(id)s AND token = %(token)s;
