@@ -270,6 +270,7 @@ class RunDriver:
             definition_id=self.definition_id,
             version=self.version,
             forked_from=self.record.forked_from,
+            labels=dict(self.labels),
         )
 
     def view(self) -> State:
