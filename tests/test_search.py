@@ -18,11 +18,7 @@ def failing(ctx: treadle.Context, state: treadle.State) -> None:
     raise RuntimeError(f"Card declined for {state.data.get('who', 'nobody')}")
 
 
-labelled = (
-    treadle.new("labelled")
-    .step("tag", lambda ctx, s: ctx.label("stage", "tagged"))
-    .build()
-)
+labelled = treadle.new("labelled").step("tag", lambda ctx, s: ctx.label("stage", "tagged")).build()
 parked = treadle.new("parked").await_signal("go").build()
 broken = treadle.new("broken").step("charge", failing).build()
 

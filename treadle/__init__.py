@@ -24,6 +24,7 @@ from ._clock import Clock, FakeClock, RealClock
 from ._codec import Codec
 from ._duration import Duration, parse_duration
 from ._engine import Client, Engine, MigrationPlan, RunControl, SyncClient, SyncEngine
+from ._engine.bulk import BulkResult
 from ._errors import (
     ApprovalRejected,
     CodecError,
@@ -64,7 +65,6 @@ from ._nodes import (
     Workflow,
     step,
 )
-from ._engine.bulk import BulkResult
 from ._retry import RetryPolicy, new_retry_policy
 from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status

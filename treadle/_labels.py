@@ -16,6 +16,7 @@ MAX_LABEL_VALUE = 200
 MAX_LABELS = 32
 """The most labels one run can have."""
 
+
 def check_label(key: object, value: object) -> tuple[str, str]:
     """``(key, value)`` if they make a label: the key an id of at most :data:`MAX_LABEL_KEY`
     characters (:class:`InvalidId` otherwise), the value a string of 1 to

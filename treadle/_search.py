@@ -81,8 +81,7 @@ class RunFilter:
             self.created_before is None or state.created_at < self.created_before,
             self.updated_after is None or state.updated_at >= self.updated_after,
             self.updated_before is None or state.updated_at < self.updated_before,
-            not self.error_contains
-            or self.error_contains.lower() in (state.error or "").lower(),
+            not self.error_contains or self.error_contains.lower() in (state.error or "").lower(),
         )
         return all(checks)
 

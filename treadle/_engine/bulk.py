@@ -8,14 +8,16 @@ or not, whatever happens to the process, and one run's refusal never stops the o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import DataError, TreadleError
+from .._ids import check_id
 from .._search import RunFilter
 from .._state import Status
 from ..persistence._records import RunRecord
+from .convert import to_state
 from .executor import Executor
 from .operator import Operator
 from .search import check_limit
@@ -138,15 +140,16 @@ async def bulk(
     *,
     dry_run: bool,
     batch: int,
+    run_ids: Sequence[str] | None = None,
 ) -> BulkResult:
-    """Apply ``action`` to every run ``flt`` matches, reading ``batch`` runs at a time."""
+    """Apply ``action`` to every run ``flt`` matches (among ``run_ids``, if given), reading
+    ``batch`` runs at a time."""
     action = check_action(action, options)
     batch = check_limit(batch)
     act, check = ACTIONS[action], CHECKS[action]
     result = BulkResult(action, dry_run)
-    after = None
-    while True:
-        page = await hands.executor.persistence.search_runs(flt, after=after, limit=batch)
+    pages = _named(hands, flt, run_ids, batch) if run_ids is not None else _paged(hands, flt, batch)
+    async for page in pages:
         for record in page:
             why = check(record)
             if why is None and not dry_run:
@@ -158,6 +161,24 @@ async def bulk(
                 result.applied.append(record.id)
             else:
                 result.skipped[record.id] = why
+    return result
+
+
+async def _paged(hands: Hands, flt: RunFilter, batch: int) -> AsyncIterator[list[RunRecord]]:
+    after = None
+    while True:
+        page = await hands.executor.persistence.search_runs(flt, after=after, limit=batch)
+        yield page
         if len(page) < batch:
-            return result
+            return
         after = (page[-1].created_at, page[-1].id)
+
+
+async def _named(
+    hands: Hands, flt: RunFilter, run_ids: Sequence[str], batch: int
+) -> AsyncIterator[list[RunRecord]]:
+    persistence = hands.executor.persistence
+    ids = list(dict.fromkeys(check_id(run_id, "run id") for run_id in run_ids))
+    for at in range(0, len(ids), batch):
+        found = [await persistence.get_run(run_id) for run_id in ids[at : at + batch]]
+        yield [r for r in found if r is not None and flt.matches(to_state(r))]

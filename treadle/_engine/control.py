@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -30,8 +31,8 @@ from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
-from .convert import new_run_id, to_state
 from .bulk import BulkOptions, BulkResult, Hands, bulk
+from .convert import new_run_id, to_state
 from .executor import Executor, input_digest
 from .inputs import start_data
 from .operator import Operator
@@ -224,6 +225,7 @@ class RunControl:
         to: str | None = None,
         rename: dict[str, str] | None = None,
         batch: int = 100,
+        run_ids: Sequence[str] | None = None,
         **fields: Any,
     ) -> BulkResult:
         """Apply ``action`` (``cancel``, ``resume``, ``retry``, ``abort`` with a ``reason``,
@@ -232,12 +234,15 @@ class RunControl:
         each run's history with ``bulk: true``). A run the action does not apply to (finished,
         not held, not paused, a cancel already requested...) is skipped with the reason, and
         so is one whose action is refused; the others go on. ``dry_run`` touches nothing and
-        says which runs the action would apply to."""
+        says which runs the action would apply to. With ``run_ids``, only those runs (that
+        the filter matches too) are acted on."""
         self._require_open()
         options = BulkOptions(by=by, reason=reason, to=to, rename=rename)
         flt = make_filter(filter, fields)
         hands = Hands(self._executor, self._operator)
-        return await bulk(hands, action, flt, options, dry_run=dry_run, batch=batch)
+        return await bulk(
+            hands, action, flt, options, dry_run=dry_run, batch=batch, run_ids=run_ids
+        )
 
     async def history(self, run_id: str) -> list[Event]:
         """What happened to the run, in order."""

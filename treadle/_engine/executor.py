@@ -315,9 +315,7 @@ class Executor:
         """Cancel a run: its driver here stops at once, or it is executed to compensate."""
         run_id = record.id
         claim = self.can_run(record) and run_id not in self.active
-        after = await self.persistence.request_cancel(
-            run_id, detail=detail, **self.lease_if(claim)
-        )
+        after = await self.persistence.request_cancel(run_id, detail=detail, **self.lease_if(claim))
         driver = self.active.get(run_id)
         if driver is not None:
             driver.request(Control.CANCEL)

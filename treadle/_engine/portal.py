@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
 
@@ -259,6 +259,7 @@ class SyncControl(Generic[C]):
         to: str | None = None,
         rename: dict[str, str] | None = None,
         batch: int = 100,
+        run_ids: Sequence[str] | None = None,
         **fields: Any,
     ) -> BulkResult:
         """:meth:`Engine.bulk`, blocking: one action on every run a filter matches."""
@@ -272,6 +273,7 @@ class SyncControl(Generic[C]):
             to=to,
             rename=rename,
             batch=batch,
+            run_ids=run_ids,
             **fields,
         )
 

@@ -14,11 +14,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .._codec import Codec
+from .._search import RunFilter
 from .._state import Event
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
-from .._search import RunFilter
 from ._base import Persistence, WakeListener, utcnow
 from ._labels import search_runs
 from ._records import (
