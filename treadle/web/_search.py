@@ -3,8 +3,10 @@ and the parameters as the OpenAPI document lists them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
@@ -60,3 +62,43 @@ OPENAPI_PARAMETERS: list[dict[str, Any]] = [
     {**_query("cursor"), "description": "the next_cursor of the previous page"},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
 ]
+
+
+def dashboard_params(params: QueryParams) -> QueryParams:
+    """The dashboard's query as :func:`query_filter` reads it: its one ``label`` box may hold
+    several labels, separated by commas or spaces."""
+    items = [(k, v) for k, v in params.multi_items() if k != "label"]
+    for text in params.getlist("label"):
+        items += [("label", part) for part in text.replace(",", " ").split() if part]
+    return QueryParams(items)
+
+
+_FIRST = "first"  # the first page's position in ``back`` (a cursor is never this)
+
+
+@dataclass(frozen=True)
+class Paging:
+    """The links of the runs page to the next and the previous page (None: there is none)."""
+
+    next: str | None
+    previous: str | None
+    newest: str | None
+
+
+def paging(params: QueryParams, next_cursor: str | None) -> Paging:
+    """Links that keep the filters: ``cursor`` is the page's position, ``back`` the positions
+    of the pages before it (keyset paging goes forward only, so the way back is carried)."""
+    kept = [(k, v) for k, v in params.multi_items() if k not in ("cursor", "back") and v]
+    back = [c for c in params.get("back", "").split(".") if c]
+    here = params.get("cursor") or ""
+
+    def link(cursor: str, trail: list[str]) -> str:
+        extra = [("cursor", cursor)] if cursor else []
+        extra += [("back", ".".join(trail))] if trail else []
+        return "/runs?" + urlencode(kept + extra)
+
+    return Paging(
+        next=link(next_cursor, [*back, here or _FIRST]) if next_cursor else None,
+        previous=link(back[-1].replace(_FIRST, ""), back[:-1]) if back else None,
+        newest=link("", []) if here else None,
+    )

@@ -69,7 +69,24 @@
     var a = document.activeElement;
     return a && live && live.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName);
   }
+  function picked() {
+    return Array.prototype.map.call(
+      document.querySelectorAll("input.pick:checked"), function (el) { return el.value; });
+  }
+  function showPicked() {
+    var el = document.getElementById("picked");
+    if (el) el.textContent = picked().length + " selected";
+  }
   function keepValues(fn) {
+    var chosen = picked();
+    fn();
+    chosen.forEach(function (id) {
+      var box = live.querySelector('input.pick[value="' + CSS.escape(id) + '"]');
+      if (box) box.checked = true;
+    });
+    showPicked();
+  }
+  function keepInputs(fn) {
     var saved = {};
     live.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (el) {
       saved[el.id] = el.value;
@@ -105,7 +122,7 @@
     }
     delete live.dataset.stale;
     if (html !== lastHtml) {
-      keepValues(function () { live.innerHTML = html; });
+      keepValues(function () { keepInputs(function () { live.innerHTML = html; }); });
       lastHtml = html;
     }
     schedule();
@@ -165,6 +182,48 @@
       if (resp.ok) {
         toast(btn.textContent.trim() + ": done");
         live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
+      } else {
+        toast(await errorText(resp), true);
+      }
+    } finally {
+      busy = false;
+      btn.disabled = false;
+      lastHtml = "";
+      await refresh(true);
+      setTimeout(function () { refresh(true); }, 400);
+    }
+  });
+
+  // Bulk actions on the selected runs ------------------------------------------------------
+  document.addEventListener("change", function (ev) {
+    if (ev.target.matches("input.pick-all")) {
+      live.querySelectorAll("input.pick").forEach(function (el) { el.checked = ev.target.checked; });
+    }
+    if (ev.target.matches("input.pick, input.pick-all")) showPicked();
+  });
+  document.addEventListener("click", async function (ev) {
+    var btn = ev.target.closest("button.bulk");
+    if (!btn || btn.disabled) return;
+    var ids = picked();
+    if (!ids.length) { toast("Select runs first", true); return; }
+    if (btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) return;
+    busy = true;
+    btn.disabled = true;
+    try {
+      var resp = await fetch("/api/runs/bulk/" + encodeURIComponent(btn.dataset.action), {
+        method: "POST",
+        headers: headers({ "Content-Type": "application/json" }),
+        body: JSON.stringify({ run_ids: ids }),
+      });
+      if (resp.ok) {
+        var done = await resp.json();
+        var skipped = Object.keys(done.skipped).length;
+        toast(btn.dataset.action + ": " + done.applied.length + " done, " + skipped + " skipped",
+              skipped > 0 && done.applied.length === 0);
+        document.querySelectorAll("input.pick, input.pick-all").forEach(function (el) {
+          el.checked = false;
+        });
+        showPicked();
       } else {
         toast(await errorText(resp), true);
       }
