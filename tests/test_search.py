@@ -183,3 +183,20 @@ def test_sqlite_searches_enter_through_their_indexes(tmp_path: Path) -> None:
         by_workflow
     ), by_workflow
     assert "SEARCH r USING INDEX runs_created" in _plan(conn, "search_runs", **params)
+
+
+async def test_a_label_many_runs_have_is_searched_in_creation_order(
+    engine: treadle.Engine, clock: treadle.FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treadle.persistence import _labels
+
+    monkeypatch.setattr(_labels, "FEW", 1)  # every label counts as one that many runs have
+    engine.register(parked)
+    made = []
+    for n in range(5):
+        made.append(await engine.start("parked", labels={"env": "prod", "n": str(n % 2)}))
+        clock.advance("1s")
+    first = await engine.find_runs(labels={"env": "prod", "n": "0"}, limit=2)
+    assert [s.id for s in first.runs] == [made[4], made[2]]
+    rest = await engine.find_runs(labels={"env": "prod", "n": "0"}, cursor=first.next_cursor)
+    assert [s.id for s in rest.runs] == [made[0]] and rest.next_cursor is None

@@ -62,6 +62,12 @@ WHERE first.key = %(label_key)s::text AND first.value = %(label_value)s::text
 ORDER BY r.created_at DESC, r.id COLLATE "C" DESC
 LIMIT %(limit)s;
 
+-- name: count_label
+-- How many runs have the label, counted up to :most (a covering scan of the primary key).
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM run_labels WHERE key = %(label_key)s AND value = %(label_value)s LIMIT %(most)s
+) AS found;
+
 -- name: delete_labels
 DELETE FROM run_labels WHERE run_id = %(run_id)s;
 

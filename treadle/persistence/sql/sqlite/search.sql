@@ -60,6 +60,12 @@ WHERE first.key = :label_key AND first.value = :label_value AND r.id = first.run
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT :limit;
 
+-- name: count_label
+-- How many runs have the label, counted up to :most (a covering scan of the primary key).
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM run_labels WHERE key = :label_key AND value = :label_value LIMIT :most
+) AS found;
+
 -- name: delete_labels
 DELETE FROM run_labels WHERE run_id = :run_id;
 
