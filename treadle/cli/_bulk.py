@@ -11,7 +11,7 @@ from .._wire import BulkOutcome
 from . import _output
 from ._app import cli, db_option, json_option, open_engine, run
 from ._filters import filter_options, is_empty, run_filter
-from ._versions import BY, rename_pairs
+from ._versions import BY, RENAME
 
 _DONE = {"cancel": "cancel requested", "resume": "resumed", "retry": "retried",
          "abort": "aborted", "migrate": "migrated"}  # fmt: skip
@@ -23,13 +23,7 @@ _DONE = {"cancel": "cancel requested", "resume": "resumed", "retry": "retried",
 @click.option("--all", "every", is_flag=True, help="Act on every run (no filter given).")
 @click.option("--reason", help="Why (abort: kept in each run's error).")
 @click.option("--to", metavar="VERSION", help="migrate: the definition to move onto.")
-@click.option(
-    "--rename",
-    multiple=True,
-    callback=rename_pairs,
-    metavar="OLD=NEW",
-    help="migrate: a step renamed in the new definition (repeatable).",
-)
+@RENAME
 @click.option("--dry-run", is_flag=True, help="Only list the runs it would act on.")
 @click.option("--batch", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="Runs read and acted on at a time.")  # fmt: skip

@@ -166,33 +166,39 @@
       toast("Not valid JSON: " + e.message, true);
       return;
     }
+    await send(btn, url, btn.dataset.method || "POST", body, async function (resp) {
+      if (btn.dataset.go) {
+        var made = await resp.json();  // e.g. a fork: go to the new run
+        window.location.href = "/runs/" + encodeURIComponent(made[btn.dataset.go]);
+        return true;
+      }
+      toast(btn.textContent.trim() + ": done");
+      live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
+      return false;
+    });
+  });
+
+  // Send a button's request; ``ok(resp)`` handles success (true: do not refresh), then the
+  // live part is refreshed.
+  async function send(btn, url, method, body, ok) {
     busy = true;
     btn.disabled = true;
     try {
       var resp = await fetch(url, {
-        method: btn.dataset.method || "POST",
+        method: method,
         headers: headers({ "Content-Type": "application/json" }),
         body: JSON.stringify(body),
       });
-      if (resp.ok && btn.dataset.go) {
-        var made = await resp.json();  // e.g. a fork: go to the new run
-        window.location.href = "/runs/" + encodeURIComponent(made[btn.dataset.go]);
-        return;
-      }
-      if (resp.ok) {
-        toast(btn.textContent.trim() + ": done");
-        live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
-      } else {
-        toast(await errorText(resp), true);
-      }
+      if (resp.ok && await ok(resp)) return;
+      if (!resp.ok) toast(await errorText(resp), true);
     } finally {
       busy = false;
       btn.disabled = false;
-      lastHtml = "";
-      await refresh(true);
-      setTimeout(function () { refresh(true); }, 400);
     }
-  });
+    lastHtml = "";
+    await refresh(true);
+    setTimeout(function () { refresh(true); }, 400);
+  }
 
   // Bulk actions on the selected runs ------------------------------------------------------
   document.addEventListener("change", function (ev) {
@@ -207,33 +213,18 @@
     var ids = picked();
     if (!ids.length) { toast("Select runs first", true); return; }
     if (btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) return;
-    busy = true;
-    btn.disabled = true;
-    try {
-      var resp = await fetch("/api/runs/bulk/" + encodeURIComponent(btn.dataset.action), {
-        method: "POST",
-        headers: headers({ "Content-Type": "application/json" }),
-        body: JSON.stringify({ run_ids: ids }),
+    var url = "/api/runs/bulk/" + encodeURIComponent(btn.dataset.action);
+    await send(btn, url, "POST", { run_ids: ids }, async function (resp) {
+      var done = await resp.json();
+      var skipped = Object.keys(done.skipped).length;
+      toast(btn.dataset.action + ": " + done.applied.length + " done, " + skipped + " skipped",
+            skipped > 0 && done.applied.length === 0);
+      document.querySelectorAll("input.pick, input.pick-all").forEach(function (el) {
+        el.checked = false;
       });
-      if (resp.ok) {
-        var done = await resp.json();
-        var skipped = Object.keys(done.skipped).length;
-        toast(btn.dataset.action + ": " + done.applied.length + " done, " + skipped + " skipped",
-              skipped > 0 && done.applied.length === 0);
-        document.querySelectorAll("input.pick, input.pick-all").forEach(function (el) {
-          el.checked = false;
-        });
-        showPicked();
-      } else {
-        toast(await errorText(resp), true);
-      }
-    } finally {
-      busy = false;
-      btn.disabled = false;
-      lastHtml = "";
-      await refresh(true);
-      setTimeout(function () { refresh(true); }, 400);
-    }
+      showPicked();
+      return false;
+    });
   });
 
   whoami();
