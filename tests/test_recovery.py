@@ -199,3 +199,21 @@ async def test_a_completed_branch_of_a_parallel_killed_midway_is_not_run_again(
     assert harness.count("p-1", "quick") == 1, "a completed step ran again"
     assert harness.count("p-1", "slow") == 2
     assert harness.count("p-1", "joined") == 1
+
+
+async def test_a_label_set_by_a_step_killed_before_its_checkpoint_is_not_kept(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("labeller=l-1",), block=("tag2",))
+    await harness.until(lambda: harness.count("l-1", "tag2") == 1, "tag2 in flight")
+    harness.kill()
+    state = await harness.client.status("l-1")
+    assert state.labels == {"tag1": "attempt-1"}  # tag2 labelled, then died: not kept
+    assert (await harness.client.find_runs(labels={"tag2": "attempt-1"})).runs == []
+
+    harness.spawn()
+    final = await harness.finished("l-1")
+    assert harness.count("l-1", "tag2") == 2  # it ran again (a crash is not a failed attempt)
+    assert final.labels == {"tag1": "attempt-1", "tag2": "attempt-1"}
+    found = await harness.client.find_runs(labels={"tag2": "attempt-1"})
+    assert [s.id for s in found.runs] == ["l-1"]
