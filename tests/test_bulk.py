@@ -107,3 +107,30 @@ async def test_a_single_cancel_records_who_asked(engine: treadle.Engine) -> None
     await engine.cancel(run_id, by="alice")
     [asked] = await _events(engine, run_id, EventKind.CANCEL_REQUESTED)
     assert asked.detail == {"by": "alice"}
+
+
+async def test_bulk_migrate_plans_in_a_dry_run_and_moves_for_real(
+    engine: treadle.Engine,
+) -> None:
+    v1 = treadle.new("mig", version="v1").await_signal("go").build()
+    v2 = (
+        treadle.new("mig", version="v2")
+        .await_signal("go")
+        .step("after", lambda ctx, s: None)
+        .build()
+    )
+    engine.register(v1)
+    ids = [await engine.start("mig", version="v1") for _ in range(2)]
+    await engine.settle()
+    engine.register(v2)
+    dry = await engine.bulk("migrate", workflow="mig", to="v2", dry_run=True, by="ops")
+    assert sorted(dry.applied) == sorted(ids)
+    assert {(await engine.status(r)).version for r in ids} == {"v1"}
+    moved = await engine.bulk("migrate", workflow="mig", to="v2", by="ops")
+    assert sorted(moved.applied) == sorted(ids)
+    for run_id in ids:
+        assert (await engine.status(run_id)).version == "v2"
+        [event] = await _events(engine, run_id, EventKind.RUN_MIGRATED)
+        assert event.detail["by"] == "ops"
+    nowhere = await engine.bulk("migrate", workflow="mig", to="v9", dry_run=True)
+    assert nowhere.applied == [] and all("v9" in why for why in nowhere.skipped.values())

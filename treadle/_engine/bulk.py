@@ -84,6 +84,12 @@ async def _migrate(hands: Hands, record: RunRecord, options: BulkOptions) -> Non
         raise DataError("; ".join(plan.reasons))
 
 
+async def _plan_migration(hands: Hands, record: RunRecord, options: BulkOptions) -> None:
+    plan = await hands.operator.migrate(record, options.to, options.rename, None, dry_run=True)
+    if not plan.ok:
+        raise DataError("; ".join(plan.reasons))
+
+
 def _unfinished(record: RunRecord) -> str | None:
     return f"it is {record.status.value}" if record.status.finished else None
 
@@ -122,6 +128,10 @@ CHECKS: dict[str, Check] = {
 }
 """Why an action does not apply to a run (None: it does), by action name."""
 
+DRY_RUNS: dict[str, Action] = {"migrate": _plan_migration}
+"""What a dry run does beyond the check, by action name: it raises to say why the action would
+not apply (a migration is planned, and the plan says whether the run can move)."""
+
 
 def check_action(action: object, options: BulkOptions) -> str:
     """``action`` if it is a bulk action with what it needs, else :class:`DataError`."""
@@ -152,9 +162,10 @@ async def bulk(
     async for page in pages:
         for record in page:
             why = check(record)
-            if why is None and not dry_run:
+            step = act if not dry_run else DRY_RUNS.get(action)
+            if why is None and step is not None:
                 try:
-                    await act(hands, record, options)
+                    await step(hands, record, options)
                 except TreadleError as exc:  # it changed since it was read: say so, go on
                     why = str(exc)
             if why is None:
