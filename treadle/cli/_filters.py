@@ -60,7 +60,9 @@ def filter_options(fn: F) -> F:
             type=click.Choice([s.value for s in Status]),
             help="Only runs with this status.",
         ),
-        click.option("--version", "run_version", metavar="LABEL", help="Only runs on it."),
+        click.option(
+            "--version", "run_version", metavar="LABEL", help="Only runs on this version label."
+        ),
         click.option(
             "--label",
             "-l",
