@@ -93,7 +93,9 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
     return run_json(cmd, timeout, label, str(BENCH_DIR))
 
 
-PART_KEYS = ("sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large")
+PART_KEYS = (
+    "sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large", "search",
+)  # fmt: skip
 Part = Callable[[], Result]
 
 
@@ -154,6 +156,9 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "growth_large": part(
             "growth", "growth_large", stored=counts["growth_large"], n=counts["growth_measure"]
         ),
+        "search": part(
+            "search", "search", stored=counts["search_stored"], n=counts["search_queries"]
+        ),
     }
 
 
@@ -178,7 +183,8 @@ def treadle_child(args: argparse.Namespace) -> None:
     """Child-process mode: run one treadle part and print its JSON."""
     try:
         try:
-            mod = importlib.import_module("treadle_side")
+            side = "search_side" if args.treadle_part == "search" else "treadle_side"
+            mod = importlib.import_module(side)
         except ImportError as e:
             emit({"missing": f"cannot import bench/treadle_side.py: {e}"})
             return
@@ -194,7 +200,7 @@ def treadle_child(args: argparse.Namespace) -> None:
         n, sample, stored = args.part_n, args.part_sample, args.part_stored
         if args.treadle_part == "waiting":
             result = asyncio.run(fn(n, sample, db))
-        elif args.treadle_part == "growth":
+        elif args.treadle_part in ("growth", "search"):
             result = asyncio.run(fn(stored, n, db))
         else:
             result = asyncio.run(fn(n, db))
@@ -303,6 +309,14 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     row("growth: per step, small store", "µs", "lower", t_small, d_small)
     row("growth: per step, large store", "µs", "lower", t_large, d_large)
     row("growth: large / small", "x", "lower", ratio(t_large, t_small), ratio(d_large, d_small))
+    # DBOS: n/a (its list_workflows has no label filter to compare with).
+    for key, what in (
+        ("by_label", "by label"),
+        ("by_workflow_status", "by workflow+status"),
+        ("by_workflow_status_page_21", "by workflow+status, page 21"),
+    ):
+        row(f"search: page of 100 {what} (p50)", "ms", "lower",
+            number(treadle, "search", key, "p50_ms"), None)  # fmt: skip
     return rows
 
 

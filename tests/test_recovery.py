@@ -221,3 +221,21 @@ async def test_sigkill_while_compensating_after_a_deadline_resumes_the_compensat
     assert counts[("d1", "undo")] == 1
     undone = [e.step for e in harness.effects(run_id) if e.phase == "undo"]
     assert undone == ["d2", "d2", "d1"]
+
+
+async def test_a_label_set_by_a_step_killed_before_its_checkpoint_is_not_kept(
+    harness: Harness,
+) -> None:
+    harness.spawn(start=("labeller=l-1",), block=("tag2",))
+    await harness.until(lambda: harness.count("l-1", "tag2") == 1, "tag2 in flight")
+    harness.kill()
+    state = await harness.client.status("l-1")
+    assert state.labels == {"tag1": "attempt-1"}  # tag2 labelled, then died: not kept
+    assert (await harness.client.find_runs(labels={"tag2": "attempt-1"})).runs == []
+
+    harness.spawn()
+    final = await harness.finished("l-1")
+    assert harness.count("l-1", "tag2") == 2  # it ran again (a crash is not a failed attempt)
+    assert final.labels == {"tag1": "attempt-1", "tag2": "attempt-1"}
+    found = await harness.client.find_runs(labels={"tag2": "attempt-1"})
+    assert [s.id for s in found.runs] == ["l-1"]

@@ -347,6 +347,55 @@ def test_the_workflow_overview_shows_counts_chart_and_errors(served: Served, pag
     page.screenshot(path=str(SCREENSHOTS / "workflow-overview.png"), full_page=True)
 
 
+def test_runs_page_pages_filters_by_label_and_cancels_a_selection(
+    served: Served, page: Any
+) -> None:
+    expect = playwright_sync.expect
+
+    async def seed() -> list[str]:
+        ids = []
+        for n in range(1, 5):
+            run_id = f"lab-{n}"
+            labels = {"batch": "b7", "customer": f"c-{n % 2}"}
+            ids.append(await served.engine.start("shipping", {"items": []}, run_id=run_id,
+                                                 labels=labels))  # fmt: skip
+            await served.engine.settle()
+        return ids
+
+    served.call(seed())
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{served.url}/runs?label=batch%3Db7&limit=3")
+    _sign_in(page, "tok-alice", "alice · read-write")
+    rows = page.locator("tr.run-row")
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_have_attribute("data-run", "lab-4")
+    expect(rows.first.locator(".labels")).to_contain_text("batch=b7")
+    page.locator("a.page-next").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run", "lab-1")
+    page.locator("a.page-prev").click()
+    expect(rows).to_have_count(3)
+
+    page.fill("input[name=label]", "batch=b7, customer=c-0")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(2)
+    for run_id in ("lab-4", "lab-2"):
+        page.locator(f'tr[data-run="{run_id}"] input.pick').check()
+    expect(page.locator("#picked")).to_have_text("2 selected")
+    page.get_by_role("button", name="Cancel selected").click()
+    expect(page.locator("#toast")).to_contain_text("cancel: 2 done, 0 skipped")
+    for run_id in ("lab-4", "lab-2"):
+        expect(page.locator(f'tr[data-run="{run_id}"] .badge')).to_have_text("cancelled")
+    page.goto(f"{served.url}/runs?label=batch%3Db7")
+    expect(page.locator('tr[data-run="lab-3"] .badge')).to_have_text("waiting")
+    page.locator('tr[data-run="lab-3"] input.pick').check()
+    page.screenshot(path=str(SCREENSHOTS / "runs-bulk.png"), full_page=True)
+    history = served.call(served.engine.history("lab-4"))
+    asked = [e for e in history if e.kind == "cancel_requested"]
+    assert [e.detail for e in asked] == [{"by": "alice", "bulk": True}]
+    assert served.call(served.engine.status("lab-1")).status is treadle.Status.WAITING
+
+
 def test_a_paused_schedule_says_why_and_run_now_starts_a_run(served: Served, page: Any) -> None:
     # Last in this module: the failed run it makes would change the counts of the tests above.
     expect = playwright_sync.expect

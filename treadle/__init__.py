@@ -24,6 +24,7 @@ from ._clock import Clock, FakeClock, RealClock
 from ._codec import Codec
 from ._duration import Duration, parse_duration
 from ._engine import Client, Engine, MigrationPlan, RunControl, SyncClient, SyncEngine
+from ._engine.bulk import BulkResult
 from ._errors import (
     ApprovalRejected,
     CodecError,
@@ -66,6 +67,7 @@ from ._nodes import (
     step,
 )
 from ._retry import RetryPolicy, new_retry_policy
+from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
 
@@ -95,6 +97,7 @@ __all__ = [
     "ApprovalBuilder",
     "ApprovalRejected",
     "Builder",
+    "BulkResult",
     "Client",
     "Clock",
     "Codec",
@@ -130,7 +133,9 @@ __all__ = [
     "RunContextFilter",
     "RunControl",
     "RunExists",
+    "RunFilter",
     "RunNotFound",
+    "RunPage",
     "SQLitePersistence",
     "Schedule",
     "ScheduleExists",

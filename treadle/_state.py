@@ -11,6 +11,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from ._errors import DataError, DefinitionError
+from ._labels import MAX_LABELS, check_label
 from ._typed import bad_path, json_form, validate
 
 
@@ -174,6 +175,8 @@ class State:
     #: The parameters computed from the run's data for the steps it is at, by step name
     #: (``{"manager-ok": {"approvers": ["carol"]}}``), as recorded when each step started.
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The run's labels (``start(labels=...)``, ``ctx.label``): text keys and values.
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,21 @@ class Context:
     input_model: type[Any] | None = field(default=None, repr=False, compare=False)
     #: The state the step is given (``ctx.input`` reads its data when it is read).
     _state: State | None = field(default=None, repr=False, compare=False)
+    #: Where :meth:`label` puts the labels the step sets (None: not in a step).
+    _labels: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def label(self, key: str, value: str) -> None:
+        """Label the run (``key`` an id of at most 64 characters, ``value`` 1 to 200 printable
+        characters; a key set again takes the new value). Kept when the step completes, with
+        its checkpoint: a step that fails, or whose process dies before its checkpoint, leaves
+        no label. :class:`InvalidId` / :class:`DataError` for a bad key / value."""
+        key, value = check_label(key, value)
+        if self._labels is None:
+            raise DefinitionError(f"step {self.step!r}: labels can be set by steps only")
+        known = {} if self._state is None else self._state.labels
+        if len({**known, **self._labels, key: value}) > MAX_LABELS:
+            raise DataError(f"step {self.step!r}: a run can have at most {MAX_LABELS} labels")
+        self._labels[key] = value
 
     @property
     def input(self) -> Any:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from ._engine.bulk import BulkResult as _BulkResult
 from ._engine.operator import MigrationPlan as _MigrationPlan
 from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
@@ -97,6 +98,7 @@ class StartRun(Request):
         description="cancel the run (DeadlineExceeded) unless it has ended within this duration "
         "(seconds, or text such as '7d')",
     )
+    labels: dict[str, str] | None = Field(None, description="the run's labels, for search")
 
 
 class SendSignal(Request):
@@ -142,6 +144,37 @@ class MigrateRun(Request):
     )
     rename: dict[str, str] | None = Field(None, description="old step name -> new step name")
     dry_run: bool = Field(False, description="only say whether it can move")
+
+
+class Filter(Request):
+    """Which runs (:class:`treadle.RunFilter`): every field given must match."""
+
+    workflow: str | None = Field(None, pattern=ID_PATTERN)
+    status: Status | None = None
+    version: str | None = Field(None, min_length=1, max_length=1000)
+    labels: dict[str, str] | None = Field(None, description="the run has every one of them")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    error_contains: str | None = Field(None, min_length=1, max_length=1000)
+
+    def fields(self) -> dict[str, Any]:
+        """The fields given, as :class:`treadle.RunFilter` takes them."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class BulkAction(Request):
+    """``POST /api/runs/bulk/{action}``: act on every run the filter (or ``run_ids``) matches."""
+
+    filter: Filter = Field(default_factory=lambda: Filter.model_validate({}))
+    run_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
+        None, max_length=1000, description="only these runs (a dashboard's selection)"
+    )
+    dry_run: bool = Field(False, description="only list the runs it would act on")
+    reason: str | None = Field(None, min_length=1, max_length=10_000, description="abort: why")
+    to: str | None = Field(None, min_length=1, max_length=1000, description="migrate: onto")
+    rename: dict[str, str] | None = Field(None, description="migrate: old step -> new step")
 
 
 class ForkRun(Request):
@@ -250,6 +283,7 @@ class Run(BaseModel):
         default_factory=dict,
         description="parameters computed from the run's data for the steps it is at, by step",
     )
+    labels: dict[str, str] = Field(description="the run's labels (key -> text), for search")
 
     @classmethod
     def of(cls, state: State) -> Run:
@@ -286,6 +320,23 @@ class RunList(BaseModel):
     """``GET /api/runs``."""
 
     runs: list[Run]
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page (null: the last page)"
+    )
+
+
+class BulkOutcome(BaseModel):
+    """What a bulk action did (``POST /api/runs/bulk/{action}``, ``treadle bulk --json``)."""
+
+    action: str
+    dry_run: bool
+    applied: list[str] = Field(description="the runs acted on (dry run: to act on), newest first")
+    skipped: dict[str, str] = Field(description="run id -> why the action did not apply")
+
+    @classmethod
+    def of(cls, result: _BulkResult) -> BulkOutcome:
+        """The shape of a bulk action's result."""
+        return cls.model_validate(result, from_attributes=True)
 
 
 class Event(BaseModel):
@@ -429,6 +480,7 @@ REQUESTS: tuple[type[BaseModel], ...] = (
     NewSchedule,
     TriggerSchedule,
     BackfillSchedule,
+    BulkAction,
 )
 RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
@@ -436,6 +488,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     Identity,
     Run,
     RunList,
+    BulkOutcome,
     MigrationPlan,
     Forked,
     History,

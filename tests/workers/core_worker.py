@@ -55,6 +55,12 @@ async def undo(ctx: Context, state: State) -> None:
         await asyncio.Event().wait()  # until SIGKILL
 
 
+def tag(ctx: Context, state: State) -> Any:
+    """A step that labels its run with its name and attempt, then goes on as :func:`do`."""
+    ctx.label(ctx.step, f"attempt-{ctx.attempt}")
+    return do(ctx, state)
+
+
 def boom(ctx: Context, state: State) -> None:
     """A step that fails for good."""
     effect(ctx, "do")
@@ -100,6 +106,7 @@ def workflows() -> list[treadle.Workflow]:
         .end()
         .step("after", do)
         .build(),
+        treadle.new("labeller").step("tag1", tag).step("tag2", tag).build(),
         treadle.new("fan")
         .parallel("both", treadle.step("slow", do), treadle.step("quick", do))
         .step("joined", do)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -25,18 +26,22 @@ from .._errors import (
     WrongEventLoop,
 )
 from .._ids import check_id
+from .._labels import check_labels
 from .._nodes import Workflow
 from .._params import all_recorded
+from .._search import RunFilter, RunPage
 from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._records import DefinitionRecord, RunRecord
+from .bulk import BulkOptions, BulkResult, Hands, bulk
 from .convert import new_run_id, to_state
 from .executor import Executor
 from .inputs import absolute_deadline, input_digest, start_data
 from .operator import Operator
 from .registry import Registry
+from .search import find_page, make_filter
 
 
 class RunControl:
@@ -134,6 +139,7 @@ class RunControl:
         run_id: str | None = None,
         version: str | None = None,
         deadline: Duration | datetime | None = None,
+        labels: dict[str, str] | None = None,
     ) -> str:
         """Start a run of a workflow on its newest definition (or the one whose ``version``
         label or id is ``version``); return its id. The run stays pinned to that definition.
@@ -141,6 +147,7 @@ class RunControl:
         ``deadline`` (a duration from now, or a timezone-aware datetime) cancels the run with
         ``DeadlineExceeded`` unless it has ended by then; the workflow's own ``.deadline(...)``
         applies when it is sooner.
+        ``labels`` (key → text, see :class:`RunFilter`) are stored with the run, for search.
 
         A workflow (or version) not registered here is started from the definitions that
         workers stored: the run is PENDING for an engine that has it (so a web process starts
@@ -158,6 +165,7 @@ class RunControl:
         except WorkflowNotFound:  # not registered here: a definition some worker stored
             workflow = await self._registry.resolve(self.persistence, name, version)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
+        labels = check_labels(labels)
         until = absolute_deadline(deadline, self.clock.now())
         data, data_json = start_data(workflow, data)  # checked, as the input model says
         return await self._executor.create(
@@ -168,6 +176,7 @@ class RunControl:
             input_digest=input_digest(data),
             trace=capture(),
             deadline=until,
+            labels=labels,
         )
 
     async def _get(self, run_id: str) -> RunRecord:
@@ -197,14 +206,67 @@ class RunControl:
         status: Status | str | None = None,
         limit: int = 100,
         parent_id: str | None = None,
+        **fields: Any,
     ) -> list[State]:
-        """Runs, newest first, optionally of one workflow and/or status."""
+        """Runs, newest first, optionally of one workflow and/or status (and matching the
+        other ``fields`` of :class:`RunFilter`, given by name): the first page of
+        :meth:`find_runs`."""
         self._require_open()
+        if fields:
+            chosen = dict(workflow=workflow, status=status, parent_id=parent_id, **fields)
+            return (await self.find_runs(limit=limit, **chosen)).runs
         status_text = None if status is None else Status(status).value
         records = await self.persistence.list_runs(
             workflow=workflow, status=status_text, parent_id=parent_id, limit=limit
         )
         return [to_state(r) for r in records]
+
+    async def find_runs(
+        self,
+        filter: RunFilter | None = None,
+        /,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        **fields: Any,
+    ) -> RunPage:
+        """One page of the runs that match ``filter`` (or the :class:`RunFilter` of
+        ``fields``), newest first: at most ``limit`` (1 to 1000), and the cursor of the next
+        page, to pass back as ``cursor`` (None: this is the last page). Pages do not shift when
+        runs are created meanwhile. :class:`DataError` for a bad filter, limit or cursor."""
+        self._require_open()
+        return await find_page(self.persistence, make_filter(filter, fields), cursor, limit)
+
+    async def bulk(
+        self,
+        action: str,
+        filter: RunFilter | None = None,
+        /,
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+        to: str | None = None,
+        rename: dict[str, str] | None = None,
+        batch: int = 100,
+        run_ids: Sequence[str] | None = None,
+        **fields: Any,
+    ) -> BulkResult:
+        """Apply ``action`` (``cancel``, ``resume``, ``retry``, ``abort`` with a ``reason``,
+        ``migrate`` with ``to``/``rename``) to every run that ``filter`` (or the
+        :class:`RunFilter` of ``fields``) matches, ``batch`` runs at a time, as ``by`` (kept in
+        each run's history with ``bulk: true``). A run the action does not apply to (finished,
+        not held, not paused, a cancel already requested...) is skipped with the reason, and
+        so is one whose action is refused; the others go on. ``dry_run`` touches nothing and
+        says which runs the action would apply to. With ``run_ids``, only those runs (that
+        the filter matches too) are acted on."""
+        self._require_open()
+        options = BulkOptions(by=by, reason=reason, to=to, rename=rename)
+        flt = make_filter(filter, fields)
+        hands = Hands(self._executor, self._operator)
+        return await bulk(
+            hands, action, flt, options, dry_run=dry_run, batch=batch, run_ids=run_ids
+        )
 
     async def history(self, run_id: str) -> list[Event]:
         """What happened to the run, in order."""
@@ -225,13 +287,14 @@ class RunControl:
         await self.persistence.request_pause(run_id)
         self._executor.pause(run_id)
 
-    async def resume(self, run_id: str) -> None:
-        """Resume a paused run where it was."""
-        await self._executor.resume(await self._get(run_id))
+    async def resume(self, run_id: str, *, by: str | None = None) -> None:
+        """Resume a paused run where it was (``by``, if given, is kept in its history)."""
+        await self._executor.resume(await self._get(run_id), _by(by))
 
-    async def cancel(self, run_id: str) -> None:
-        """Cancel a run: stop running steps, compensate, end CANCELLED (children too)."""
-        await self._executor.cancel(await self._get(run_id))
+    async def cancel(self, run_id: str, *, by: str | None = None) -> None:
+        """Cancel a run: stop running steps, compensate, end CANCELLED (children too); ``by``,
+        if given, is kept in its history."""
+        await self._executor.cancel(await self._get(run_id), _by(by))
 
     async def signal(
         self, run_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None
@@ -360,6 +423,10 @@ def _as_stored(value: Any, what: str) -> Any:
     :class:`DataError` saying what has no JSON form and where."""
     stored, _ = as_stored({"data": value}, what)
     return stored["data"]
+
+
+def _by(by: str | None) -> dict[str, Any] | None:
+    return None if by is None else {"by": str(by)}
 
 
 def _key(idempotency_key: str | None) -> str | None:

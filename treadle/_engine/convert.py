@@ -33,6 +33,7 @@ def to_state(record: RunRecord) -> State:
         deadline=record.deadline_at,
         result=None if record.result is None else json.loads(record.result),
         params=all_recorded(record.cursor),
+        labels=dict(record.labels),
     )
 
 

@@ -228,6 +228,7 @@ class Executor:
         input_digest: str | None = None,
         trace: str | None = None,
         deadline: datetime | None = None,
+        labels: dict[str, str] | None = None,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -259,6 +260,7 @@ class Executor:
                 forked_from=forked_from,
                 trace=trace,
                 deadline_at=run_deadline(workflow, now, deadline),
+                labels=labels or {},
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -297,20 +299,21 @@ class Executor:
         if driver is not None:
             driver.request(Control.PAUSE)
 
-    async def resume(self, record: RunRecord) -> None:
+    async def resume(self, record: RunRecord, detail: dict[str, Any] | None = None) -> None:
         """Resume a paused run; execute it here if it is this engine's to run."""
-        after = await self.persistence.resume(record.id, **self.lease_if(self.can_run(record)))
+        lease = self.lease_if(self.can_run(record))
+        after = await self.persistence.resume(record.id, detail=detail, **lease)
         driver = self.active.get(record.id)
         if driver is not None:
             driver.withdraw(Control.PAUSE)
         elif after.owner == self.owner:
             self._spawn(after)
 
-    async def cancel(self, record: RunRecord) -> None:
+    async def cancel(self, record: RunRecord, detail: dict[str, Any] | None = None) -> None:
         """Cancel a run: its driver here stops at once, or it is executed to compensate."""
         run_id = record.id
         claim = self.can_run(record) and run_id not in self.active
-        after = await self.persistence.request_cancel(run_id, **self.lease_if(claim))
+        after = await self.persistence.request_cancel(run_id, detail=detail, **self.lease_if(claim))
         driver = self.active.get(run_id)
         if driver is not None:
             driver.request(Control.CANCEL)

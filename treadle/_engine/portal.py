@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
@@ -20,8 +20,10 @@ from typing import Any, Generic, ParamSpec, Self, TypeVar
 from .._clock import Clock
 from .._duration import Duration
 from .._errors import EngineNotOpen, WrongEventLoop
+from .._search import RunFilter, RunPage
 from .._state import Event, State, Status
 from ..persistence import Persistence
+from .bulk import BulkResult
 from .control import RunControl
 
 P = ParamSpec("P")
@@ -205,11 +207,18 @@ class SyncControl(Generic[C]):
         run_id: str | None = None,
         version: str | None = None,
         deadline: Duration | datetime | None = None,
+        labels: dict[str, str] | None = None,
     ) -> str:
         """:meth:`Engine.start`, blocking: start a run (idempotently with ``run_id``); return
         its id. (The life cycle is :meth:`open`/:meth:`close`, as on :class:`Engine`.)"""
         return self._call(
-            self._target.start, name, data, run_id=run_id, version=version, deadline=deadline
+            self._target.start,
+            name,
+            data,
+            run_id=run_id,
+            version=version,
+            deadline=deadline,
+            labels=labels,
         )
 
     def status(self, run_id: str) -> State:
@@ -227,10 +236,58 @@ class SyncControl(Generic[C]):
         status: Status | str | None = None,
         limit: int = 100,
         parent_id: str | None = None,
+        **fields: Any,
     ) -> list[State]:
         """:meth:`Engine.runs`, blocking: runs, newest first."""
         return self._call(
-            self._target.runs, workflow=workflow, status=status, limit=limit, parent_id=parent_id
+            self._target.runs,
+            workflow=workflow,
+            status=status,
+            limit=limit,
+            parent_id=parent_id,
+            **fields,
+        )
+
+    def find_runs(
+        self,
+        filter: RunFilter | None = None,
+        /,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        **fields: Any,
+    ) -> RunPage:
+        """:meth:`Engine.find_runs`, blocking: one page of the runs a filter matches."""
+        return self._call(self._target.find_runs, filter, cursor=cursor, limit=limit, **fields)
+
+    def bulk(
+        self,
+        action: str,
+        filter: RunFilter | None = None,
+        /,
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+        to: str | None = None,
+        rename: dict[str, str] | None = None,
+        batch: int = 100,
+        run_ids: Sequence[str] | None = None,
+        **fields: Any,
+    ) -> BulkResult:
+        """:meth:`Engine.bulk`, blocking: one action on every run a filter matches."""
+        return self._call(
+            self._target.bulk,
+            action,
+            filter,
+            dry_run=dry_run,
+            by=by,
+            reason=reason,
+            to=to,
+            rename=rename,
+            batch=batch,
+            run_ids=run_ids,
+            **fields,
         )
 
     def history(self, run_id: str) -> list[Event]:
@@ -248,13 +305,13 @@ class SyncControl(Generic[C]):
         """:meth:`Engine.pause`, blocking."""
         self._call(self._target.pause, run_id)
 
-    def resume(self, run_id: str) -> None:
+    def resume(self, run_id: str, *, by: str | None = None) -> None:
         """:meth:`Engine.resume`, blocking."""
-        self._call(self._target.resume, run_id)
+        self._call(self._target.resume, run_id, by=by)
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, *, by: str | None = None) -> None:
         """:meth:`Engine.cancel`, blocking."""
-        self._call(self._target.cancel, run_id)
+        self._call(self._target.cancel, run_id, by=by)
 
     def signal(
         self, run_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None

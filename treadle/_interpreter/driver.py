@@ -101,6 +101,8 @@ class RunDriver:
         self.moved = False
         #: The definition the run is stored as following (and its label).
         self.definition_id, self.version = record.definition_id, record.version
+        #: The run's labels, and whether a step changed them since the last checkpoint.
+        self.labels, self.relabelled = dict(record.labels), False
         self.events: list[NewEvent] = []
         self.consumed: list[int] = []
         self.dirty = False
@@ -159,7 +161,9 @@ class RunDriver:
             consumed=consumed,
             parent_id=self.record.parent_id,
             result=result,
+            labels=dict(self.labels) if self.relabelled else None,
         )
+        self.relabelled = False
         if self.moved:
             checkpoint.definition_id, checkpoint.version = self.workflow.id, self.workflow.version
         try:
@@ -270,6 +274,7 @@ class RunDriver:
             definition_id=self.definition_id,
             version=self.version,
             forked_from=self.record.forked_from,
+            labels=dict(self.labels),
         )
 
     def view(self) -> State:
@@ -285,6 +290,7 @@ class RunDriver:
             definition_id=self.definition_id,
             version=self.version,
             forked_from=self.record.forked_from,
+            labels=dict(self.labels),
         )
 
     def drop(self, path: str) -> None:
@@ -366,6 +372,7 @@ class RunDriver:
             idempotency_key=f"{self.run_id}/{path}",
             input_model=self.workflow.input,
             _state=state,
+            _labels={},
         )
         state.data, base_json, since = self.copy()
         started = time.perf_counter()
@@ -392,6 +399,9 @@ class RunDriver:
             current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
         self.merge(node.name, state.data, new_json, base_json, since)
+        if ctx._labels:
+            self.labels.update(ctx._labels)
+            self.relabelled = True
         if isinstance(node, ActionStep) and node.compensate is not None:
             self.comp.append([path, node.name, scope.index, scope.item])
         self.note(EventKind.STEP_COMPLETED, node.name, attempt=attempt, ms=took)

@@ -7,13 +7,14 @@ Every option can also come from an environment variable: ``TREADLE_DB``, ``TREAD
 
 from __future__ import annotations
 
-from . import _admin, _cron, _cron_ops, _runs, _versions, _worker
+from . import _admin, _bulk, _cron, _cron_ops, _runs, _versions, _worker
 from ._app import DEFAULT_DB, cli, load_workflows
 
 __all__ = ["DEFAULT_DB", "cli", "load_workflows", "main"]
 
 _COMMANDS = (
     _admin,
+    _bulk,
     _cron,
     _cron_ops,
     _runs,

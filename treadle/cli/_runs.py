@@ -14,7 +14,8 @@ import click
 
 from .._engine import RunControl
 from .._nodes import Workflow
-from .._state import State, Status
+from .._search import RunPage
+from .._state import State
 from .._wire import Event, Run
 from ..persistence import Persistence
 from . import _output
@@ -31,6 +32,7 @@ from ._app import (
     run,
     run_id_value,
 )
+from ._filters import filter_options, run_filter
 
 RUN_ID = click.argument("run_id", metavar="RUN", callback=run_id_value)
 
@@ -110,41 +112,34 @@ def start(
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--workflow", "-w", help="Only runs of this workflow.")
+@filter_options
 @click.option(
-    "--status",
-    "-s",
-    type=click.Choice([s.value for s in Status]),
-    help="Only runs with this status.",
+    "--limit", "-n", type=click.IntRange(1, 1000), default=50, show_default=True, help="At most N."
 )
-@click.option(
-    "--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True, help="At most N."
-)
+@click.option("--cursor", metavar="CURSOR", help="The page after this one (printed on stderr).")
 @db_option
 @json_option
 @click.pass_context
-def runs(
-    ctx: click.Context,
-    workflow: str | None,
-    status: str | None,
-    limit: int,
-    db_url: str,
-    as_json: bool,
-) -> None:
-    """List runs, newest first ('treadle runs migrate --help': move runs onto another
-    definition)."""
+def runs(ctx: click.Context, /, limit: int, cursor: str | None, db_url: str, **kwargs: Any) -> None:
+    """List runs, newest first, filtered by the options ('treadle runs migrate --help': move
+    runs onto another definition). When there are more, the next page's --cursor is printed on
+    stderr."""
     if ctx.invoked_subcommand is not None:
         return
+    as_json = kwargs.pop("as_json")
+    flt = run_filter(kwargs)
 
-    async def work() -> list[State]:
+    async def work() -> RunPage:
         async with open_client(db_url) as engine:
-            return await engine.runs(workflow=workflow, status=status, limit=limit)
+            return await engine.find_runs(flt, cursor=cursor, limit=limit)
 
-    states = run(work)
+    page = run(work)
     if as_json:
-        _output.emit_json([Run.of(s) for s in states])
+        _output.emit_json([Run.of(s) for s in page.runs])
     else:
-        click.echo(_output.runs_table(states))
+        click.echo(_output.runs_table(page.runs))
+    if page.next_cursor:
+        click.echo(f"next page: --cursor {page.next_cursor}", err=True)
 
 
 @cli.command()

@@ -181,6 +181,15 @@ def rename_pairs(
     return pairs or None
 
 
+RENAME = click.option(
+    "--rename",
+    multiple=True,
+    callback=rename_pairs,
+    metavar="OLD=NEW",
+    help="A step renamed in the new definition (repeatable).",
+)
+
+
 def plan_line(plan: MigrationPlan, dry_run: bool) -> str:
     """One line of ``treadle runs migrate``: the run, and whether it moves (or why not)."""
     target = plan.target_version or plan.target
@@ -198,13 +207,7 @@ def plan_line(plan: MigrationPlan, dry_run: bool) -> str:
 @click.option(
     "--to", metavar="V", help="The definition to move to (label or id; default: the newest)."
 )
-@click.option(
-    "--rename",
-    multiple=True,
-    callback=rename_pairs,
-    metavar="OLD=NEW",
-    help="A step renamed in the new definition (repeatable).",
-)
+@RENAME
 @click.option("--dry-run", is_flag=True, help="Only say which runs would move, and why not.")
 @BY
 @app_option

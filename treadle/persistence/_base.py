@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from .._search import RunFilter
 from .._state import Event
 from ._queue import QueueStats
 from ._records import (
@@ -138,6 +139,16 @@ class Persistence(Protocol):
     ) -> list[RunRecord]:
         """At most ``limit`` runs matching every filter given, newest ``created_at`` first (ties
         by id, descending)."""
+        ...
+
+    async def search_runs(
+        self, flt: RunFilter, *, after: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """At most ``limit`` runs that match ``flt``, newest ``created_at`` first (ties by id,
+        descending), after the position ``after`` (the ``(created_at, id)`` of the last run of
+        the previous page; runs created since then do not shift the pages). Labels are read in
+        plain text. Entered through an index: ``run_labels`` for a label, ``(workflow,
+        created_at)`` for a workflow, else ``created_at``."""
         ...
 
     async def history(self, run_id: str) -> list[Event]:
@@ -274,10 +285,16 @@ class Persistence(Protocol):
         ...
 
     async def resume(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Make a PAUSED run runnable again (PENDING, or RUNNING leased to ``owner`` when given),
-        or withdraw a pause that its owner has not acted on yet; a ``resumed`` event either way.
+        or withdraw a pause that its owner has not acted on yet; a ``resumed`` event (with
+        ``detail``) either way.
 
         Raises :class:`RunNotFound`, or :class:`InvalidTransition` for a finished run or one
         that is neither paused nor asked to pause.
@@ -285,9 +302,15 @@ class Persistence(Protocol):
         ...
 
     async def request_cancel(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
-        """Set the run's control to ``"cancel"`` (``cancel_requested`` event); if no live lease
+        """Set the run's control to ``"cancel"`` (``cancel_requested`` event, with ``detail``,
+        e.g. who asked); if no live lease
         holds it, also make it runnable (PENDING, or RUNNING leased to ``owner``) so that an
         engine compensates and ends it.
 

@@ -57,6 +57,8 @@ class RunRecord:
     deadline_at: datetime | None = None
     #: What the run returned (its output, as JSON text), once it completed.
     result: str | None = None
+    #: The run's labels (stored in plain text, never through a codec: search reads them).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -88,7 +90,12 @@ class RunRecord:
             trace=row["trace"],
             deadline_at=to_datetime(row["deadline_at"]),
             result=row["result"],
+            labels=_labels(row["labels"]),
         )
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return dict(json.loads(value) if isinstance(value, str) else value or {})
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,8 @@ class Checkpoint:
     version: str | None = None
     #: What the run returned (JSON text), with the checkpoint that completes it.
     result: str | None = None
+    #: Every label of the run when a step set one since the last checkpoint (else None).
+    labels: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 
 from .._codec import Codec
 from .._metrics import CommitStats
+from .._search import RunFilter
 from .._state import Event
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
 from ._base import Persistence, WakeListener, utcnow
+from ._labels import search_runs
 from ._queue import QueueStats, queue_stats
 from ._records import (
     Checkpoint,
@@ -169,6 +171,11 @@ class SQLPersistence(Persistence):
             )
         )
 
+    async def search_runs(
+        self, flt: RunFilter, *, after: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        return await self._query(partial(search_runs, flt=flt, after=after, limit=limit))
+
     async def history(self, run_id: str) -> list[Event]:
         return await self._query(partial(scripts.history, run_id=run_id))
 
@@ -250,16 +257,31 @@ class SQLPersistence(Persistence):
         )
 
     async def resume(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         return await self._write(
             partial(
-                scripts.resume, run_id=run_id, now=self.now(), owner=owner, lease_until=lease_until
+                scripts.resume,
+                run_id=run_id,
+                now=self.now(),
+                owner=owner,
+                lease_until=lease_until,
+                detail=detail,
             )
         )
 
     async def request_cancel(
-        self, run_id: str, *, owner: str | None = None, lease_until: datetime | None = None
+        self,
+        run_id: str,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         return await self._write(
             partial(
@@ -269,6 +291,7 @@ class SQLPersistence(Persistence):
                 wall=utcnow(),
                 owner=owner,
                 lease_until=lease_until,
+                detail=detail,
             )
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._state import FINISHED, Event, EventKind, Status
 from .._text import storable, storable_json
+from ._labels import insert_labels, replace_labels
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -122,8 +123,10 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         version=run.version,
         forked_from=run.forked_from,
         deadline_at=run.deadline_at,
+        labels=json.dumps(run.labels),
     )
     if created:
+        insert_labels(tx, run.id, run.labels)
         if run.trace is not None:  # plain text, never through the codec
             tx.execute("set_run_trace", id=run.id, trace=run.trace)
         _event(tx, run.id, event, now)
@@ -245,6 +248,8 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
             definition_id=cp.definition_id,
             version=cp.version,
         )
+    if cp.labels is not None:
+        replace_labels(tx, cp.run_id, cp.token, cp.labels)
     if cp.consumed:
         tx.execute("consume_inbox", seqs=list(cp.consumed))
     for event in cp.events:
@@ -424,16 +429,21 @@ def request_pause(tx: Tx, run_id: str, now: datetime, wall: datetime) -> RunReco
 
 
 def resume(
-    tx: Tx, run_id: str, now: datetime, owner: str | None, lease_until: datetime | None
+    tx: Tx,
+    run_id: str,
+    now: datetime,
+    owner: str | None,
+    lease_until: datetime | None,
+    detail: dict[str, Any] | None = None,
 ) -> RunRecord:
     """A PAUSED run is made runnable; a pending ``pause`` control is withdrawn."""
     run = _unfinished(tx, run_id, "resume")
     if run.status is Status.PAUSED:
-        _event(tx, run_id, NewEvent(EventKind.RESUMED), now)
+        _event(tx, run_id, NewEvent(EventKind.RESUMED, detail=detail or {}), now)
         return _make_runnable(tx, run_id, now, owner, lease_until)
     if run.control == "pause":
         tx.execute("set_control", id=run_id, control=None)
-        _event(tx, run_id, NewEvent(EventKind.RESUMED), now)
+        _event(tx, run_id, NewEvent(EventKind.RESUMED, detail=detail or {}), now)
         run.control = None
         return run
     raise InvalidTransition(run_id, run.status.value, "resume")
@@ -446,11 +456,12 @@ def request_cancel(
     wall: datetime,
     owner: str | None,
     lease_until: datetime | None,
+    detail: dict[str, Any] | None = None,
 ) -> RunRecord:
     """``wall`` (wall time) judges whether a lease still holds the run."""
     run = _unfinished(tx, run_id, "cancel")
     tx.execute("set_control", id=run_id, control="cancel")
-    _event(tx, run_id, NewEvent(EventKind.CANCEL_REQUESTED), now)
+    _event(tx, run_id, NewEvent(EventKind.CANCEL_REQUESTED, detail=detail or {}), now)
     if run.is_free(wall):
         run = _make_runnable(tx, run_id, now, owner, lease_until)
     run.control = "cancel"

@@ -9,11 +9,15 @@ from importlib import resources
 from typing import Any, Protocol
 
 _NAME = re.compile(r"^--\s*name:\s*(\S+)\s*$", re.MULTILINE)
+#: A line ``-- include: x`` in a block stands for the text of block ``x`` (conditions that
+#: several statements share, written once).
+_INCLUDE = re.compile(r"^\s*--\s*include:\s*(\S+)\s*$", re.MULTILINE)
 
 
 @cache
 def queries(dialect: str) -> Mapping[str, str]:
-    """Every ``-- name: x`` block of the dialect's ``.sql`` files, by name."""
+    """Every ``-- name: x`` block of the dialect's ``.sql`` files, by name (with its
+    ``-- include: y`` lines replaced by block ``y``)."""
     found: dict[str, str] = {}
     folder = resources.files("treadle.persistence") / "sql" / dialect
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
@@ -25,7 +29,7 @@ def queries(dialect: str) -> Mapping[str, str]:
             if name in found:
                 raise RuntimeError(f"SQL block {name!r} is defined twice for {dialect}")
             found[name] = body.strip()
-    return found
+    return {name: _INCLUDE.sub(lambda m: found[m.group(1)], body) for name, body in found.items()}
 
 
 Row = Mapping[str, Any]

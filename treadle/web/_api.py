@@ -10,11 +10,13 @@ from starlette.routing import Route
 
 from .. import _wire as wire
 from .._engine import Engine
+from .._search import RunFilter
 from ._auth import Authenticator, Identity
 from ._errors import ApiError
-from ._json import json_response, query_limit, query_status, read_body
+from ._json import json_response, query_limit, read_body
 from ._openapi import openapi_document
 from ._schedules import Schedules
+from ._search import query_filter
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -54,23 +56,41 @@ class Api:
     # Runs ------------------------------------------------------------------------------------
 
     async def list_runs(self, request: Request) -> Response:
-        """GET /api/runs?workflow&status&parent_id&limit."""
+        """GET /api/runs?workflow&status&label=k:v&...&cursor&limit: one page, newest first."""
         self.reader(request)
-        params = request.query_params
-        runs = await self.engine.runs(
-            workflow=params.get("workflow") or None,
-            status=query_status(request),
-            parent_id=params.get("parent_id") or None,
-            limit=query_limit(request),
+        flt = query_filter(request.query_params)
+        cursor = request.query_params.get("cursor") or None
+        page = await self.engine.find_runs(flt, cursor=cursor, limit=query_limit(request))
+        runs = [wire.Run.of(s) for s in page.runs]
+        return json_response(wire.RunList(runs=runs, next_cursor=page.next_cursor))
+
+    async def bulk(self, request: Request) -> Response:
+        """POST /api/runs/bulk/{action} {filter, run_ids, dry_run, ...}: as the token's
+        identity."""
+        identity = self.writer(request)
+        body = await read_body(request, wire.BulkAction, required=False)
+        result = await self.engine.bulk(
+            request.path_params["action"],
+            RunFilter(**body.filter.fields()),
+            dry_run=body.dry_run,
+            by=identity.name,
+            reason=body.reason,
+            to=body.to,
+            rename=body.rename,
+            run_ids=body.run_ids,
         )
-        return json_response(wire.RunList(runs=[wire.Run.of(s) for s in runs]))
+        return json_response(wire.BulkOutcome.of(result))
 
     async def start_run(self, request: Request) -> Response:
         """POST /api/runs {workflow, data, run_id}."""
         self.writer(request)
         body = await read_body(request, wire.StartRun, required=True)
         new_id = await self.engine.start(
-            body.workflow, body.data, run_id=body.run_id, deadline=body.deadline
+            body.workflow,
+            body.data,
+            run_id=body.run_id,
+            deadline=body.deadline,
+            labels=body.labels,
         )
         response = await self.run_json(new_id, 201)
         response.headers["Location"] = f"/api/runs/{new_id}"
@@ -274,6 +294,7 @@ class Api:
             Route("/api/whoami", self.whoami, methods=["GET"]),
             Route("/api/runs", self.list_runs, methods=["GET"]),
             Route("/api/runs", self.start_run, methods=["POST"]),
+            Route("/api/runs/bulk/{action}", self.bulk, methods=["POST"]),
             Route(run, self.get_run, methods=["GET"]),
             Route(f"{run}/history", self.history, methods=["GET"]),
             Route(f"{run}/definition", self.definition, methods=["GET"]),

@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import _wire as wire
 from .._ids import ID_PATTERN
+from ._search import OPENAPI_PARAMETERS
 
 _ERRORS = {
     400: "Malformed JSON or invalid fields",
@@ -39,12 +40,7 @@ def _param(name: str, where: str = "path", **schema: Any) -> dict[str, Any]:
     }
 
 
-_LIST_RUNS = [
-    _param("workflow", "query"),
-    {"name": "status", "in": "query", "schema": _ref("Status")},
-    _param("parent_id", "query"),
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-]
+_LIST_RUNS = OPENAPI_PARAMETERS
 
 _IDEMPOTENCY_KEY = {
     **_param("Idempotency-Key", "header", pattern=ID_PATTERN),
@@ -64,6 +60,9 @@ _ROUTES: tuple[_Row, ...] = (
      None, (200, "RunList"), (400, 401)),
     ("post", "/api/runs", "startRun", "runs", "Start a run (idempotent with run_id)",
      "StartRun", (201, "Run"), (*_WRITE, 404)),
+    ("post", "/api/runs/bulk/{action}", "bulkAction", "runs",
+     "cancel, resume, retry, abort or migrate every run a filter matches, as the token's identity",
+     "BulkAction", (200, "BulkOutcome"), _WRITE),
     ("get", _RUN, "getRun", "runs", "One run", None, (200, "Run"), (401, 404)),
     ("get", f"{_RUN}/history", "getHistory", "runs", "What happened to the run, in order",
      None, (200, "History"), (401, 404)),

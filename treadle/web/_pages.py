@@ -24,9 +24,10 @@ from .._state import Status
 from ..persistence._records import InboxMessage
 from ._auth import Authenticator
 from ._diagram import LEGEND
-from ._json import query_limit, query_status
+from ._json import query_limit
 from ._overview import Overview
 from ._schedules import Schedules
+from ._search import dashboard_params, paging, query_filter
 from ._views import run_rows, run_view, schedule_rows, signal_names
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -96,11 +97,12 @@ class Pages:
         self.auth.require(request, write=False)
         params = request.query_params
         q = (params.get("q") or "").strip()
-        runs = await self.engine.runs(
-            workflow=params.get("workflow") or None,
-            status=query_status(request),
-            limit=query_limit(request, default=200) if not q else 1000,
+        flt = query_filter(dashboard_params(params))
+        cursor = params.get("cursor") or None
+        page = await self.engine.find_runs(
+            flt, cursor=cursor, limit=query_limit(request, default=50) if not q else 1000
         )
+        runs = page.runs
         if q:
             runs = [r for r in runs if q in r.id]
             if not runs:
@@ -112,6 +114,7 @@ class Pages:
         return self._render(
             request, "runs.html", rows=run_rows(runs, now), now=now,
             workflows=sorted(self.engine.workflows),
+            paging=paging(params, page.next_cursor if not q else None),
         )  # fmt: skip
 
     async def run_fragment(self, request: Request) -> Response:

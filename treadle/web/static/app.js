@@ -69,7 +69,24 @@
     var a = document.activeElement;
     return a && live && live.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName);
   }
+  function picked() {
+    return Array.prototype.map.call(
+      document.querySelectorAll("input.pick:checked"), function (el) { return el.value; });
+  }
+  function showPicked() {
+    var el = document.getElementById("picked");
+    if (el) el.textContent = picked().length + " selected";
+  }
   function keepValues(fn) {
+    var chosen = picked();
+    fn();
+    chosen.forEach(function (id) {
+      var box = live.querySelector('input.pick[value="' + CSS.escape(id) + '"]');
+      if (box) box.checked = true;
+    });
+    showPicked();
+  }
+  function keepInputs(fn) {
     var saved = {};
     live.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (el) {
       saved[el.id] = el.value;
@@ -105,7 +122,7 @@
     }
     delete live.dataset.stale;
     if (html !== lastHtml) {
-      keepValues(function () { live.innerHTML = html; });
+      keepValues(function () { keepInputs(function () { live.innerHTML = html; }); });
       lastHtml = html;
     }
     schedule();
@@ -149,32 +166,65 @@
       toast("Not valid JSON: " + e.message, true);
       return;
     }
+    await send(btn, url, btn.dataset.method || "POST", body, async function (resp) {
+      if (btn.dataset.go) {
+        var made = await resp.json();  // e.g. a fork: go to the new run
+        window.location.href = "/runs/" + encodeURIComponent(made[btn.dataset.go]);
+        return true;
+      }
+      toast(btn.textContent.trim() + ": done");
+      live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
+      return false;
+    });
+  });
+
+  // Send a button's request; ``ok(resp)`` handles success (true: do not refresh), then the
+  // live part is refreshed.
+  async function send(btn, url, method, body, ok) {
     busy = true;
     btn.disabled = true;
     try {
       var resp = await fetch(url, {
-        method: btn.dataset.method || "POST",
+        method: method,
         headers: headers({ "Content-Type": "application/json" }),
         body: JSON.stringify(body),
       });
-      if (resp.ok && btn.dataset.go) {
-        var made = await resp.json();  // e.g. a fork: go to the new run
-        window.location.href = "/runs/" + encodeURIComponent(made[btn.dataset.go]);
-        return;
-      }
-      if (resp.ok) {
-        toast(btn.textContent.trim() + ": done");
-        live.querySelectorAll("input[id], textarea[id]").forEach(function (el) { el.value = ""; });
-      } else {
-        toast(await errorText(resp), true);
-      }
+      if (resp.ok && await ok(resp)) return;
+      if (!resp.ok) toast(await errorText(resp), true);
     } finally {
       busy = false;
       btn.disabled = false;
-      lastHtml = "";
-      await refresh(true);
-      setTimeout(function () { refresh(true); }, 400);
     }
+    lastHtml = "";
+    await refresh(true);
+    setTimeout(function () { refresh(true); }, 400);
+  }
+
+  // Bulk actions on the selected runs ------------------------------------------------------
+  document.addEventListener("change", function (ev) {
+    if (ev.target.matches("input.pick-all")) {
+      live.querySelectorAll("input.pick").forEach(function (el) { el.checked = ev.target.checked; });
+    }
+    if (ev.target.matches("input.pick, input.pick-all")) showPicked();
+  });
+  document.addEventListener("click", async function (ev) {
+    var btn = ev.target.closest("button.bulk");
+    if (!btn || btn.disabled) return;
+    var ids = picked();
+    if (!ids.length) { toast("Select runs first", true); return; }
+    if (btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) return;
+    var url = "/api/runs/bulk/" + encodeURIComponent(btn.dataset.action);
+    await send(btn, url, "POST", { run_ids: ids }, async function (resp) {
+      var done = await resp.json();
+      var skipped = Object.keys(done.skipped).length;
+      toast(btn.dataset.action + ": " + done.applied.length + " done, " + skipped + " skipped",
+            skipped > 0 && done.applied.length === 0);
+      document.querySelectorAll("input.pick, input.pick-all").forEach(function (el) {
+        el.checked = false;
+      });
+      showPicked();
+      return false;
+    });
   });
 
   whoami();

@@ -29,10 +29,10 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from, deadline_at)
+                  version, forked_from, deadline_at, labels)
 VALUES (%(id)s, %(workflow)s, %(definition_id)s, %(status)s, %(data)s, %(cursor)s, NULL, '[]',
         NULL, %(parent_id)s, %(now)s, %(now)s, %(owner)s, %(lease_until)s, 1, NULL,
-        %(version)s, %(forked_from)s, %(deadline_at)s)
+        %(version)s, %(forked_from)s, %(deadline_at)s, %(labels)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run

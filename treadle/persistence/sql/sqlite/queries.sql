@@ -26,9 +26,10 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from, deadline_at)
+                  version, forked_from, deadline_at, labels)
 VALUES (:id, :workflow, :definition_id, :status, :data, :cursor, NULL, '[]',
-        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from, :deadline_at)
+        NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from,
+        :deadline_at, :labels)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
