@@ -92,6 +92,7 @@ class _Options:
     on_failure: str = "compensate"
     auto_upgrade: bool = False
     input: type[Any] | None = None
+    retention: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,19 @@ class Builder:
         """Read as "and then": adds nothing."""
         return self
 
+    def retention(self, keep: Duration) -> Self:
+        """Keep this workflow's finished runs for ``keep`` (``"90d"``, ``"1y"``, a timedelta...)
+        after they ended, then delete them (this wins over ``Engine(retention=...)``). Not part
+        of the fingerprint: changing it moves no run onto another definition."""
+        owner = f"workflow {self._name!r}: retention"
+        try:
+            kept = parse_duration(keep, calendar=True)
+        except ValueError as exc:
+            raise DefinitionError(f"{owner}: {exc}") from None
+        if kept <= timedelta(0):
+            raise DefinitionError(f"{owner} must be more than 0 (leave it out to keep runs)")
+        return type(self)(self._name, self._chain, dataclasses.replace(self._opts, retention=kept))
+
     def if_(self, name: str, cond: Condition) -> IfBuilder:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
         name = _step_name(self._name, "if", name)
@@ -286,6 +300,7 @@ class Builder:
             on_failure=opts.on_failure,
             auto_upgrade=opts.auto_upgrade,
             input=opts.input,
+            retention=opts.retention,
         )
         validate(workflow)
         return workflow

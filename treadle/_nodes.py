@@ -238,6 +238,8 @@ class Workflow:
     fingerprint: it is how runs are deployed, not what they do). ``input`` is the model that
     starts validate the run's data against (``treadle.new(name, input=Model)``); its
     qualified name is part of the shape, and of the fingerprint, only when it is set.
+    ``retention`` is how long its finished runs are kept (``.retention("1y")``; None: as the
+    engine says); like ``auto_upgrade`` it is not part of the shape or the fingerprint.
     """
 
     name: str
@@ -247,6 +249,7 @@ class Workflow:
     on_failure: str = "compensate"
     auto_upgrade: bool = field(default=False, compare=False)
     input: type[Any] | None = field(default=None, compare=False)
+    retention: timedelta | None = field(default=None, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:

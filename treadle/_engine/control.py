@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._clock import Clock, RealClock
+from .._duration import Duration
 from .._errors import (
     DataError,
     EngineNotOpen,
@@ -33,6 +34,7 @@ from .executor import Executor, input_digest
 from .inputs import start_data
 from .operator import Operator
 from .registry import Registry
+from .retention import BATCH_SIZE, PruneReport, prune_older_than
 
 
 class RunControl:
@@ -310,6 +312,40 @@ class RunControl:
         """End a HELD run as a failed one would: compensate its completed steps, end FAILED
         with ``aborted: <reason>``."""
         await self._operator.decide(await self._get(run_id), "abort", by, reason=str(reason))
+
+    # Deleting finished runs ----------------------------------------------------------------
+
+    async def delete(self, run_id: str) -> list[str]:
+        """Delete a finished run now, whole (history, inbox, labels), with its descendants (an
+        erasure request); return the ids deleted, the run's first. :class:`InvalidTransition`
+        for an unfinished run (cancel it first), one whose parent is unfinished, or one with an
+        unfinished descendant; :class:`RunNotFound` for an unknown one."""
+        self._require_open()
+        return await self.persistence.delete_run(check_id(run_id, "run id"))
+
+    async def prune(
+        self,
+        older_than: Duration,
+        *,
+        status: Status | str | None = None,
+        workflow: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = BATCH_SIZE,
+    ) -> PruneReport:
+        """Delete the finished runs (of ``status``, of ``workflow``, if given) that ended more
+        than ``older_than`` ago by this handle's clock, whatever their retention, in batches of
+        ``batch_size`` runs a transaction; ``dry_run`` deletes nothing and reports what would
+        go. Unfinished runs are never deleted."""
+        self._require_open()
+        return await prune_older_than(
+            self.persistence,
+            self.clock.now(),
+            older_than,
+            status=status,
+            workflow=workflow,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
 
     def _require_open(self) -> None:
         kind = type(self).__name__  # Engine or Client, in the words of the caller's code

@@ -35,3 +35,4 @@ CREATE TABLE IF NOT EXISTS run_labels (
     PRIMARY KEY (key, value, run_id)
 );
 CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
+CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id);
