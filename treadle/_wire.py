@@ -251,6 +251,13 @@ class Forked(BaseModel):
     run_id: str
 
 
+class DeletedRuns(BaseModel):
+    """``DELETE /api/runs/{id}`` (and ``treadle delete --json``): the runs deleted, the one
+    asked for first, then its descendants."""
+
+    deleted: list[str]
+
+
 class RunList(BaseModel):
     """``GET /api/runs``."""
 
@@ -375,6 +382,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     RunList,
     MigrationPlan,
     Forked,
+    DeletedRuns,
     History,
     WorkflowList,
     ScheduleList,

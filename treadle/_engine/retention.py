@@ -57,7 +57,7 @@ def parse_retention(value: Duration | None, what: str = "retention") -> timedelt
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
     if kept <= timedelta(0):
-        raise ValueError(f"{what} must be more than 0 (None keeps finished runs for ever)")
+        raise ValueError(f"{what} must be more than 0 (to keep finished runs for ever: None)")
     return kept
 
 

@@ -7,7 +7,7 @@ Every option can also come from an environment variable: ``TREADLE_DB``, ``TREAD
 
 from __future__ import annotations
 
-from . import _admin, _cron, _runs, _versions, _worker
+from . import _admin, _cron, _retention, _runs, _versions, _worker
 from ._app import DEFAULT_DB, cli, load_workflows
 
 __all__ = ["DEFAULT_DB", "cli", "load_workflows", "main"]
@@ -15,6 +15,7 @@ __all__ = ["DEFAULT_DB", "cli", "load_workflows", "main"]
 _COMMANDS = (
     _admin,
     _cron,
+    _retention,
     _runs,
     _versions,
     _worker,

@@ -38,7 +38,8 @@ def _delete_whole(tx: Tx, run_ids: Sequence[str]) -> list[str]:
     """Delete those of ``run_ids`` that have ended, with every row that belongs to them."""
     if not run_ids:
         return []
-    deleted = [r["id"] for r in tx.all("delete_finished_runs", ids=list(run_ids))]
+    found = {r["id"] for r in tx.all("delete_finished_runs", ids=list(run_ids))}
+    deleted = [r for r in run_ids if r in found]  # in the order asked (RETURNING has none)
     if deleted:
         for statement in ("delete_events_of", "delete_inbox_of", "delete_labels_of"):
             tx.execute(statement, ids=deleted)
