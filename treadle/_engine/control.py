@@ -34,7 +34,7 @@ from .executor import Executor, input_digest
 from .inputs import start_data
 from .operator import Operator
 from .registry import Registry
-from .retention import BATCH_SIZE, PruneReport, prune_older_than
+from .retention import BATCH_SIZE, Pruner, PruneReport, prune_older_than
 
 
 class RunControl:
@@ -63,6 +63,7 @@ class RunControl:
             step_threads=step_threads,
         )
         self._operator = Operator(self._executor)
+        self._pruner: Pruner | None = None  # an Engine's, deleting runs past their retention
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ""
@@ -80,7 +81,8 @@ class RunControl:
     # Life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the persistence, then recover and execute runs in the background."""
+        """Open the persistence, then recover and execute runs (and, for an engine with a
+        retention, delete finished runs past it) in the background."""
         if self._open:
             raise WrongEventLoop(
                 f"the engine is already open (on the event loop of thread {self._thread!r}): "
@@ -95,12 +97,16 @@ class RunControl:
         self._open = True
         await self._registry.save_all(self.persistence)
         await self._executor.start()
+        if self._pruner is not None:
+            self._pruner.start()
 
     async def close(self, drain: float = 5.0) -> None:
         """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
         and release their runs so that another engine can go on with them at once."""
         if not self._open:
             return
+        if self._pruner is not None:
+            await self._pruner.stop()
         await self._executor.stop(drain)
         await self.persistence.close()
         self._open = False

@@ -56,19 +56,8 @@ class Engine(RunControl):
             step_threads=step_threads,
             codec=codec,
         )
+        self._retention = pruner_retention
         self._pruner = Pruner(self._executor, pruner_retention)
-
-    async def open(self) -> None:
-        """Open the persistence, then recover and execute runs, and delete finished runs past
-        their retention, in the background."""
-        await super().open()
-        self._pruner.start()
-
-    async def close(self, drain: float = 5.0) -> None:
-        """Stop pruning and taking work; let running steps finish for up to ``drain`` seconds,
-        then stop them and release their runs so that another engine can go on with them."""
-        await self._pruner.stop()
-        await super().close(drain)
 
     # What it was made with -----------------------------------------------------------------
 
@@ -90,7 +79,7 @@ class Engine(RunControl):
     def retention(self) -> timedelta | None:
         """How long this engine keeps finished runs of workflows that set no retention of
         their own (None: for ever)."""
-        return self._pruner.retention
+        return self._retention
 
     @property
     def max_concurrent_runs(self) -> int:
