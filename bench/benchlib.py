@@ -36,6 +36,7 @@ FULL_COUNTS: dict[str, int] = {
     "growth_small": 1_000,
     "growth_large": 1_000_000,
     "growth_measure": 300,
+    "prune_backlog": 200_000,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -46,6 +47,7 @@ QUICK_COUNTS: dict[str, int] = {
     "growth_small": 1_000,
     "growth_large": 50_000,
     "growth_measure": 100,
+    "prune_backlog": 20_000,
 }
 
 

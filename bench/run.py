@@ -35,6 +35,10 @@ reported as "missing" and its figures left empty:
         # store `stored` completed three-step runs (bulk SQL is fine), then measure
         # the per-step cost exactly as step_cost(n, ...) does
         # keys: stored_workflows, per_step_us
+    async def pruning(stored: int, n: int, db_path: str) -> dict
+        # `stored` completed runs that ended 60 days ago; n sequential three-step runs
+        # without a pruner and with Engine(retention="30d") deleting that backlog meanwhile
+        # keys: no_pruner / pruner, each as sequential's, + deleted_per_s (treadle only)
 
 db_path is a fresh SQLite file path (nothing exists there yet); the side must open
 it with journal_mode=WAL and synchronous=FULL and may add a "pragmas" key saying so.
@@ -93,7 +97,15 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
     return run_json(cmd, timeout, label, str(BENCH_DIR))
 
 
-PART_KEYS = ("sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large")
+PART_KEYS = (
+    "sequential",
+    "concurrent",
+    "step_cost",
+    "waiting",
+    "growth_small",
+    "growth_large",
+    "pruning",
+)
 Part = Callable[[], Result]
 
 
@@ -154,6 +166,9 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "growth_large": part(
             "growth", "growth_large", stored=counts["growth_large"], n=counts["growth_measure"]
         ),
+        "pruning": part(
+            "pruning", "pruning", stored=counts["prune_backlog"], n=counts["sequential"]
+        ),
     }
 
 
@@ -194,7 +209,7 @@ def treadle_child(args: argparse.Namespace) -> None:
         n, sample, stored = args.part_n, args.part_sample, args.part_stored
         if args.treadle_part == "waiting":
             result = asyncio.run(fn(n, sample, db))
-        elif args.treadle_part == "growth":
+        elif args.treadle_part in ("growth", "pruning"):
             result = asyncio.run(fn(stored, n, db))
         else:
             result = asyncio.run(fn(n, db))
@@ -303,6 +318,14 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     row("growth: per step, small store", "µs", "lower", t_small, d_small)
     row("growth: per step, large store", "µs", "lower", t_large, d_large)
     row("growth: large / small", "x", "lower", ratio(t_large, t_small), ratio(d_large, d_small))
+    # Retention: the commit path while the pruner deletes a backlog (DBOS: not measured).
+    for label, key in (("no pruner", "no_pruner"), ("pruner deleting", "pruner")):
+        t_fig = treadle.get("pruning", {}).get(key, {})
+        row(f"backlog, {label}: sequential wf/s", "wf/s", "higher",
+            t_fig.get("workflows_per_s"), None)  # fmt: skip
+        row(f"backlog, {label}: sequential p99", "ms", "lower", t_fig.get("p99_ms"), None)
+    pruned = treadle.get("pruning", {}).get("pruner", {})
+    row("backlog: runs deleted/s meanwhile", "runs/s", "higher", pruned.get("deleted_per_s"), None)
     return rows
 
 

@@ -4,9 +4,10 @@ them (``treadle.new(...).retention("1y")``, else ``Engine(retention="30d")``).
 An engine that executes runs keeps a :class:`Pruner` in the background: soon after it opens and
 then every minute (by the engine's clock) it deletes the finished runs of the workflows it has
 registered whose ``updated_at`` (when they ended) is older than their retention, in batches of a
-few hundred runs, one transaction each. Between two batches it rests as long as the batch took,
-so that the checkpoints of running runs never queue behind a backlog of deletions for long. The
-workflows it has not registered are left alone: it cannot know how long they are to be kept
+few hundred runs, one transaction each. After each batch it rests twice as long as the batch
+took (longer when the writer is busy, since the batch then takes longer), so that checkpoints of
+running runs never queue behind a backlog of deletions for long. The workflows it has not
+registered are left alone: it cannot know how long they are to be kept
 (``treadle runs prune`` deletes by age whatever the workflow).
 """
 
@@ -29,7 +30,9 @@ from .executor import Executor
 log = logging.getLogger("treadle.retention")
 
 #: Runs deleted per transaction.
-BATCH_SIZE = 500
+BATCH_SIZE = 200
+#: After each batch the pruner rests this many times as long as the batch took.
+REST = 2.0
 #: How often the background pruner looks for runs to delete (on the engine's clock).
 PRUNE_EVERY = timedelta(minutes=1)
 #: How many of the ids a prune deleted (or would delete) it reports.
@@ -84,7 +87,7 @@ async def prune(
 ) -> PruneReport:
     """Delete (or count, with ``dry_run``) the deletable runs that ended before ``before``, in
     batches of ``batch_size`` (one transaction each), resting between batches; then give the
-    space back."""
+    space back (in the meantime new rows reuse the freed pages)."""
     if dry_run:
         count, ids = await persistence.prunable(
             before, statuses=statuses, workflows=workflows, sample=SAMPLE
@@ -98,12 +101,10 @@ async def prune(
         )
         count += len(deleted)
         sample.extend(deleted[: SAMPLE - len(sample)])
-        if deleted:
-            await persistence.reclaim_space()
         if len(deleted) < batch_size:
             break
-        # Half the writer's time at most: the checkpoints of running runs go first.
-        await asyncio.sleep(time.monotonic() - started)
+        # A third of the writer's time at most: the checkpoints of running runs go first.
+        await asyncio.sleep(REST * (time.monotonic() - started))
     if count:
         await _reclaim(persistence)
     return PruneReport(count, tuple(sample), before, False)
@@ -119,7 +120,7 @@ async def _reclaim(persistence: Persistence) -> None:
         if now_left >= left:
             return
         left = now_left
-        await asyncio.sleep(time.monotonic() - started)
+        await asyncio.sleep(REST * (time.monotonic() - started))
 
 
 async def prune_older_than(

@@ -48,9 +48,9 @@ DELETE FROM run_labels WHERE run_id IN (SELECT value FROM json_each(:ids));
 UPDATE runs SET parent_id = NULL WHERE parent_id IN (SELECT value FROM json_each(:ids));
 
 -- name: reclaim_space
--- Gives up to 2,000 free pages back to the file system (databases made with
+-- Gives up to 500 free pages back to the file system (databases made with
 -- auto_vacuum=INCREMENTAL, as treadle makes them; nothing otherwise: see 'treadle db vacuum').
-PRAGMA incremental_vacuum(2000);
+PRAGMA incremental_vacuum(500);
 
 -- name: free_pages
 SELECT freelist_count AS pages FROM pragma_freelist_count();
