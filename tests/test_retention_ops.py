@@ -260,3 +260,47 @@ def test_a_prune_killed_mid_way_leaves_every_run_whole_or_gone(
     assert out.startswith(f"deleted {left} finished runs")
     assert query(persistence, "SELECT COUNT(*) FROM runs") == [(0,)]
     assert orphans(persistence) == {"events": 0, "inbox": 0, "run_labels": 0, "parent_id": 0}
+
+
+APP = """
+import treadle
+
+seeded = treadle.new("seeded").step("s", lambda ctx, state: None).build()
+engine = treadle.Engine(treadle.SQLitePersistence("treadle.db"), retention="30d")
+engine.register(seeded)
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "extra", "kept"),
+    [("shop_app:engine", [], "30d"), ("shop_app:seeded", ["--retention", "4w"], "28d")],
+)
+def test_a_worker_prunes_with_the_engines_retention_or_its_own(
+    tmp_path: Path, app: str, extra: list[str], kept: str
+) -> None:
+    (tmp_path / "shop_app.py").write_text(APP)
+    persistence = treadle.SQLitePersistence(str(tmp_path / "treadle.db"))
+    made(persistence)
+    seed_finished(persistence, 300, LONG_AGO)
+    young = seed_finished(persistence, 3, datetime.now(UTC), prefix="young")
+    args = [sys.executable, "-m", "treadle", "worker", app, "--drain", "0", *extra]
+    log = tmp_path / "worker.log"
+    said = "retention: deleted 300 finished runs of seeded older than "
+    with log.open("w") as out:  # the database: ./treadle.db, the Engine's and the default
+        proc = subprocess.Popen(args, cwd=tmp_path, stderr=out, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while said not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log.read_text()
+    assert f"{said}{kept}" in log.read_text()
+    assert sorted(r[0] for r in query(persistence, "SELECT id FROM runs")) == young
+    assert orphans(persistence) == {"events": 0, "inbox": 0, "run_labels": 0, "parent_id": 0}

@@ -204,7 +204,7 @@ class Pruner:
                         "retention: deleted %d finished runs of %s older than %s",
                         report.count,
                         ", ".join(names),
-                        kept,
+                        f"{kept.days}d" if kept == timedelta(days=kept.days) else kept,
                     )
         except Exception as exc:  # a database outage: the next pass tries again
             log.warning("retention: pruning failed (tried again in %s): %s", self.every, exc)

@@ -8,29 +8,30 @@ from datetime import timedelta
 import click
 
 from .._engine import PruneReport
-from .._engine.retention import BATCH_SIZE, parse_retention
+from .._engine.retention import BATCH_SIZE
 from .._wire import DeletedRuns
 from ..persistence._prune import FINISHED_VALUES
 from ..persistence._vacuum import vacuum as vacuum_database
 from . import _output
 from ._admin import db
-from ._app import cli, db_option, json_option, make_persistence, open_client, redact, run
+from ._app import (
+    age_value,
+    cli,
+    db_option,
+    json_option,
+    make_persistence,
+    open_client,
+    redact,
+    run,
+)
 from ._runs import RUN_ID, runs
-
-
-def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
-    try:
-        return parse_retention(value, "--older-than")
-    except ValueError as exc:
-        message = str(exc).removeprefix("--older-than: ").partition(" (to keep")[0]
-        raise click.BadParameter(message) from None
 
 
 @runs.command()
 @click.option(
     "--older-than",
     required=True,
-    callback=_age,
+    callback=age_value,
     metavar="AGE",
     help="Delete runs that ended longer ago than this: 30d, 12h, 1y...",
 )
