@@ -30,8 +30,9 @@ WHERE r.status IN (SELECT value FROM json_each(:statuses)) AND r.updated_at < :b
 SELECT id, status FROM runs WHERE parent_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_finished_runs
+-- By primary key: '+status' keeps the planner from scanning runs_status_updated instead.
 DELETE FROM runs
-WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('completed', 'failed', 'cancelled')
+WHERE id IN (SELECT value FROM json_each(:ids)) AND +status IN ('completed', 'failed', 'cancelled')
 RETURNING id;
 
 -- name: delete_events_of
