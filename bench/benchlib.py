@@ -38,6 +38,7 @@ FULL_COUNTS: dict[str, int] = {
     "growth_measure": 300,
     "search_stored": 1_000_000,
     "search_queries": 200,
+    "prune_backlog": 200_000,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -50,6 +51,7 @@ QUICK_COUNTS: dict[str, int] = {
     "growth_measure": 100,
     "search_stored": 50_000,
     "search_queries": 50,
+    "prune_backlog": 20_000,
 }
 
 

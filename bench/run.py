@@ -35,6 +35,10 @@ reported as "missing" and its figures left empty:
         # store `stored` completed three-step runs (bulk SQL is fine), then measure
         # the per-step cost exactly as step_cost(n, ...) does
         # keys: stored_workflows, per_step_us
+    async def pruning(stored: int, n: int, db_path: str) -> dict
+        # `stored` completed runs that ended 60 days ago; n sequential three-step runs
+        # without a pruner and with Engine(retention="30d") deleting that backlog meanwhile
+        # keys: no_pruner / pruner, each as sequential's, + deleted_per_s (treadle only)
 
 db_path is a fresh SQLite file path (nothing exists there yet); the side must open
 it with journal_mode=WAL and synchronous=FULL and may add a "pragmas" key saying so.
@@ -95,6 +99,7 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
 
 PART_KEYS = (
     "sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large", "search",
+    "pruning",
 )  # fmt: skip
 Part = Callable[[], Result]
 
@@ -159,6 +164,9 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "search": part(
             "search", "search", stored=counts["search_stored"], n=counts["search_queries"]
         ),
+        "pruning": part(
+            "pruning", "pruning", stored=counts["prune_backlog"], n=counts["sequential"]
+        ),
     }
 
 
@@ -200,7 +208,7 @@ def treadle_child(args: argparse.Namespace) -> None:
         n, sample, stored = args.part_n, args.part_sample, args.part_stored
         if args.treadle_part == "waiting":
             result = asyncio.run(fn(n, sample, db))
-        elif args.treadle_part in ("growth", "search"):
+        elif args.treadle_part in ("growth", "search", "pruning"):
             result = asyncio.run(fn(stored, n, db))
         else:
             result = asyncio.run(fn(n, db))
@@ -317,6 +325,14 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     ):
         row(f"search: page of 100 {what} (p50)", "ms", "lower",
             number(treadle, "search", key, "p50_ms"), None)  # fmt: skip
+    # Retention: the commit path while the pruner deletes a backlog (DBOS: not measured).
+    for label, key in (("no pruner", "no_pruner"), ("pruner deleting", "pruner")):
+        t_fig = treadle.get("pruning", {}).get(key, {})
+        row(f"backlog, {label}: sequential wf/s", "wf/s", "higher",
+            t_fig.get("workflows_per_s"), None)  # fmt: skip
+        row(f"backlog, {label}: sequential p99", "ms", "lower", t_fig.get("p99_ms"), None)
+    pruned = treadle.get("pruning", {}).get("pruner", {})
+    row("backlog: runs deleted/s meanwhile", "runs/s", "higher", pruned.get("deleted_per_s"), None)
     return rows
 
 

@@ -405,3 +405,70 @@ async def growth(stored: int, n: int, db_path: str) -> Result:
     out["db_size_mb"] = (await asyncio.to_thread(os.path.getsize, db_path)) / 1e6
     out["engine_options"] = "defaults"
     return out
+
+
+async def _count_runs(db_path: str) -> int:
+    def count() -> int:
+        conn = sqlite3.connect(db_path)
+        try:
+            return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(count)
+
+
+async def pruning(stored: int, n: int, db_path: str) -> Result:
+    """The commit path while the pruner deletes a backlog: `stored` completed three-step runs
+    that ended 60 days ago, then n three-step runs one after another, on a copy of the database
+    with no retention (the pruner has nothing to do) and on one with ``retention="30d"`` (the
+    pruner deletes the whole backlog, starting as the engine opens)."""
+    template = "bench-template"
+    engine = _engine(db_path)
+    engine.register(three_sync())
+    async with engine:
+        await engine.start("three", {"x": 0}, run_id=template)
+        assert (await engine.wait(template)).status is treadle.Status.COMPLETED
+    populated = _prepopulate(db_path, template, stored)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    sixty_days = 60 * 86400
+    conn.execute(
+        "UPDATE runs SET created_at = created_at - ?, updated_at = updated_at - ?",
+        (sixty_days, sixty_days),
+    )
+    base_path = db_path.replace(".sqlite", "_base.sqlite")
+    copy = sqlite3.connect(base_path)
+    conn.backup(copy)  # the same backlog, for the run without a pruner
+    copy.close()
+    conn.close()
+
+    out: Result = {}
+    for label, path, retention in (("no_pruner", base_path, None), ("pruner", db_path, "30d")):
+        engine = _engine(path, retention=retention)
+        engine.register(three_sync())
+        before = await _count_runs(path)
+        async with engine:
+            t0 = time.perf_counter()
+            figure = await _seq_figure(engine, "three", n)
+            window = time.perf_counter() - t0
+            after = await _count_runs(path)
+            started = n + min(WARMUP, n)
+            figure["deleted_while_measured"] = before + started - after
+            figure["deleted_per_s"] = figure["deleted_while_measured"] / window
+            if retention is not None:
+                t1 = time.perf_counter()
+                await engine.prune("30d")  # the rest of the backlog, beside the pruner
+                figure["backlog_deleted_s"] = window + time.perf_counter() - t1
+                figure["left_after"] = await _count_runs(path)
+        figure["db_size_mb_after"] = (await asyncio.to_thread(os.path.getsize, path)) / 1e6
+        log(f"treadle pruning {label}: {figure['workflows_per_s']:.0f} wf/s")
+        out[label] = figure
+    out.update(populated)
+    out["stored_workflows"] = stored
+    out["how"] = (
+        f"{stored} completed three-step runs that ended 60 days ago; then sequential three-step "
+        "runs on a copy without retention (no_pruner) and with Engine(retention='30d') (pruner: "
+        "it deletes the backlog in batches of 500 while the runs are measured)"
+    )
+    out["engine_options"] = "defaults (+ retention='30d' for pruner)"
+    return out

@@ -23,7 +23,15 @@ from ._builder import (
 from ._clock import Clock, FakeClock, RealClock
 from ._codec import Codec
 from ._duration import Duration, parse_duration
-from ._engine import Client, Engine, MigrationPlan, RunControl, SyncClient, SyncEngine
+from ._engine import (
+    Client,
+    Engine,
+    MigrationPlan,
+    PruneReport,
+    RunControl,
+    SyncClient,
+    SyncEngine,
+)
 from ._engine.bulk import BulkResult
 from ._errors import (
     ApprovalRejected,
@@ -128,6 +136,7 @@ __all__ = [
     "Persistence",
     "PersistenceError",
     "PostgresPersistence",
+    "PruneReport",
     "RealClock",
     "RetryPolicy",
     "RunContextFilter",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Self, cast
 
 from ._chain import _Chain, _Options
@@ -29,7 +29,7 @@ from ._checks import (
     _step_name,
     _wait_name,
 )
-from ._duration import Duration
+from ._duration import Duration, parse_duration
 from ._errors import DefinitionError
 from ._nodes import (
     ActionStep,
@@ -155,6 +155,19 @@ class Builder:
         _callable(f"workflow {self._name!r}", "output", fn)
         return Builder(self._name, self._chain, dataclasses.replace(self._opts, output=fn))
 
+    def retention(self, keep: Duration) -> Self:
+        """Keep this workflow's finished runs for ``keep`` (``"90d"``, ``"1y"``, a timedelta...)
+        after they ended, then delete them (this wins over ``Engine(retention=...)``). Not part
+        of the fingerprint: changing it moves no run onto another definition."""
+        owner = f"workflow {self._name!r}: retention"
+        try:
+            kept = parse_duration(keep, calendar=True)
+        except ValueError as exc:
+            raise DefinitionError(f"{owner}: {exc}") from None
+        if kept <= timedelta(0):
+            raise DefinitionError(f"{owner} must be more than 0 (leave it out to keep runs)")
+        return type(self)(self._name, self._chain, dataclasses.replace(self._opts, retention=kept))
+
     def if_(self, name: str, cond: Condition) -> IfBuilder:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
         name = _step_name(self._name, "if", name)
@@ -266,6 +279,7 @@ class Builder:
             input=opts.input,
             deadline=opts.deadline,
             output=opts.output,
+            retention=opts.retention,
         )
         validate(workflow)
         return workflow

@@ -22,6 +22,7 @@ class _Options:
     input: type[Any] | None = None
     deadline: timedelta | None = None
     output: Callable[[State], Any] | None = None
+    retention: timedelta | None = None
 
 
 @dataclass(frozen=True)

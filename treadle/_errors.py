@@ -42,8 +42,9 @@ class RunNotFound(TreadleError, LookupError):
 class InvalidTransition(TreadleError):
     """The run's status does not allow the requested operation."""
 
-    def __init__(self, run_id: str, status: str, action: str) -> None:
-        super().__init__(f"cannot {action} run {run_id!r}: it is {status}")
+    def __init__(self, run_id: str, status: str, action: str, hint: str | None = None) -> None:
+        message = f"cannot {action} run {run_id!r}: it is {status}"
+        super().__init__(message if hint is None else f"{message} ({hint})")
         self.run_id = run_id
         self.status = status
         self.action = action

@@ -249,6 +249,8 @@ class Workflow:
     fingerprint: it is how runs are deployed, not what they do). ``input`` is the model that
     starts validate the run's data against (``treadle.new(name, input=Model)``); its
     qualified name is part of the shape, and of the fingerprint, only when it is set.
+    ``retention`` is how long its finished runs are kept (``.retention("1y")``; None: as the
+    engine says); like ``auto_upgrade`` it is not part of the shape or the fingerprint.
     """
 
     name: str
@@ -262,6 +264,7 @@ class Workflow:
     deadline: timedelta | None = None
     #: What a completed run returns (``State.result``): ``output(state)``, or None.
     output: Callable[[State], Any] | None = field(default=None, compare=False)
+    retention: timedelta | None = field(default=None, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:

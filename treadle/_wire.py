@@ -316,6 +316,13 @@ class Forked(BaseModel):
     run_id: str
 
 
+class DeletedRuns(BaseModel):
+    """``DELETE /api/runs/{id}`` (and ``treadle delete --json``): the runs deleted, the one
+    asked for first, then its descendants."""
+
+    deleted: list[str]
+
+
 class RunList(BaseModel):
     """``GET /api/runs``."""
 
@@ -491,6 +498,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     BulkOutcome,
     MigrationPlan,
     Forked,
+    DeletedRuns,
     History,
     WorkflowList,
     ScheduleList,

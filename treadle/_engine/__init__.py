@@ -11,12 +11,14 @@ from .control import RunControl
 from .convert import new_run_id, to_state
 from .facade import Engine
 from .operator import MigrationPlan
+from .retention import PruneReport
 from .sync import SyncClient, SyncEngine
 
 __all__ = [
     "Client",
     "Engine",
     "MigrationPlan",
+    "PruneReport",
     "RunControl",
     "SyncClient",
     "SyncEngine",

@@ -41,6 +41,7 @@ from .executor import Executor
 from .inputs import absolute_deadline, input_digest, start_data
 from .operator import Operator
 from .registry import Registry
+from .retention import BATCH_SIZE, Pruner, PruneReport, prune_older_than
 from .search import find_page, make_filter
 
 
@@ -70,6 +71,7 @@ class RunControl:
             step_threads=step_threads,
         )
         self._operator = Operator(self._executor)
+        self._pruner: Pruner | None = None  # an Engine's, deleting runs past their retention
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ""
@@ -87,7 +89,8 @@ class RunControl:
     # Life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the persistence, then recover and execute runs in the background."""
+        """Open the persistence, then recover and execute runs (and, for an engine with a
+        retention, delete finished runs past it) in the background."""
         if self._open:
             raise WrongEventLoop(
                 f"the engine is already open (on the event loop of thread {self._thread!r}): "
@@ -102,12 +105,16 @@ class RunControl:
         self._open = True
         await self._registry.save_all(self.persistence)
         await self._executor.start()
+        if self._pruner is not None:
+            self._pruner.start()
 
     async def close(self, drain: float = 5.0) -> None:
         """Stop taking work; let running steps finish for up to ``drain`` seconds, then stop them
         and release their runs so that another engine can go on with them at once."""
         if not self._open:
             return
+        if self._pruner is not None:
+            await self._pruner.stop()
         await self._executor.stop(drain)
         await self.persistence.close()
         self._open = False
@@ -400,6 +407,40 @@ class RunControl:
         """End a HELD run as a failed one would: compensate its completed steps, end FAILED
         with ``aborted: <reason>``."""
         await self._operator.decide(await self._get(run_id), "abort", by, reason=str(reason))
+
+    # Deleting finished runs ----------------------------------------------------------------
+
+    async def delete(self, run_id: str) -> list[str]:
+        """Delete a finished run now, whole (history, inbox, labels), with its descendants (an
+        erasure request); return the ids deleted, the run's first. :class:`InvalidTransition`
+        for an unfinished run (cancel it first), one whose parent is unfinished, or one with an
+        unfinished descendant; :class:`RunNotFound` for an unknown one."""
+        self._require_open()
+        return await self.persistence.delete_run(check_id(run_id, "run id"))
+
+    async def prune(
+        self,
+        older_than: Duration,
+        *,
+        status: Status | str | None = None,
+        workflow: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = BATCH_SIZE,
+    ) -> PruneReport:
+        """Delete the finished runs (of ``status``, of ``workflow``, if given) that ended more
+        than ``older_than`` ago by this handle's clock, whatever their retention, in batches of
+        ``batch_size`` runs a transaction; ``dry_run`` deletes nothing and reports what would
+        go. Unfinished runs are never deleted."""
+        self._require_open()
+        return await prune_older_than(
+            self.persistence,
+            self.clock.now(),
+            older_than,
+            status=status,
+            workflow=workflow,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
 
     def _require_open(self) -> None:
         kind = type(self).__name__  # Engine or Client, in the words of the caller's code

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._clock import Clock
+from .._duration import Duration
 from .._errors import DefinitionMismatch
 from .._ids import check_id
 from .._metrics import Metrics
@@ -14,6 +15,7 @@ from .._threads import StepThreads
 from ..persistence import Codec, Persistence
 from .control import RunControl
 from .operator import MigrationPlan
+from .retention import Pruner, parse_retention
 
 
 class Engine(RunControl):
@@ -26,7 +28,10 @@ class Engine(RunControl):
     once in this engine (0 makes a control-only engine, as the CLI uses: it starts, signals and
     reads runs but executes none), ``lease`` (seconds another engine waits before it takes
     over a run of a dead one), ``poll_interval`` (the safety-net poll), ``step_threads``
-    (threads for plain step functions), ``codec`` (a :class:`Codec` for data at rest).
+    (threads for plain step functions), ``codec`` (a :class:`Codec` for data at rest),
+    ``retention`` (how long finished runs are kept before this engine deletes them, e.g.
+    ``"30d"``; None, the default, keeps them for ever; a workflow's own ``.retention(...)``
+    wins).
     """
 
     def __init__(
@@ -39,7 +44,9 @@ class Engine(RunControl):
         poll_interval: float = 1.0,
         step_threads: int = 32,
         codec: Codec | None = None,
+        retention: Duration | None = None,
     ) -> None:
+        pruner_retention = parse_retention(retention)
         super().__init__(
             persistence,
             clock=clock,
@@ -49,6 +56,8 @@ class Engine(RunControl):
             step_threads=step_threads,
             codec=codec,
         )
+        self._retention = pruner_retention
+        self._pruner = Pruner(self._executor, pruner_retention)
 
     # What it was made with -----------------------------------------------------------------
 
@@ -65,6 +74,12 @@ class Engine(RunControl):
     def lease(self) -> timedelta:
         """How long a lease of this engine lasts unless renewed."""
         return self._executor.lease
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long this engine keeps finished runs of workflows that set no retention of
+        their own (None: for ever)."""
+        return self._retention
 
     @property
     def max_concurrent_runs(self) -> int:

@@ -25,6 +25,7 @@ from .._state import Event, State, Status
 from ..persistence import Persistence
 from .bulk import BulkResult
 from .control import RunControl
+from .retention import BATCH_SIZE, PruneReport
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -367,3 +368,28 @@ class SyncControl(Generic[C]):
     def abort(self, run_id: str, reason: str, *, by: str | None = None) -> None:
         """:meth:`Engine.abort`, blocking: compensate a HELD run and end it FAILED."""
         self._call(self._target.abort, run_id, reason, by=by)
+
+    # Deleting finished runs ----------------------------------------------------------------
+
+    def delete(self, run_id: str) -> list[str]:
+        """:meth:`Engine.delete`, blocking: delete a finished run whole, with its children."""
+        return self._call(self._target.delete, run_id)
+
+    def prune(
+        self,
+        older_than: Duration,
+        *,
+        status: Status | str | None = None,
+        workflow: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = BATCH_SIZE,
+    ) -> PruneReport:
+        """:meth:`Engine.prune`, blocking: delete finished runs older than ``older_than``."""
+        return self._call(
+            self._target.prune,
+            older_than,
+            status=status,
+            workflow=workflow,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )

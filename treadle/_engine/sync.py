@@ -8,6 +8,7 @@ from typing import Any, TypedDict, Unpack
 
 from .._clock import Clock
 from .._codec import Codec
+from .._duration import Duration
 from .._metrics import Metrics
 from .._nodes import Workflow
 from ..persistence import Persistence
@@ -26,6 +27,7 @@ class _EngineOptions(TypedDict, total=False):
     poll_interval: float
     step_threads: int
     codec: Codec | None
+    retention: Duration | None
 
 
 class SyncEngine(SyncControl[Engine]):

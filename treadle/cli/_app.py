@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -197,6 +198,19 @@ def run_id_value(ctx: click.Context, param: click.Parameter, value: str | None) 
         return check_id(value, "run id")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def age_value(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """Click callback: how long ago / how long to keep (``30d``, ``12h``, ``1y``: a duration
+    above 0), or None when not given."""
+    from .._engine.retention import parse_retention
+
+    name = param.opts[0] if param.opts else str(param.name)
+    try:
+        return parse_retention(value, name)
+    except ValueError as exc:
+        message = str(exc).removeprefix(f"{name}: ").partition(" (to keep")[0]
+        raise click.BadParameter(message) from None
 
 
 # Running coroutines with friendly errors -------------------------------------------------------

@@ -8,13 +8,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 import click
 
 from .._engine import Engine
 from .._nodes import Workflow
 from ..persistence import Persistence
-from ._app import app_database, cli, db_option, load_app, run
+from ._app import age_value, app_database, cli, db_option, load_app, run
 from ._metrics_server import check_available, metrics_options, metrics_server
 
 log = logging.getLogger("treadle.worker")
@@ -101,10 +102,15 @@ async def serve_until_stopped(
 
 
 def build_engine(
-    persistence: Persistence, workflows: Sequence[Workflow], *, concurrency: int, lease: float
+    persistence: Persistence,
+    workflows: Sequence[Workflow],
+    *,
+    concurrency: int,
+    lease: float,
+    retention: timedelta | None = None,
 ) -> Engine:
     """An engine on ``persistence`` with ``workflows`` registered."""
-    engine = Engine(persistence, max_concurrent_runs=concurrency, lease=lease)
+    engine = Engine(persistence, max_concurrent_runs=concurrency, lease=lease, retention=retention)
     for workflow in workflows:
         engine.register(workflow)
     return engine
@@ -138,6 +144,13 @@ def build_engine(
     "--cron/--no-cron", "with_cron", default=True, show_default=True, help="Fire due schedules."
 )
 @click.option(
+    "--retention",
+    callback=age_value,
+    metavar="AGE",
+    help="Delete finished runs that ended longer ago (30d, 1y...; default: the Engine's, else "
+    "keep them); a workflow's own .retention() wins.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -151,6 +164,7 @@ def worker(
     lease: float,
     drain: float,
     with_cron: bool,
+    retention: timedelta | None,
     log_level: str,
     metrics_port: int | None,
     metrics_host: str,
@@ -172,7 +186,11 @@ def worker(
     loaded = load_app(app)
     setup_logging(log_level.upper())
     persistence = app_database(loaded, db_url)
-    engine = build_engine(persistence, loaded.workflows, concurrency=concurrency, lease=lease)
+    if retention is None and loaded.engine is not None:
+        retention = loaded.engine.retention
+    engine = build_engine(
+        persistence, loaded.workflows, concurrency=concurrency, lease=lease, retention=retention
+    )
     run(
         lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron, metrics=metrics),
         app=app,

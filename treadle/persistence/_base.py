@@ -370,6 +370,56 @@ class Persistence(Protocol):
         steps and the most common errors (:class:`treadle.persistence._stats.WorkflowStats`)."""
         ...
 
+    # Retention ------------------------------------------------------------------------------
+
+    async def prune_runs(
+        self,
+        before: datetime,
+        *,
+        statuses: Sequence[str] = ("completed", "failed", "cancelled"),
+        workflows: Sequence[str] | None = None,
+        limit: int = 500,
+    ) -> list[str]:
+        """Delete up to ``limit`` deletable runs whose ``updated_at`` is before ``before`` (of
+        ``workflows`` only, unless None), and return their ids, in one transaction.
+
+        Deletable: the run has ended with one of ``statuses`` (finished statuses only), its
+        parent has ended or is gone, and none of its children is unfinished. A run goes with
+        its events, inbox and labels, whole; runs whose parent it was lose their ``parent_id``.
+        Unfinished runs are never deleted. Concurrent pruners (any processes) may run at once:
+        on PostgreSQL each skips the rows another holds; deleting twice deletes nothing more.
+        """
+        ...
+
+    async def prunable(
+        self,
+        before: datetime,
+        *,
+        statuses: Sequence[str] = ("completed", "failed", "cancelled"),
+        workflows: Sequence[str] | None = None,
+        sample: int = 0,
+    ) -> tuple[int, list[str]]:
+        """How many runs :meth:`prune_runs` with these arguments would delete in all, and the
+        ids of up to ``sample`` of them, in no order (nothing is deleted)."""
+        ...
+
+    async def delete_run(self, run_id: str) -> list[str]:
+        """Delete one finished run whole (as :meth:`prune_runs` does) with its descendants,
+        all in one transaction; return the ids deleted, the run's first.
+
+        Raises :class:`RunNotFound`, or :class:`InvalidTransition` (and deletes nothing) when
+        the run is unfinished, its parent is unfinished (it reads the run's result), or one of
+        its descendants is unfinished.
+        """
+        ...
+
+    async def reclaim_space(self) -> int:
+        """Give a bounded amount of the space that deletions freed back to the file system
+        (SQLite's incremental vacuum, in a database made with ``auto_vacuum=INCREMENTAL``) and
+        return how many free pages are left (0 when nothing is left to give back; PostgreSQL's
+        autovacuum does this work, so there it does nothing)."""
+        ...
+
     # Schedules ------------------------------------------------------------------------------
 
     async def add_schedule(self, record: ScheduleRecord) -> bool:

@@ -17,11 +17,13 @@ from .._codec import Codec
 from .._metrics import CommitStats
 from .._search import RunFilter
 from .._state import Event
+from . import _prune as prune
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
 from ._base import Persistence, WakeListener, utcnow
 from ._labels import search_runs
+from ._prune import FINISHED_VALUES, finished_statuses
 from ._queue import QueueStats, queue_stats
 from ._records import (
     Checkpoint,
@@ -342,6 +344,50 @@ class SQLPersistence(Persistence):
         return await self._query(
             partial(workflow_stats, workflow=workflow, since=since, bucket=bucket, buckets=buckets)
         )
+
+    # Retention ------------------------------------------------------------------------------
+
+    async def prune_runs(
+        self,
+        before: datetime,
+        *,
+        statuses: Sequence[str] = FINISHED_VALUES,
+        workflows: Sequence[str] | None = None,
+        limit: int = 500,
+    ) -> list[str]:
+        return await self._run(
+            partial(
+                prune.prune_runs,
+                before=before,
+                statuses=finished_statuses(statuses),
+                workflows=workflows,
+                limit=limit,
+            )
+        )
+
+    async def prunable(
+        self,
+        before: datetime,
+        *,
+        statuses: Sequence[str] = FINISHED_VALUES,
+        workflows: Sequence[str] | None = None,
+        sample: int = 0,
+    ) -> tuple[int, list[str]]:
+        return await self._run(
+            partial(
+                prune.prunable,
+                before=before,
+                statuses=finished_statuses(statuses),
+                workflows=workflows,
+                sample=sample,
+            )
+        )
+
+    async def delete_run(self, run_id: str) -> list[str]:
+        return await self._run(partial(prune.delete_run, run_id=run_id))
+
+    async def reclaim_space(self) -> int:
+        return await self._run(prune.reclaim_space)
 
     # Schedules ------------------------------------------------------------------------------
 

@@ -165,6 +165,9 @@ class SQLitePersistence(SQLPersistence):
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
+        # Space that retention frees goes back to the file system: only a new, empty database
+        # takes this (an existing one keeps its mode until 'treadle db vacuum').
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint

@@ -197,6 +197,13 @@ class Api:
         response.headers["Location"] = f"/api/runs/{new_id}"
         return response
 
+    async def delete_run(self, request: Request) -> Response:
+        """DELETE /api/runs/{run_id}: a finished run, whole, with its descendants (409 for an
+        unfinished one)."""
+        self.writer(request)
+        deleted = await self.engine.delete(request.path_params["run_id"])
+        return json_response(wire.DeletedRuns(deleted=deleted))
+
     def control(self, action: str) -> Handler:
         """POST /api/runs/{run_id}/pause|resume|cancel."""
 
@@ -296,6 +303,7 @@ class Api:
             Route("/api/runs", self.start_run, methods=["POST"]),
             Route("/api/runs/bulk/{action}", self.bulk, methods=["POST"]),
             Route(run, self.get_run, methods=["GET"]),
+            Route(run, self.delete_run, methods=["DELETE"]),
             Route(f"{run}/history", self.history, methods=["GET"]),
             Route(f"{run}/definition", self.definition, methods=["GET"]),
             Route(f"{run}/signal/{{name}}", self.signal, methods=["POST"]),

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS run_labels (
     PRIMARY KEY (key, value, run_id)
 );
 CREATE INDEX IF NOT EXISTS run_labels_run ON run_labels (run_id);
+CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id);
 
 -- name: migrate_5
 -- Deadlines of runs, and what a run returns.

@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     consumed   boolean NOT NULL DEFAULT false,
     idempotency_key text                   -- the sender's key: one delivery per key and run
 );
+-- Every message of a run, consumed or not: deleted with the run (retention).
+CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id);
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE NOT consumed;
 CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;

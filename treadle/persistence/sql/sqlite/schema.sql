@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     consumed   INTEGER NOT NULL DEFAULT 0,
     idempotency_key TEXT                   -- the sender's key: one delivery per key and run
 );
+-- Every message of a run, consumed or not: deleted with the run (retention).
+CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id);
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (run_id, seq) WHERE consumed = 0;
 CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
