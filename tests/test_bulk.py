@@ -134,3 +134,26 @@ async def test_bulk_migrate_plans_in_a_dry_run_and_moves_for_real(
         assert event.detail["by"] == "ops"
     nowhere = await engine.bulk("migrate", workflow="mig", to="v9", dry_run=True)
     assert nowhere.applied == [] and all("v9" in why for why in nowhere.skipped.values())
+
+
+async def test_bulk_delete_deletes_finished_runs_whole_and_skips_unfinished(
+    engine: treadle.Engine,
+) -> None:
+    engine.register(parked, treadle.new("quick").step("s", lambda ctx, state: None).build())
+    done = [await engine.start("quick", labels={"batch": "x"}) for _ in range(4)]
+    waiting = await engine.start("parked", labels={"batch": "x"})
+    for run_id in done:
+        await engine.wait(run_id, timeout=10)
+    await engine.settle()
+    dry = await engine.bulk("delete", labels={"batch": "x"}, dry_run=True, by="ops")
+    assert sorted(dry.applied) == sorted(done) and dry.skipped == {
+        waiting: "it is waiting, not finished"
+    }
+    assert len(await engine.runs(labels={"batch": "x"})) == 5  # a dry run deletes nothing
+    result = await engine.bulk("delete", labels={"batch": "x"}, by="ops", batch=2)
+    assert sorted(result.applied) == sorted(done)
+    for run_id in done:
+        with pytest.raises(treadle.RunNotFound):
+            await engine.status(run_id)
+        assert await engine.persistence.history(run_id) == []
+    assert (await engine.status(waiting)).status is Status.WAITING

@@ -107,3 +107,49 @@ def test_a_killed_bulk_cancel_leaves_each_run_whole_and_a_rerun_finishes(
     assert f"cancel: {RUNS - touched} done, {touched} skipped" in again.stdout
     assert set(asyncio.run(_check(url, ids)).values()) == {1}
     assert set(asyncio.run(_finish(url, ids))) == {Status.CANCELLED}
+
+
+quick = treadle.new("quick").step("s", lambda ctx, state: None).build()
+
+
+async def _completed(url: str) -> list[str]:
+    worker = treadle.Engine(treadle.persistence_from_url(url), poll_interval=0.2)
+    worker.register(quick)
+    async with worker:
+        ids = list(await asyncio.gather(*(worker.start("quick") for _ in range(RUNS))))
+        for run_id in ids:
+            await worker.wait(run_id, timeout=60)
+    return ids
+
+
+def _count(path: Path, sql: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def test_a_killed_bulk_delete_leaves_each_run_whole_or_gone(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(_completed(url))
+    command = [sys.executable, "-m", "treadle", "bulk", "delete", "--workflow", "quick",
+               "--by", "ops", "--batch", "20", "--db", url]  # fmt: skip
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while _count(path, "SELECT count(*) FROM runs") > RUNS - 30:
+            assert time.monotonic() < deadline, "the bulk delete never got going"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    left = _count(path, "SELECT count(*) FROM runs")
+    assert 0 < left < RUNS  # killed in the middle
+    # Whole or gone: each run left has its whole history; no row of a deleted run is left.
+    assert _count(path, "SELECT count(*) FROM events WHERE kind = 'run_completed'") == left
+    assert _count(path, "SELECT count(*) FROM events WHERE kind = 'created'") == left
+    orphans = "SELECT count(*) FROM events WHERE run_id NOT IN (SELECT id FROM runs)"
+    assert _count(path, orphans) == 0
+    again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert _count(path, "SELECT count(*) FROM runs") == 0
+    assert _count(path, "SELECT count(*) FROM events") == 0

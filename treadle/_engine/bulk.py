@@ -90,6 +90,14 @@ async def _plan_migration(hands: Hands, record: RunRecord, options: BulkOptions)
         raise DataError("; ".join(plan.reasons))
 
 
+async def _delete(hands: Hands, record: RunRecord, options: BulkOptions) -> None:
+    await hands.executor.persistence.delete_run(record.id)  # whole, with its descendants
+
+
+def _finished(record: RunRecord) -> str | None:
+    return None if record.status.finished else f"it is {record.status.value}, not finished"
+
+
 def _unfinished(record: RunRecord) -> str | None:
     return f"it is {record.status.value}" if record.status.finished else None
 
@@ -116,6 +124,7 @@ ACTIONS: dict[str, Action] = {
     "retry": _retry,
     "abort": _abort,
     "migrate": _migrate,
+    "delete": _delete,
 }
 """The bulk actions by name."""
 
@@ -125,6 +134,7 @@ CHECKS: dict[str, Check] = {
     "retry": _held,
     "abort": _held,
     "migrate": _unfinished,
+    "delete": _finished,
 }
 """Why an action does not apply to a run (None: it does), by action name."""
 

@@ -1,4 +1,5 @@
-"""``treadle bulk ACTION``: cancel, resume, retry, abort or migrate every run a filter matches."""
+"""``treadle bulk ACTION``: cancel, resume, retry, abort, migrate or delete every run a filter
+matches."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ._filters import filter_options, is_empty, run_filter
 from ._versions import BY, RENAME
 
 _DONE = {"cancel": "cancel requested", "resume": "resumed", "retry": "retried",
-         "abort": "aborted", "migrate": "migrated"}  # fmt: skip
+         "abort": "aborted", "migrate": "migrated", "delete": "deleted"}  # fmt: skip
 
 
 @cli.command()
