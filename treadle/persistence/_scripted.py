@@ -17,7 +17,9 @@ from .._codec import Codec
 from .._metrics import CommitStats
 from .._search import RunFilter
 from .._state import Event
+from . import _dispatch_scripts as dispatch_scripts
 from . import _prune as prune
+from . import _schedule_scripts as schedule_scripts
 from . import _schema as schema
 from . import _scripts as scripts
 from ._at_rest import AtRest, at_rest
@@ -193,7 +195,7 @@ class SQLPersistence(Persistence):
     ) -> list[RunRecord]:
         return await self._write(
             partial(
-                scripts.claim_runs,
+                dispatch_scripts.claim_runs,
                 owner=owner,
                 definitions=list(definitions),
                 upgrades=list(upgrades),
@@ -206,17 +208,17 @@ class SQLPersistence(Persistence):
 
     async def renew_leases(self, owner: str, lease_until: datetime) -> dict[str, str | None]:
         return await self._write(
-            partial(scripts.renew_leases, owner=owner, lease_until=lease_until)
+            partial(dispatch_scripts.renew_leases, owner=owner, lease_until=lease_until)
         )
 
     async def release_runs(self, owner: str) -> int:
-        return await self._write(partial(scripts.release_runs, owner=owner))
+        return await self._write(partial(dispatch_scripts.release_runs, owner=owner))
 
     async def release_run(self, run_id: str, token: int) -> None:
-        await self._write(partial(scripts.release_run, run_id=run_id, token=token))
+        await self._write(partial(dispatch_scripts.release_run, run_id=run_id, token=token))
 
     async def owners(self) -> list[str]:
-        return await self._query(scripts.owners)
+        return await self._query(dispatch_scripts.owners)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
         return await self._write(partial(scripts.save_checkpoint, cp=checkpoint))
@@ -298,19 +300,21 @@ class SQLPersistence(Persistence):
         )
 
     async def count_runs(self) -> dict[str, int]:
-        return await self._query(scripts.count_unfinished)
+        return await self._query(dispatch_scripts.count_unfinished)
 
     async def queue_stats(self) -> QueueStats:
         return await self._query(partial(queue_stats, now=self.now()))
 
     async def finished_among(self, run_ids: Sequence[str]) -> list[str]:
-        return await self._query(partial(scripts.finished_among, run_ids=list(run_ids)))
+        return await self._query(partial(dispatch_scripts.finished_among, run_ids=list(run_ids)))
 
     async def next_wake(
         self, definitions: Sequence[str], *, upgrades: Sequence[str] = ()
     ) -> datetime | None:
         return await self._query(
-            partial(scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades))
+            partial(
+                dispatch_scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades)
+            )
         )
 
     async def migrate_run(
@@ -392,16 +396,18 @@ class SQLPersistence(Persistence):
     # Schedules ------------------------------------------------------------------------------
 
     async def add_schedule(self, record: ScheduleRecord) -> bool:
-        return await self._write(partial(scripts.add_schedule, record=record, now=self.now()))
+        return await self._write(
+            partial(schedule_scripts.add_schedule, record=record, now=self.now())
+        )
 
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        return await self._query(partial(scripts.get_schedule, schedule_id=schedule_id))
+        return await self._query(partial(schedule_scripts.get_schedule, schedule_id=schedule_id))
 
     async def list_schedules(self) -> list[ScheduleRecord]:
-        return await self._query(scripts.list_schedules)
+        return await self._query(schedule_scripts.list_schedules)
 
     async def remove_schedule(self, schedule_id: str) -> bool:
-        return await self._write(partial(scripts.remove_schedule, schedule_id=schedule_id))
+        return await self._write(partial(schedule_scripts.remove_schedule, schedule_id=schedule_id))
 
     async def set_schedule_enabled(
         self,
@@ -412,7 +418,7 @@ class SQLPersistence(Persistence):
     ) -> bool:
         return await self._write(
             partial(
-                scripts.set_schedule_enabled,
+                schedule_scripts.set_schedule_enabled,
                 schedule_id=schedule_id,
                 enabled=enabled,
                 next_run=next_run,
@@ -431,7 +437,7 @@ class SQLPersistence(Persistence):
     ) -> bool:
         return await self._write(
             partial(
-                scripts.advance_schedule,
+                schedule_scripts.advance_schedule,
                 schedule_id=schedule_id,
                 expected_next=expected_next,
                 new_next=new_next,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +28,8 @@ from ._records import (
     InboxMessage,
     NewEvent,
     RunRecord,
-    ScheduleRecord,
     event_from_row,
     required_datetime,
-    to_datetime,
 )
 from ._sql import Tx
 
@@ -153,55 +150,6 @@ def list_runs(
 def history(tx: Tx, run_id: str) -> list[Event]:
     """The run's events in the order they were written."""
     return [event_from_row(r) for r in tx.all("history", run_id=run_id)]
-
-
-def claim_runs(
-    tx: Tx,
-    owner: str,
-    definitions: Sequence[str],
-    upgrades: Sequence[str],
-    now: datetime,
-    due: datetime,
-    lease_until: datetime,
-    limit: int,
-) -> list[RunRecord]:
-    """One ``UPDATE ... WHERE id IN (SELECT ... LIMIT)``: ``now`` (wall time) judges leases,
-    ``due`` (the engine's clock) judges timers."""
-    if not (definitions or upgrades) or limit <= 0:
-        return []
-    rows = tx.all(
-        "claim_runs",
-        owner=owner,
-        definitions=list(definitions),
-        upgrades=list(upgrades),
-        now=now,
-        due=due,
-        lease_until=lease_until,
-        limit=limit,
-    )
-    return [RunRecord.from_row(r) for r in rows]
-
-
-def renew_leases(tx: Tx, owner: str, lease_until: datetime) -> dict[str, str | None]:
-    """``UPDATE ... RETURNING id, control`` (PostgreSQL skips locked rows)."""
-    rows = tx.all("renew_leases", owner=owner, lease_until=lease_until)
-    return {r["id"]: r["control"] for r in rows}
-
-
-def release_runs(tx: Tx, owner: str) -> int:
-    """Unfenced: clears owner and lease of every run of ``owner``."""
-    return tx.execute("release_runs", owner=owner)
-
-
-def release_run(tx: Tx, run_id: str, token: int) -> None:
-    """Fenced by ``token``; notifies only when a row changed."""
-    if tx.execute("release_run", id=run_id, token=token):
-        tx.notify(run_id)
-
-
-def owners(tx: Tx) -> list[str]:
-    """``SELECT DISTINCT owner``: expired leases included."""
-    return [r["owner"] for r in tx.all("owners")]
 
 
 def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
@@ -500,103 +448,3 @@ def migrate_run(
         raise RunNotFound(run_id)
     _event(tx, run_id, event, now)
     return RunRecord.from_row(row)
-
-
-def count_unfinished(tx: Tx) -> dict[str, int]:
-    """``GROUP BY status`` over the unfinished statuses."""
-    return {r["status"]: int(r["n"]) for r in tx.all("count_unfinished")}
-
-
-def finished_among(tx: Tx, run_ids: Sequence[str]) -> list[str]:
-    """One query for all ids."""
-    return [r["id"] for r in tx.all("finished_among", ids=list(run_ids))]
-
-
-def next_wake(tx: Tx, definitions: Sequence[str], upgrades: Sequence[str]) -> datetime | None:
-    """``MIN(wake_at)``: ``None`` when no run waits on a timer."""
-    if not (definitions or upgrades):
-        return None
-    row = tx.one("next_wake", definitions=list(definitions), upgrades=list(upgrades))
-    return None if row is None else to_datetime(row["wake_at"])
-
-
-# Schedules -----------------------------------------------------------------------------------
-
-
-def add_schedule(tx: Tx, record: ScheduleRecord, now: datetime) -> bool:
-    """``ON CONFLICT DO NOTHING``: the row count says whether it was inserted."""
-    return bool(
-        tx.execute(
-            "insert_schedule",
-            id=record.id,
-            workflow=record.workflow,
-            expression=record.expression,
-            timezone=record.timezone,
-            input=record.input,
-            enabled=record.enabled,
-            options=record.options,
-            next_run=record.next_run,
-            now=now,
-        )
-    )
-
-
-def get_schedule(tx: Tx, schedule_id: str) -> ScheduleRecord | None:
-    """By primary key."""
-    row = tx.one("get_schedule", id=schedule_id)
-    return None if row is None else ScheduleRecord.from_row(row)
-
-
-def list_schedules(tx: Tx) -> list[ScheduleRecord]:
-    """``ORDER BY id``."""
-    return [ScheduleRecord.from_row(r) for r in tx.all("list_schedules")]
-
-
-def remove_schedule(tx: Tx, schedule_id: str) -> bool:
-    """The row count says whether there was one."""
-    return bool(tx.execute("delete_schedule", id=schedule_id))
-
-
-def set_schedule_enabled(
-    tx: Tx,
-    schedule_id: str,
-    enabled: bool,
-    next_run: datetime | None,
-    now: datetime,
-    options: str | None = None,
-) -> bool:
-    """The row count says whether there was one (``options`` None keeps the stored ones)."""
-    return bool(
-        tx.execute(
-            "set_schedule_enabled",
-            id=schedule_id,
-            enabled=enabled,
-            next_run=next_run,
-            now=now,
-            options=options,
-        )
-    )
-
-
-def advance_schedule(
-    tx: Tx,
-    schedule_id: str,
-    expected_next: datetime,
-    new_next: datetime | None,
-    last_run: datetime | None,
-    last_run_id: str | None,
-    now: datetime,
-) -> bool:
-    """The compare-and-set is the ``WHERE next_run = :expected_next`` of one ``UPDATE``: the
-    row lock makes concurrent advancers queue, and the later ones match no row."""
-    return bool(
-        tx.execute(
-            "advance_schedule",
-            id=schedule_id,
-            expected_next=expected_next,
-            new_next=new_next,
-            last_run=last_run,
-            last_run_id=last_run_id,
-            now=now,
-        )
-    )
