@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from .._clock import Clock
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
@@ -26,29 +25,12 @@ from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
 from .executed import Executed
 from .inputs import check_new_run, check_same, run_deadline, start_data
-from .owners import known_dead, new_owner
+from .leases import NO_LEASE, Lease, LeaseFields, reap_dead_owners, release_lease
+from .owners import new_owner
 from .registry import Registry
 from .waiters import Waiters
 
 log = logging.getLogger("treadle")
-
-
-@dataclass(frozen=True)
-class Lease:
-    """Who executes a run, and until when (wall time) unless it is renewed."""
-
-    owner: str
-    until: datetime
-
-
-class LeaseFields(TypedDict):
-    """A lease as the fields of a run (both None: the run is left for any engine)."""
-
-    owner: str | None
-    lease_until: datetime | None
-
-
-NO_LEASE = LeaseFields(owner=None, lease_until=None)
 
 
 class Executor:
@@ -441,20 +423,9 @@ class Executor:
         await self._release_lease(driver.run_id, driver.token)
 
     async def _release_lease(self, run_id: str, token: int) -> None:
-        # The heartbeat renews every lease of this engine, so a lease that could not be released
-        # would never expire: keep trying (the database may be down) until the engine closes.
-        delay = 0.5
-        while True:
-            try:
-                await self.persistence.release_run(run_id, token)
-                return
-            except Exception:
-                if self.closing or not self.running:
-                    log.warning("run %s: could not release its lease", run_id)
-                    return
-                log.warning("run %s: could not release its lease; retrying", run_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await release_lease(
+            self.persistence, run_id, token, lambda: self.closing or not self.running
+        )
 
     async def _dispatch(self) -> None:
         while not self.closing:
@@ -534,10 +505,6 @@ class Executor:
                 log.exception("heartbeat failed; retrying")
 
     async def _reap_dead_owners(self) -> None:
-        """Release the leases of engines of this host, boot and pid namespace whose process is
-        gone, without waiting for the leases to expire (see :mod:`.owners`)."""
-        for owner in await self.persistence.owners():
-            if owner != self.owner and known_dead(owner):
-                released = await self.persistence.release_runs(owner)
-                log.info("released %d runs of dead engine %s", released, owner)
-                self._wake.set()
+        """Release the leases of engines of this host whose process is gone (:mod:`.owners`)."""
+        if await reap_dead_owners(self.persistence, self.owner):
+            self._wake.set()
