@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Self
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
+from ._mapbuilder import MapBuilder, check_max, check_tolerate
 from ._nodes import (
     ActionStep,
     ApprovalStep,
@@ -28,6 +29,7 @@ from ._nodes import (
     Condition,
     IfStep,
     LoopStep,
+    MapStep,
     Node,
     ParallelStep,
     SignalStep,
@@ -51,6 +53,7 @@ __all__ = [
     "Builder",
     "IfBuilder",
     "LoopBuilder",
+    "MapBuilder",
     "ParallelBuilder",
     "SignalBuilder",
     "StepLike",
@@ -241,17 +244,26 @@ class Builder:
         return ApprovalBuilder(self._name, self._link(node), self._opts)
 
     def sub_workflow(
-        self, name: str, workflow_name: str, input: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        workflow_name: str,
+        input: Mapping[str, Any] | Callable[..., Any] | None = None,
     ) -> Builder:
-        """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it."""
+        """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it;
+        ``input`` may be a function ``fn(state)`` or ``fn(state, item)`` (the element, inside
+        a ``for_each`` or a parallel map) returning the dict, called when the step starts."""
         name = _step_name(self._name, "sub-workflow", name)
         owner = f"sub-workflow {name!r}"
         try:
             check_workflow_name(workflow_name)
         except DefinitionError as exc:
             raise DefinitionError(f"{owner}: {exc}") from None
+        if callable(input) and not isinstance(input, Mapping):
+            return self._then(SubWorkflowStep(name, workflow_name, input))
         if input is not None and not isinstance(input, Mapping):
-            raise DefinitionError(f"{owner}: input must be a dict or None, not {input!r}")
+            raise DefinitionError(
+                f"{owner}: input must be a dict, a function of the state or None, not {input!r}"
+            )
         try:
             # A JSON round trip checks the input and detaches it from the caller's dict.
             frozen = None if input is None else json.loads(json.dumps(dict(input), allow_nan=False))
@@ -492,6 +504,26 @@ class LoopBuilder(_Block):
         return self._set(
             "max_iterations", _positive_int(f"loop {self._name!r}", "max_iterations", n)
         )
+
+    def parallel(
+        self, max: int = 10, *, tolerate: int | float | None = None
+    ) -> MapBuilder[Builder]:
+        """Run the iterations of this ``for_each`` concurrently, at most ``max`` at a time (a
+        parallel map, see "Parallel map" in API.md); ``tolerate``: how many may fail."""
+        node, owner = self._node, f"map {self._name!r}"
+        if (node.while_, node.break_when, node.max_iterations) != (None, None, None):
+            self._fail(
+                "a parallel loop runs once per for_each element: drop while_, "
+                "break_when and max_iterations"
+            )
+        mapped = MapStep(
+            node.name,
+            node.body,
+            node.for_each or "",
+            max=check_max(owner, max),
+            tolerate=check_tolerate(owner, tolerate),
+        )
+        return MapBuilder(self._parent, mapped)
 
     def do(self, *steps: StepLike) -> LoopBuilder:
         """The loop's body, run once per iteration."""

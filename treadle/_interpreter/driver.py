@@ -24,6 +24,7 @@ from .._nodes import (
     CustomStep,
     IfStep,
     LoopStep,
+    MapStep,
     Node,
     ParallelStep,
     SignalStep,
@@ -58,6 +59,7 @@ from .control import (
     Suspend,
 )
 from .host import RunHost
+from .mapped import as_result, run_map, store
 from .saga import unwind
 from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
@@ -117,6 +119,10 @@ class RunDriver:
         self.writes: list[tuple[str, str, str]] = []
         #: How many steps hold a private copy of the data.
         self.running = 0
+        #: The marks of the private copies held (see :meth:`copy`), and the mark of
+        #: ``writes[0]``: writes older than every copy held are dropped.
+        self.marks: dict[int, int] = {}
+        self.first_write = 0
 
     # Checkpoints ---------------------------------------------------------------------------
 
@@ -208,6 +214,7 @@ class RunDriver:
         self.data_json = encode_data(self.data, f"step {key!r}")
         if self.running:
             self.writes.append((key, before, self.data_json))
+            self._forget()
         self.touch()
 
     def copy(self) -> tuple[dict[str, Any], str, int]:
@@ -215,11 +222,25 @@ class RunDriver:
         :meth:`merge`) and the mark of the writes made from now on. Pair with :meth:`release`."""
         self.running += 1
         base_json = self.data_json
-        return json.loads(base_json), base_json, len(self.writes)
+        mark = self.first_write + len(self.writes)
+        self.marks[mark] = self.marks.get(mark, 0) + 1
+        return json.loads(base_json), base_json, mark
 
-    def release(self) -> None:
-        """A step's private copy is done with (completed, failed, timed out or cancelled)."""
+    def release(self, mark: int) -> None:
+        """A step's private copy (taken at ``mark``) is done with (completed, failed, timed
+        out or cancelled)."""
         self.running -= 1
+        if self.marks[mark] > 1:
+            self.marks[mark] -= 1
+        else:
+            del self.marks[mark]
+
+    def _forget(self) -> None:
+        """Drop the writes that no copy held can meet (a long parallel map makes many)."""
+        oldest = min(self.marks, default=self.first_write + len(self.writes))
+        if oldest > self.first_write:
+            del self.writes[: oldest - self.first_write]
+            self.first_write = oldest
 
     def merge(
         self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int
@@ -241,7 +262,9 @@ class RunDriver:
                 other = next(
                     (
                         name
-                        for name, before, after in reversed(self.writes[since:])
+                        for name, before, after in reversed(
+                            self.writes[max(0, since - self.first_write) :]
+                        )
                         if wrote(json.loads(before), json.loads(after), conflict.path)
                     ),
                     None,
@@ -249,7 +272,9 @@ class RunDriver:
                 self.note(EventKind.DATA_CONFLICT, step, other=other, **conflict.event_detail())
         if self.running:
             self.writes.append((step, base_json, private_json))
+            self._forget()
         else:
+            self.first_write += len(self.writes)
             self.writes.clear()
 
     def snapshot(self) -> State:
@@ -323,6 +348,8 @@ class RunDriver:
             await run_loop(self, node, path, scope)
         elif isinstance(node, ParallelStep):
             await run_parallel(self, node, path, scope)
+        elif isinstance(node, MapStep):
+            await run_map(self, node, path, scope)
         elif isinstance(node, SignalStep):
             await run_signal(self, node, path)
         elif isinstance(node, ApprovalStep):
@@ -330,7 +357,7 @@ class RunDriver:
         elif isinstance(node, SleepStep):
             run_sleep(self, node, path)
         else:
-            await run_subworkflow(self, node, path)
+            await run_subworkflow(self, node, path, scope)
         self.drop(path)
 
     async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
@@ -364,6 +391,7 @@ class RunDriver:
         state.data, base_json, since = self.copy()
         started = time.perf_counter()
         step_token = current_step.set(node.name)
+        result: Any = None
         try:
             with step_span(self.tracer, self.run_id, self.workflow.name, node.name, attempt):
                 if isinstance(node, CustomStep):
@@ -372,8 +400,10 @@ class RunDriver:
                     result = await call_step(
                         node.action, ctx, state, node.timeout_seconds, host.threads
                     )
-                    if result is not None:
+                    if result is not None and scope.collect is None:
                         state.data[node.name] = result
+                    elif result is not None:  # a map's result, stored with the step
+                        result = as_result(node.name, result)
             state.data, new_json = as_stored(state.data, f"step {node.name!r}")
         except TimeoutError as exc:
             timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
@@ -382,10 +412,12 @@ class RunDriver:
         except Exception as exc:
             self._failed(node, path, attempt, exc)
         finally:
-            self.release()
+            self.release(since)
             current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
         self.merge(node.name, state.data, new_json, base_json, since)
+        if result is not None and scope.collect is not None:
+            store(self, scope, node.name, result)
         if isinstance(node, ActionStep) and node.compensate is not None:
             self.comp.append([path, node.name, scope.index, scope.item])
         self.note(EventKind.STEP_COMPLETED, node.name, attempt=attempt, ms=took)

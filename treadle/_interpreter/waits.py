@@ -21,7 +21,8 @@ from .._ids import child_id
 from .._nodes import ApprovalStep, SignalStep, SleepStep, SubWorkflowStep
 from .._state import EventKind, Status, WaitKind, wait_key
 from . import cursor
-from .control import StepFailure, Suspend
+from .control import Scope, StepFailure, Suspend
+from .mapped import child_input, store
 from .walk import Walk
 
 
@@ -129,7 +130,7 @@ def run_sleep(driver: Walk, node: SleepStep, path: str) -> None:
     driver.note(EventKind.TIMER_FIRED, node.name)
 
 
-async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> None:
+async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str, scope: Scope) -> None:
     """``sub_workflow``: start the child once (deterministic id), then wait for its end."""
     host = driver.host
     entry = cursor.child_at(driver.nodes, path)
@@ -137,7 +138,8 @@ async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> Non
         await driver.flush()
         child_id = child_run_id(driver.run_id, path)
         try:
-            await host.start_child(child_id, node.workflow_name, node.input, driver.run_id)
+            data = await child_input(driver, node, scope)
+            await host.start_child(child_id, node.workflow_name, data, driver.run_id)
         except (WorkflowNotFound, DataError) as exc:
             driver.note(EventKind.STEP_FAILED, node.name, error=str(exc), final=True)
             raise StepFailure(node.name, exc) from exc
@@ -153,5 +155,5 @@ async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> Non
         error = SubWorkflowFailed(node.name, child_id, child.status.value, child.error)
         driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
         raise StepFailure(node.name, error)
-    driver.set_data(node.name, json.loads(child.data))
+    store(driver, scope, node.name, json.loads(child.data))
     driver.note(EventKind.CHILD_COMPLETED, node.name, child=child_id)
