@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
