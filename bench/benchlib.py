@@ -36,6 +36,8 @@ FULL_COUNTS: dict[str, int] = {
     "growth_small": 1_000,
     "growth_large": 1_000_000,
     "growth_measure": 300,
+    "fanout": 1_000,
+    "foreach_sample": 300,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -46,6 +48,8 @@ QUICK_COUNTS: dict[str, int] = {
     "growth_small": 1_000,
     "growth_large": 50_000,
     "growth_measure": 100,
+    "fanout": 1_000,
+    "foreach_sample": 100,
 }
 
 

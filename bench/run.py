@@ -93,7 +93,16 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
     return run_json(cmd, timeout, label, str(BENCH_DIR))
 
 
-PART_KEYS = ("sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large")
+PART_KEYS = (
+    "sequential",
+    "concurrent",
+    "step_cost",
+    "waiting",
+    "growth_small",
+    "growth_large",
+    "fanout",
+    "foreach_scale",
+)
 Part = Callable[[], Result]
 
 
@@ -117,6 +126,7 @@ def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -
         ),
         "growth_small": part("growth", "--n", n_growth, "--stored", str(counts["growth_small"])),
         "growth_large": part("growth", "--n", n_growth, "--stored", str(counts["growth_large"])),
+        "fanout": part("fanout", "--n", str(counts["fanout"])),
     }
 
 
@@ -154,6 +164,8 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "growth_large": part(
             "growth", "growth_large", stored=counts["growth_large"], n=counts["growth_measure"]
         ),
+        "fanout": part("fanout", "fanout", n=counts["fanout"]),
+        "foreach_scale": part("foreach_scale", "foreach_scale", n=counts["foreach_sample"]),
     }
 
 
@@ -303,6 +315,29 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
     row("growth: per step, small store", "µs", "lower", t_small, d_small)
     row("growth: per step, large store", "µs", "lower", t_large, d_large)
     row("growth: large / small", "x", "lower", ratio(t_large, t_small), ratio(d_large, d_small))
+    row(
+        "fan-out: map of N no-ops, max 50",
+        "s",
+        "lower",
+        number(treadle, "fanout", "wall_s"),
+        number(dbos, "fanout", "wall_s"),
+    )
+    row(
+        "fan-out: iterations/s",
+        "it/s",
+        "higher",
+        number(treadle, "fanout", "iterations_per_s"),
+        number(dbos, "fanout", "iterations_per_s"),
+    )
+    for kind in ("sequential", "parallel"):
+        for size in (10, 10_000, 100_000):
+            row(
+                f"for_each {kind}: per iteration, {size:,} elements",
+                "µs",
+                "lower",
+                number(treadle, "foreach_scale", f"{kind}_{size}", "per_iteration_us"),
+                None,
+            )
     return rows
 
 
@@ -324,6 +359,11 @@ def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str
         f"{fmt(number(raw, 'batch100_full', 'rows_per_s'))} rows/s"
     )
     out.append("")
+    out.append(
+        "fan-out, DBOS side: a workflow enqueuing N no-op steps on a queue with "
+        "worker_concurrency=50 (DBOS's closest equivalent of a parallel map; no DBOS figure "
+        "for the for_each rows)"
+    )
     out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return "\n".join(out)
 

@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 from .._calls import call_step
 from .._errors import DataError, StepTimeout
 from .._logging import current_run, current_step
-from .._merge import merge, wrote
 from .._nodes import (
     ActionStep,
     ApprovalStep,
@@ -58,6 +57,7 @@ from .control import (
     StepFailure,
     Suspend,
 )
+from .data import RunData
 from .host import RunHost
 from .mapped import as_result, run_map, store
 from .saga import unwind
@@ -66,7 +66,7 @@ from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflo
 log = logging.getLogger("treadle")
 
 
-class RunDriver:
+class RunDriver(RunData):
     """Executes one run while its host holds the run's lease."""
 
     def __init__(self, host: RunHost, record: RunRecord, workflow: Workflow) -> None:
@@ -77,8 +77,6 @@ class RunDriver:
         self.token = record.token
         #: What the run was asked to do from outside (see :meth:`request`).
         self.control: Control | None = None if record.control is None else Control(record.control)
-        self.data_json = record.data
-        self.data: dict[str, Any] = json.loads(record.data)
         #: The data as the last checkpoint stored it.
         self.stored_json = record.data
         #: How many checkpoints the persistence refused (see :meth:`_refused`).
@@ -114,15 +112,7 @@ class RunDriver:
         self.status = record.status
         self.error: str | None = record.error
         self.by_name = {node.name: node for node in workflow.nodes()}
-        #: ``(step, data before, data after)`` of each write made while a step held a private
-        #: copy of the data (see :meth:`merge`); empty whenever no step runs.
-        self.writes: list[tuple[str, str, str]] = []
-        #: How many steps hold a private copy of the data.
-        self.running = 0
-        #: The marks of the private copies held (see :meth:`copy`), and the mark of
-        #: ``writes[0]``: writes older than every copy held are dropped.
-        self.marks: dict[int, int] = {}
-        self.first_write = 0
+        self.init_data(record.data)
 
     # Checkpoints ---------------------------------------------------------------------------
 
@@ -206,76 +196,6 @@ class RunDriver:
         """
         if (self.dirty and not self.replayable) or self.status is not Status.RUNNING:
             await self.checkpoint()
-
-    def set_data(self, key: str, value: Any) -> None:
-        """Store a value in the run's data (a wait's result)."""
-        before = self.data_json
-        self.data[key] = value
-        self.data_json = encode_data(self.data, f"step {key!r}")
-        if self.running:
-            self.writes.append((key, before, self.data_json))
-            self._forget()
-        self.touch()
-
-    def copy(self) -> tuple[dict[str, Any], str, int]:
-        """A private copy of the data for a step about to run: the copy, its JSON (the base of
-        :meth:`merge`) and the mark of the writes made from now on. Pair with :meth:`release`."""
-        self.running += 1
-        base_json = self.data_json
-        mark = self.first_write + len(self.writes)
-        self.marks[mark] = self.marks.get(mark, 0) + 1
-        return json.loads(base_json), base_json, mark
-
-    def release(self, mark: int) -> None:
-        """A step's private copy (taken at ``mark``) is done with (completed, failed, timed
-        out or cancelled)."""
-        self.running -= 1
-        if self.marks[mark] > 1:
-            self.marks[mark] -= 1
-        else:
-            del self.marks[mark]
-
-    def _forget(self) -> None:
-        """Drop the writes that no copy held can meet (a long parallel map makes many)."""
-        oldest = min(self.marks, default=self.first_write + len(self.writes))
-        if oldest > self.first_write:
-            del self.writes[: oldest - self.first_write]
-            self.first_write = oldest
-
-    def merge(
-        self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int
-    ) -> None:
-        """Take ``step``'s private copy of the data (copied at ``base_json``) into the run's.
-
-        The one place where concurrent steps meet (see "How branch writes meet" in API.md):
-        unless nobody wrote meanwhile, a three-way merge; each conflict is recorded with the
-        step that wrote the value it overwrote (found among the writes since ``since``).
-        """
-        if self.data_json == base_json:  # nobody wrote meanwhile: every sequential step
-            self.data, self.data_json = private, private_json
-        else:
-            # Parsed again, not taken as they are: ``private`` may hold tuples and the like.
-            base, theirs = json.loads(base_json), json.loads(private_json)
-            result = merge(base, theirs, json.loads(self.data_json))
-            self.data, self.data_json = result.value, encode_data(result.value, f"step {step!r}")
-            for conflict in result.conflicts:
-                other = next(
-                    (
-                        name
-                        for name, before, after in reversed(
-                            self.writes[max(0, since - self.first_write) :]
-                        )
-                        if wrote(json.loads(before), json.loads(after), conflict.path)
-                    ),
-                    None,
-                )
-                self.note(EventKind.DATA_CONFLICT, step, other=other, **conflict.event_detail())
-        if self.running:
-            self.writes.append((step, base_json, private_json))
-            self._forget()
-        else:
-            self.first_write += len(self.writes)
-            self.writes.clear()
 
     def snapshot(self) -> State:
         """The run as this driver last wrote it (a detached copy)."""
