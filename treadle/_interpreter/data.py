@@ -86,6 +86,8 @@ class RunData:
         """
         if self.data_json == base_json:  # nobody wrote meanwhile: every sequential step
             self.data, self.data_json = private, private_json
+        elif private_json == base_json:
+            pass  # the step changed nothing: the data stays as the others left it
         else:
             # Parsed again, not taken as they are: ``private`` may hold tuples and the like.
             base, theirs = json.loads(base_json), json.loads(private_json)
