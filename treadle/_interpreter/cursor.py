@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-#: The cursor format written by this version of treadle.
-VERSION = 1
+#: The cursor format written by this version of treadle: 2 since loops keep the count of their
+#: elements (``n``) instead of the elements, and parallel maps have entries (``k: "map"``); a
+#: treadle that reads only format 1 refuses these cursors instead of misreading them.
+VERSION = 2
 
 
 class Position(TypedDict):
