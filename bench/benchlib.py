@@ -39,6 +39,8 @@ FULL_COUNTS: dict[str, int] = {
     "search_stored": 1_000_000,
     "search_queries": 200,
     "prune_backlog": 200_000,
+    "fanout": 1_000,
+    "foreach_sample": 300,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -52,6 +54,8 @@ QUICK_COUNTS: dict[str, int] = {
     "search_stored": 50_000,
     "search_queries": 50,
     "prune_backlog": 20_000,
+    "fanout": 1_000,
+    "foreach_sample": 100,
 }
 
 

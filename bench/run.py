@@ -99,7 +99,7 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
 
 PART_KEYS = (
     "sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large", "search",
-    "pruning",
+    "pruning", "fanout", "foreach_scale",
 )  # fmt: skip
 Part = Callable[[], Result]
 
@@ -124,6 +124,7 @@ def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -
         ),
         "growth_small": part("growth", "--n", n_growth, "--stored", str(counts["growth_small"])),
         "growth_large": part("growth", "--n", n_growth, "--stored", str(counts["growth_large"])),
+        "fanout": part("fanout", "--n", str(counts["fanout"])),
     }
 
 
@@ -167,6 +168,8 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "pruning": part(
             "pruning", "pruning", stored=counts["prune_backlog"], n=counts["sequential"]
         ),
+        "fanout": part("fanout", "fanout", n=counts["fanout"]),
+        "foreach_scale": part("foreach_scale", "foreach_scale", n=counts["foreach_sample"]),
     }
 
 
@@ -333,6 +336,29 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
         row(f"backlog, {label}: sequential p99", "ms", "lower", t_fig.get("p99_ms"), None)
     pruned = treadle.get("pruning", {}).get("pruner", {})
     row("backlog: runs deleted/s meanwhile", "runs/s", "higher", pruned.get("deleted_per_s"), None)
+    row(
+        "fan-out: map of N no-ops, max 50",
+        "s",
+        "lower",
+        number(treadle, "fanout", "wall_s"),
+        number(dbos, "fanout", "wall_s"),
+    )
+    row(
+        "fan-out: iterations/s",
+        "it/s",
+        "higher",
+        number(treadle, "fanout", "iterations_per_s"),
+        number(dbos, "fanout", "iterations_per_s"),
+    )
+    for kind in ("sequential", "parallel"):
+        for size in (10, 10_000, 100_000):
+            row(
+                f"for_each {kind}: per iteration, {size:,} elements",
+                "µs",
+                "lower",
+                number(treadle, "foreach_scale", f"{kind}_{size}", "per_iteration_us"),
+                None,
+            )
     return rows
 
 
@@ -354,6 +380,11 @@ def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str
         f"{fmt(number(raw, 'batch100_full', 'rows_per_s'))} rows/s"
     )
     out.append("")
+    out.append(
+        "fan-out, DBOS side: a workflow enqueuing N no-op steps on a queue with "
+        "worker_concurrency=50 (DBOS's closest equivalent of a parallel map; no DBOS figure "
+        "for the for_each rows)"
+    )
     out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return "\n".join(out)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import treadle
 from treadle import Engine, Status
 from treadle._builder import (
     ApprovalBuilder,
@@ -905,3 +907,75 @@ def test_any_builder_of_a_chain_may_be_continued_without_changing_the_others(
     for names, forked in expected.values():
         assert [node.name for node in forked.build().steps] == names
     assert [node.name for node in chain[-1].build().steps] == [f"s{i}" for i in range(30)]
+
+
+# Parallel map ------------------------------------------------------------------------------
+
+
+def _map(name: str = "m") -> treadle.LoopBuilder:
+    return treadle.new(name).loop("each").for_each("items")
+
+
+def _noop(ctx: treadle.Context, state: treadle.State) -> None:
+    return None
+
+
+def test_a_parallel_loop_builds_a_map_with_its_options() -> None:
+    wf = (
+        _map()
+        .parallel(max=5, tolerate=0.1)
+        .do(treadle.step("ship", _noop))
+        .end()
+        .step("after", _noop)
+        .build()
+    )
+    (node, _) = wf.steps
+    assert node.kind == "map"
+    shape = wf.describe()["steps"][0]
+    assert shape["for_each"] == "items" and shape["max"] == 5 and shape["tolerate"] == 0.1
+    assert shape["steps"][0]["name"] == "ship"
+    counted = _map().parallel(max=2).wait_count(3).do(treadle.step("s", _noop)).end().build()
+    assert counted.describe()["steps"][0]["strategy"] == "count"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: _map().parallel(max=0), "max must be an integer >= 1, not 0"),
+        (lambda: _map().parallel(max=2.5), "max must be an integer >= 1, not 2.5"),
+        (lambda: _map().parallel(max=True), "max must be an integer >= 1, not True"),
+        (lambda: _map().parallel(tolerate=-1), "tolerate must be a count"),
+        (lambda: _map().parallel(tolerate=1.5), "not 1.5"),
+        (lambda: _map().parallel(tolerate="all"), "not 'all'"),
+        (lambda: _map().parallel().tolerate(-0.1), "not -0.1"),
+        (lambda: _map().max_iterations(3).parallel(), "drop while_, break_when and max_iterations"),
+        (lambda: _map().parallel().wait_count(0), "wait_count must be an integer >= 1"),
+        (lambda: _map().parallel().wait_for("most"), "'most' is not a wait strategy"),
+        (lambda: _map().parallel().end(), "has no body"),
+        (
+            lambda: treadle.new("m").loop("each").parallel().do(treadle.step("s", _noop)).end(),
+            "needs for_each(key)",
+        ),
+        (
+            lambda: _map().parallel(tolerate=1).wait_for("any").do(treadle.step("s", _noop)).end(),
+            "tolerate applies to WaitAll",
+        ),
+        (
+            lambda: _map().parallel().wait_for("count").do(treadle.step("s", _noop)).end(),
+            "needs wait_count(n)",
+        ),
+        (lambda: _map().parallel().do(), "do() needs at least one step"),
+        (lambda: _map().parallel().do(42), "map 'each': 42 is not a step"),
+    ],
+)
+def test_parallel_map_misuse_is_refused_when_built(make: Any, message: str) -> None:
+    with pytest.raises(treadle.DefinitionError, match=re.escape(message)):
+        make()
+
+
+def test_a_map_builder_is_a_value() -> None:
+    open_map = _map().parallel(max=3)
+    one = open_map.wait_for(treadle.WaitAny).do(treadle.step("s", _noop)).end().build()
+    two = open_map.do(treadle.step("s", _noop)).end().build()
+    assert one.describe()["steps"][0]["strategy"] == "any"
+    assert two.describe()["steps"][0]["strategy"] == "all"

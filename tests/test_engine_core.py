@@ -76,7 +76,7 @@ def test_wait_keys_are_kind_colon_name_and_parse_back() -> None:
 def test_event_kinds_are_stored_as_the_same_strings_as_before() -> None:
     assert {str(kind) for kind in EventKind} == {
         "created", "waiting", "step_completed", "step_failed", "branch_taken",
-        "loop_iteration", "loop_ended", "parallel_completed", "signal_received",
+        "loop_iteration", "loop_ended", "map_started", "parallel_completed", "signal_received",
         "signal_consumed", "approval_received", "timer_fired", "child_started",
         "child_completed", "pause_requested", "paused", "resumed", "cancel_requested",
         "compensating", "compensated", "compensation_retry", "compensation_failed",

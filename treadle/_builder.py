@@ -31,6 +31,7 @@ from ._checks import (
 )
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError
+from ._mapbuilder import MapBuilder, check_max, check_tolerate
 from ._nodes import (
     ActionStep,
     ApprovalStep,
@@ -38,6 +39,7 @@ from ._nodes import (
     Condition,
     IfStep,
     LoopStep,
+    MapStep,
     Node,
     ParallelStep,
     SignalStep,
@@ -61,6 +63,7 @@ __all__ = [
     "Builder",
     "IfBuilder",
     "LoopBuilder",
+    "MapBuilder",
     "ParallelBuilder",
     "SignalBuilder",
     "StepLike",
@@ -220,8 +223,9 @@ class Builder:
         on_parent_end: str = "cancel",
     ) -> Builder:
         """Start a child run of ``workflow_name`` with ``input`` as its data, and wait for it
-        (either may be a function of the state); ``on_parent_end``: ``"cancel"`` the child or
-        ``"abandon"`` it when this run ends first."""
+        (either may be a function of the state; inside a ``for_each`` or a parallel map,
+        ``input`` may be ``fn(state, item)`` of the element); ``on_parent_end``: ``"cancel"`` the
+        child or ``"abandon"`` it when this run ends first."""
         name = _step_name(self._name, "sub-workflow", name)
         owner = f"sub-workflow {name!r}"
         policy = _on_parent_end(owner, on_parent_end)
@@ -233,7 +237,9 @@ class Builder:
         if is_dynamic(input):
             return self._then(SubWorkflowStep(name, workflow_name, input, policy))
         if input is not None and not isinstance(input, Mapping):
-            raise DefinitionError(f"{owner}: input must be a dict or None, not {input!r}")
+            raise DefinitionError(
+                f"{owner}: input must be a dict, a function of the state or None, not {input!r}"
+            )
         try:
             # A JSON round trip checks the input and detaches it from the caller's dict.
             frozen = None if input is None else json.loads(json.dumps(dict(input), allow_nan=False))
@@ -497,6 +503,26 @@ class LoopBuilder(_Block):
         return self._set(
             "max_iterations", _positive_int(f"loop {self._name!r}", "max_iterations", n)
         )
+
+    def parallel(
+        self, max: int = 10, *, tolerate: int | float | None = None
+    ) -> MapBuilder[Builder]:
+        """Run the iterations of this ``for_each`` concurrently, at most ``max`` at a time (a
+        parallel map, see "Parallel map" in API.md); ``tolerate``: how many may fail."""
+        node, owner = self._node, f"map {self._name!r}"
+        if (node.while_, node.break_when, node.max_iterations) != (None, None, None):
+            self._fail(
+                "a parallel loop runs once per for_each element: drop while_, "
+                "break_when and max_iterations"
+            )
+        mapped = MapStep(
+            node.name,
+            node.body,
+            node.for_each or "",
+            max=check_max(owner, max),
+            tolerate=check_tolerate(owner, tolerate),
+        )
+        return MapBuilder(self._parent, mapped)
 
     def do(self, *steps: StepLike) -> LoopBuilder:
         """The loop's body, run once per iteration."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -194,6 +195,39 @@ class ParallelStep:
 
 
 @dataclass(frozen=True)
+class MapStep:
+    """A parallel map (``loop(...).for_each(key).parallel(max=n)``): the body runs once per
+    element of the list at ``data[over]``, at most ``max`` at a time, until the wait strategy
+    is met; under ``WaitAll``, up to ``tolerate`` failed iterations (a count, or a fraction of
+    the elements) do not fail it. The results go to ``data[name]``, a list."""
+
+    name: str
+    body: tuple[Node, ...]
+    over: str
+    max: int = 10
+    strategy: WaitStrategy = WaitStrategy.ALL
+    count: int | None = None
+    tolerate: int | float | None = None
+    kind = "map"
+
+    def needed(self, total: int) -> int:
+        """How many of ``total`` iterations must complete."""
+        if self.strategy is WaitStrategy.ANY:
+            return 1
+        if self.strategy is WaitStrategy.COUNT:
+            return self.count or total
+        return total - self.tolerated(total)
+
+    def tolerated(self, total: int) -> int:
+        """How many of ``total`` iterations may fail."""
+        if self.strategy is not WaitStrategy.ALL:
+            return total - self.needed(total)
+        if isinstance(self.tolerate, float):
+            return math.floor(self.tolerate * total)
+        return min(self.tolerate or 0, total)
+
+
+@dataclass(frozen=True)
 class SignalStep:
     """Wait for a signal; its data lands at ``state.data[name]``."""
 
@@ -299,6 +333,7 @@ Node = (
     | SubWorkflowStep
     | SleepStep
     | Workflow
+    | MapStep
 )
 
 
@@ -314,7 +349,7 @@ def children(node: Node) -> tuple[Node, ...]:
         return node.steps
     if isinstance(node, IfStep):
         return tuple(s for b in node.branches for s in b.steps)
-    if isinstance(node, LoopStep):
+    if isinstance(node, LoopStep | MapStep):
         return node.body
     if isinstance(node, ParallelStep):
         return node.branches
@@ -431,6 +466,15 @@ def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
             has_while=node.while_ is not None,
             has_break=node.break_when is not None,
             max_iterations=node.max_iterations,
+            steps=[describe(s, legacy=legacy) for s in node.body],
+        )
+    elif isinstance(node, MapStep):
+        out.update(
+            for_each=node.over,
+            max=node.max,
+            strategy=node.strategy.value,
+            count=node.count,
+            tolerate=node.tolerate,
             steps=[describe(s, legacy=legacy) for s in node.body],
         )
     elif isinstance(node, ParallelStep):

@@ -12,7 +12,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from ._duration import parse_duration
 from ._errors import DefinitionError, InvalidId
@@ -28,9 +28,21 @@ def is_dynamic(value: object) -> bool:
     return callable(value) and not isinstance(value, type)
 
 
-async def evaluate(fn: Dynamic, state: Any) -> Any:
-    """Call a dynamic parameter (awaiting it if it is async)."""
-    value = fn(state)
+def takes_item(fn: Any) -> bool:
+    """Whether a function of the state takes the current element too (``fn(state, item)``:
+    a sub-workflow's input inside a ``for_each`` or a parallel map)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+async def evaluate(fn: Dynamic, state: Any, item: Any = None) -> Any:
+    """Call a dynamic parameter (awaiting it if it is async); one that takes the element too
+    (:func:`takes_item`) gets ``item``."""
+    value = cast("Callable[..., Any]", fn)(state, item) if takes_item(fn) else fn(state)
     if inspect.isawaitable(value):
         value = await value
     return value

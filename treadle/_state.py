@@ -57,6 +57,7 @@ class EventKind(StrEnum):
     BRANCH_TAKEN = "branch_taken"
     LOOP_ITERATION = "loop_iteration"
     LOOP_ENDED = "loop_ended"
+    MAP_STARTED = "map_started"
     PARALLEL_COMPLETED = "parallel_completed"
     SIGNAL_RECEIVED = "signal_received"
     SIGNAL_CONSUMED = "signal_consumed"

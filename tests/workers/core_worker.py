@@ -61,6 +61,12 @@ def tag(ctx: Context, state: State) -> Any:
     return do(ctx, state)
 
 
+def echo(ctx: Context, state: State) -> Any:
+    """A map's body step: record the side effect, block if asked to, return the element."""
+    do(ctx, state)
+    return {"item": ctx.item, "key": ctx.idempotency_key}
+
+
 def boom(ctx: Context, state: State) -> None:
     """A step that fails for good."""
     effect(ctx, "do")
@@ -117,11 +123,20 @@ def workflows() -> list[treadle.Workflow]:
         .step("d2", do, compensate=undo)
         .await_signal("never")
         .build(),
+        treadle.new("mapper")
+        .loop("lines")
+        .for_each("items")
+        .parallel(max=3)
+        .do(treadle.step("ship", echo))
+        .end()
+        .step("shipped", do)
+        .build(),
     ]
 
 
 START_DATA: dict[str, dict[str, Any]] = {
     "looper": {"items": ["a", "b", "c"]},
+    "mapper": {"items": list(range(10))},
     "vault": {"card": "4111-1111-SECRET"},
 }
 

@@ -46,25 +46,19 @@ async def run_loop(driver: Walk, node: LoopStep, path: str, scope: Scope) -> Non
     """``loop``: run the body per iteration until an end condition (each recorded)."""
     entry = cursor.loop_at(driver.nodes, path)
     if entry is None:
-        items = None
+        entry = {"k": "loop", "i": 0, "in": False}
         if node.for_each is not None:
-            items = driver.data.get(node.for_each)
-            if not isinstance(items, list):
-                error = DataError(
-                    f"loop {node.name!r}: data[{node.for_each!r}] must be a list, "
-                    f"not {type(items).__name__}"
-                )
-                driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
-                raise StepFailure(node.name, error)
-        entry = {"k": "loop", "i": 0, "items": items, "in": False}
+            entry["n"] = len(elements(driver, node.name, node.for_each))
         driver.nodes[path] = entry
         driver.touch()
-    items = entry["items"]
+    # The elements stay in the run's data: the entry, written with every checkpoint, holds
+    # only their count (or, written by an older treadle, the elements themselves).
+    count = entry.get("n", len(entry.get("items") or ())) if node.for_each else None
     while True:
         i = entry["i"]
         if not entry["in"]:
             reason = None
-            if items is not None and i >= len(items):
+            if count is not None and i >= count:
                 reason = "items done"
             elif node.max_iterations is not None and i >= node.max_iterations:
                 reason = "max_iterations"
@@ -76,19 +70,51 @@ async def run_loop(driver: Walk, node: LoopStep, path: str, scope: Scope) -> Non
             entry["in"] = True
             driver.touch()
         here = cursor.iteration(path, i)
-        if items is not None:
-            inner = Scope(cursor.inside(here), items[i], i, i)
+        if count is not None:
+            inner = Scope(cursor.inside(here), element(driver, node, entry, i, count), i, i)
         else:
             inner = Scope(cursor.inside(here), scope.item, scope.index, i)
         await driver.run_seq(node.body, inner)
         driver.drop(here)
         stop = node.break_when is not None and await condition(driver, node, node.break_when)
-        entry = {"k": "loop", "i": i + 1, "items": items, "in": False}
+        entry = {"k": "loop", "i": i + 1, "in": False}
+        if count is not None:
+            entry["n"] = count
         driver.nodes[path] = entry
         driver.note(EventKind.LOOP_ITERATION, node.name, iteration=i)
         if stop:
             driver.note(EventKind.LOOP_ENDED, node.name, iterations=i + 1, reason="break_when")
             return
+
+
+def elements(driver: Walk, name: str, key: str) -> list[Any]:
+    """The list a ``for_each`` iterates over, ``data[key]``; anything else fails the step."""
+    items = driver.data.get(key)
+    if not isinstance(items, list):
+        text = repr(items) if len(repr(items)) <= 60 else repr(items)[:59] + "…"
+        error = DataError(
+            f"loop {name!r}: data[{key!r}] must be a list, not {type(items).__name__} {text}"
+        )
+        driver.note(EventKind.STEP_FAILED, name, error=str(error), final=True)
+        raise StepFailure(name, error)
+    return items
+
+
+def element(driver: Walk, node: LoopStep, entry: cursor.LoopEntry, i: int, count: int) -> Any:
+    """Element ``i`` of a ``for_each``: read from the run's data, where the list may have
+    grown since the loop began (the count is fixed then) but may not have shrunk."""
+    if "items" in entry:
+        return entry["items"][i]  # type: ignore[index]
+    assert node.for_each is not None
+    items = elements(driver, node.name, node.for_each)
+    if i >= len(items):
+        error = DataError(
+            f"loop {node.name!r}: data[{node.for_each!r}] has {len(items)} elements, the loop "
+            f"began with {count}; a for_each body may add elements, not remove them"
+        )
+        driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
+        raise StepFailure(node.name, error)
+    return items[i]
 
 
 async def run_parallel(driver: Walk, node: ParallelStep, path: str, scope: Scope) -> None:

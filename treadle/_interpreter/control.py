@@ -104,13 +104,16 @@ class CheckpointRefused(Exception):
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a node sits: the path prefix of its names and its innermost loop position."""
+    """Where a node sits: the path prefix of its names and its innermost loop position;
+    ``collect``: the parallel map (its name) whose result at ``index`` the values that steps
+    store go to, instead of ``data[step name]``."""
 
     prefix: str = ""
     item: Any = None
     index: int | None = None
     iteration: int | None = None
+    collect: str | None = None
 
     def inside(self, path: str) -> Scope:
         """The scope of the children of the node at ``path``."""
-        return Scope(cursor.inside(path), self.item, self.index, self.iteration)
+        return Scope(cursor.inside(path), self.item, self.index, self.iteration, self.collect)

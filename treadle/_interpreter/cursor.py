@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-#: The cursor format written by this version of treadle.
-VERSION = 1
+#: The cursor format written by this version of treadle: 2 since loops keep the count of their
+#: elements (``n``) instead of the elements, and parallel maps have entries (``k: "map"``); a
+#: treadle that reads only format 1 refuses these cursors instead of misreading them.
+VERSION = 2
 
 
 class Position(TypedDict):
@@ -55,9 +57,30 @@ class IfEntry(TypedDict):
 # "in" is a keyword: the functional form.
 LoopEntry = TypedDict(
     "LoopEntry",
-    {"k": Literal["loop"], "i": int, "items": list[Any] | None, "in": bool},
+    {
+        "k": Literal["loop"],
+        "i": int,
+        "n": NotRequired[int],
+        "items": NotRequired[list[Any] | None],
+        "in": bool,
+    },
 )
-"""A loop: its iteration, the items of a ``for_each`` as they were, whether inside the body."""
+"""A loop: its iteration, whether inside the body, and for a ``for_each`` the number of its
+elements (``n``; they stay in the run's data). Cursors written before ``n`` hold the elements
+themselves (``items``), and are read as they are."""
+
+
+class MapEntry(TypedDict):
+    """A parallel map: its element count, the first index never started, and the indexes of
+    the completed and the failed iterations as ranges ``[start, end)``, so that the entry
+    stays as small as the gaps between them; the iterations started and not settled (below
+    ``next``, in no range) run again on recovery."""
+
+    k: Literal["map"]
+    n: int
+    next: int
+    done: list[list[int]]
+    failed: list[list[int]]
 
 
 class ParallelEntry(TypedDict):
@@ -107,6 +130,7 @@ Entry = (
     ActionEntry
     | IfEntry
     | LoopEntry
+    | MapEntry
     | ParallelEntry
     | SignalEntry
     | ApprovalEntry
@@ -248,6 +272,11 @@ def if_at(nodes: Nodes, path: str) -> IfEntry | None:
 def loop_at(nodes: Nodes, path: str) -> LoopEntry | None:
     """The entry of the loop at ``path``."""
     return cast("LoopEntry | None", nodes.get(path))
+
+
+def map_at(nodes: Nodes, path: str) -> MapEntry | None:
+    """The entry of the parallel map at ``path``."""
+    return cast("MapEntry | None", nodes.get(path))
 
 
 def parallel_at(nodes: Nodes, path: str) -> ParallelEntry | None:

@@ -17,13 +17,13 @@ from typing import Any, NoReturn
 from .._calls import call_step
 from .._errors import DataError, StepTimeout
 from .._logging import current_run, current_step
-from .._merge import merge, wrote
 from .._nodes import (
     ActionStep,
     ApprovalStep,
     CustomStep,
     IfStep,
     LoopStep,
+    MapStep,
     Node,
     ParallelStep,
     SignalStep,
@@ -57,15 +57,18 @@ from .control import (
     StepFailure,
     Suspend,
 )
+from .data import RunData
 from .host import RunHost
+from .mapped import as_result, run_map
 from .refusals import refuse
 from .saga import unwind
+from .slots import store
 from .waits import due_time, run_approval, run_signal, run_sleep, run_subworkflow
 
 log = logging.getLogger("treadle")
 
 
-class RunDriver:
+class RunDriver(RunData):
     """Executes one run while its host holds the run's lease."""
 
     def __init__(self, host: RunHost, record: RunRecord, workflow: Workflow) -> None:
@@ -76,8 +79,6 @@ class RunDriver:
         self.token = record.token
         #: What the run was asked to do from outside (see :meth:`request`).
         self.control: Control | None = None if record.control is None else Control(record.control)
-        self.data_json = record.data
-        self.data: dict[str, Any] = json.loads(record.data)
         #: The data as the last checkpoint stored it.
         self.stored_json = record.data
         #: How many checkpoints the persistence refused (see :func:`.refusals.refuse`).
@@ -116,11 +117,7 @@ class RunDriver:
         self.status = record.status
         self.error: str | None = record.error
         self.by_name = {node.name: node for node in workflow.nodes()}
-        #: ``(step, data before, data after)`` of each write made while a step held a private
-        #: copy of the data (see :meth:`merge`); empty whenever no step runs.
-        self.writes: list[tuple[str, str, str]] = []
-        #: How many steps hold a private copy of the data.
-        self.running = 0
+        self.init_data(record.data)
 
     # Checkpoints ---------------------------------------------------------------------------
 
@@ -209,57 +206,6 @@ class RunDriver:
         if (self.dirty and not self.replayable) or self.status is not Status.RUNNING:
             await self.checkpoint()
 
-    def set_data(self, key: str, value: Any) -> None:
-        """Store a value in the run's data (a wait's result)."""
-        before = self.data_json
-        self.data[key] = value
-        self.data_json = encode_data(self.data, f"step {key!r}")
-        if self.running:
-            self.writes.append((key, before, self.data_json))
-        self.touch()
-
-    def copy(self) -> tuple[dict[str, Any], str, int]:
-        """A private copy of the data for a step about to run: the copy, its JSON (the base of
-        :meth:`merge`) and the mark of the writes made from now on. Pair with :meth:`release`."""
-        self.running += 1
-        base_json = self.data_json
-        return json.loads(base_json), base_json, len(self.writes)
-
-    def release(self) -> None:
-        """A step's private copy is done with (completed, failed, timed out or cancelled)."""
-        self.running -= 1
-
-    def merge(
-        self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int
-    ) -> None:
-        """Take ``step``'s private copy of the data (copied at ``base_json``) into the run's.
-
-        The one place where concurrent steps meet (see "How branch writes meet" in API.md):
-        unless nobody wrote meanwhile, a three-way merge; each conflict is recorded with the
-        step that wrote the value it overwrote (found among the writes since ``since``).
-        """
-        if self.data_json == base_json:  # nobody wrote meanwhile: every sequential step
-            self.data, self.data_json = private, private_json
-        else:
-            # Parsed again, not taken as they are: ``private`` may hold tuples and the like.
-            base, theirs = json.loads(base_json), json.loads(private_json)
-            result = merge(base, theirs, json.loads(self.data_json))
-            self.data, self.data_json = result.value, encode_data(result.value, f"step {step!r}")
-            for conflict in result.conflicts:
-                other = next(
-                    (
-                        name
-                        for name, before, after in reversed(self.writes[since:])
-                        if wrote(json.loads(before), json.loads(after), conflict.path)
-                    ),
-                    None,
-                )
-                self.note(EventKind.DATA_CONFLICT, step, other=other, **conflict.event_detail())
-        if self.running:
-            self.writes.append((step, base_json, private_json))
-        else:
-            self.writes.clear()
-
     def snapshot(self) -> State:
         """The run as this driver last wrote it (a detached copy)."""
         return State(
@@ -333,6 +279,8 @@ class RunDriver:
             await run_loop(self, node, path, scope)
         elif isinstance(node, ParallelStep):
             await run_parallel(self, node, path, scope)
+        elif isinstance(node, MapStep):
+            await run_map(self, node, path, scope)
         elif isinstance(node, SignalStep):
             await run_signal(self, node, path)
         elif isinstance(node, ApprovalStep):
@@ -340,7 +288,7 @@ class RunDriver:
         elif isinstance(node, SleepStep):
             await run_sleep(self, node, path)
         else:
-            await run_subworkflow(self, node, path)
+            await run_subworkflow(self, node, path, scope)
         self.drop(path)
 
     async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
@@ -377,6 +325,7 @@ class RunDriver:
         state.data, base_json, since = self.copy()
         started = time.perf_counter()
         step_token = current_step.set(node.name)
+        result: Any = None
         try:
             with step_span(self.tracer, self.run_id, self.workflow.name, node.name, attempt):
                 if isinstance(node, CustomStep):
@@ -385,8 +334,10 @@ class RunDriver:
                     result = await call_step(
                         node.action, ctx, state, node.timeout_seconds, host.threads
                     )
-                    if result is not None:
+                    if result is not None and scope.collect is None:
                         state.data[node.name] = result
+                    elif result is not None:  # a map's result, stored with the step
+                        result = as_result(node.name, result)
             state.data, new_json = as_stored(state.data, f"step {node.name!r}")
         except TimeoutError as exc:
             timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
@@ -395,13 +346,15 @@ class RunDriver:
         except Exception as exc:
             self._failed(node, path, attempt, exc)
         finally:
-            self.release()
+            self.release(since)
             current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
         self.merge(node.name, state.data, new_json, base_json, since)
         if ctx._labels:
             self.labels.update(ctx._labels)
             self.relabelled = True
+        if result is not None and scope.collect is not None:
+            store(self, scope, node.name, result)
         if isinstance(node, ActionStep) and node.compensate is not None:
             self.comp.append([path, node.name, scope.index, scope.item])
         self.note(EventKind.STEP_COMPLETED, node.name, attempt=attempt, ms=took)

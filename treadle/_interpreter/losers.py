@@ -56,7 +56,7 @@ async def _undo(driver: Walk, entry: cursor.CompensationEntry) -> None:
         except Exception as exc:
             error = storable(f"{type(exc).__name__}: {exc}")
         finally:
-            driver.release()
+            driver.release(since)
         if error is None:
             driver.merge(name, state.data, new_json, base_json, since)
             driver.note(EventKind.COMPENSATED, name, loser=True)

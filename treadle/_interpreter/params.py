@@ -17,9 +17,10 @@ from .control import StepFailure
 from .walk import Walk
 
 
-async def compute(driver: Walk, node: Node) -> dict[str, Any]:
-    """Evaluate ``node``'s dynamic parameters now, check them and note them in the history
-    (empty when it has none); a function that raises or returns a bad value fails the step."""
+async def compute(driver: Walk, node: Node, item: Any = None) -> dict[str, Any]:
+    """Evaluate ``node``'s dynamic parameters now (a function that takes the element too gets
+    ``item``), check them and note them in the history (empty when it has none); a function
+    that raises or returns a bad value fails the step."""
     functions = dynamic_params(node)
     if not functions:
         return {}
@@ -27,7 +28,7 @@ async def compute(driver: Walk, node: Node) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, fn in sorted(functions.items()):
         try:
-            values[name] = CHECKS[name](node.name, await evaluate(fn, state))
+            values[name] = CHECKS[name](node.name, await evaluate(fn, state, item))
         except Exception as exc:
             error = exc
             if not isinstance(exc, DefinitionError):

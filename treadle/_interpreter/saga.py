@@ -112,6 +112,6 @@ async def _compensate(
         )
         raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at) from exc
     finally:
-        driver.release()
+        driver.release(since)
     driver.merge(node.name, state.data, new_json, base_json, since)
     return None

@@ -22,8 +22,9 @@ from .._nodes import ApprovalStep, SignalStep, SleepStep, SubWorkflowStep
 from .._params import as_timedelta
 from .._state import EventKind, Status, WaitKind, wait_key
 from . import cursor
-from .control import StepFailure, Suspend
+from .control import Scope, StepFailure, Suspend
 from .params import compute
+from .slots import store
 from .walk import Walk
 
 
@@ -161,12 +162,12 @@ async def run_sleep(driver: Walk, node: SleepStep, path: str) -> None:
     driver.note(EventKind.TIMER_FIRED, node.name)
 
 
-async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> None:
+async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str, scope: Scope) -> None:
     """``sub_workflow``: start the child once (deterministic id), then wait for its end."""
     host = driver.host
     entry = cursor.child_at(driver.nodes, path)
     if entry is None:
-        params = await compute(driver, node)
+        params = await compute(driver, node, scope.item)
         entry = {"k": "subworkflow", "child": child_run_id(driver.run_id, path)}
         if params:
             entry["p"] = params
@@ -190,7 +191,9 @@ async def run_subworkflow(driver: Walk, node: SubWorkflowStep, path: str) -> Non
         driver.note(EventKind.STEP_FAILED, node.name, error=str(error), final=True)
         raise StepFailure(node.name, error)
     # A child that declares an output gives its result, else its whole data.
-    driver.set_data(node.name, json.loads(child.data if child.result is None else child.result))
+    store(
+        driver, scope, node.name, json.loads(child.data if child.result is None else child.result)
+    )
     driver.note(EventKind.CHILD_COMPLETED, node.name, child=child_id)
 
 

@@ -63,8 +63,8 @@ class Walk(Protocol):
     def copy(self) -> tuple[dict[str, Any], str, int]:
         """A private copy of the data for a step about to run (see ``RunDriver.copy``)."""
 
-    def release(self) -> None:
-        """A step's private copy is done with."""
+    def release(self, mark: int) -> None:
+        """A step's private copy (taken at ``mark``) is done with."""
 
     def merge(
         self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int

@@ -39,6 +39,35 @@ class Progress:
 
     marks: dict[str, str] = field(default_factory=dict)
     taken: dict[str, set[int]] = field(default_factory=dict)
+    maps: dict[str, MapProgress] = field(default_factory=dict)
+    live: bool = False
+
+
+@dataclass
+class MapProgress:
+    """Where a parallel map is: its elements, and its iterations done, failed and running."""
+
+    total: int = 0
+    max: int = 1
+    done: int = 0
+    failed: int = 0
+    ended: bool = False
+
+    def running(self, live: bool) -> int:
+        """How many iterations are under way (none once the map or the run has ended)."""
+        if self.ended or not live:
+            return 0
+        return min(self.max, self.total - self.done - self.failed)
+
+    def text(self, live: bool) -> str:
+        """``37/100 done, 5 running, 1 failed``."""
+        out = f"{self.done}/{self.total} done"
+        running = self.running(live)
+        if running:
+            out += f", {running} running"
+        if self.failed:
+            out += f", {self.failed} failed"
+        return out
 
 
 def progress(state: State, events: list[Event]) -> Progress:
@@ -49,6 +78,17 @@ def progress(state: State, events: list[Event]) -> Progress:
         step, kind = event.step, event.kind
         if step is None:
             continue
+        if kind == "map_started":
+            out.maps[step] = MapProgress(
+                int(event.detail.get("items", 0)), int(event.detail.get("max", 1))
+            )
+        elif kind == "loop_iteration" and step in out.maps:
+            if event.detail.get("failed"):
+                out.maps[step].failed += 1
+            else:
+                out.maps[step].done += 1
+        elif kind == "loop_ended" and step in out.maps:
+            out.maps[step].ended = True
         if kind in _DONE_EVENTS:
             out.marks[step] = "done"
         elif kind == "step_failed":
@@ -71,7 +111,8 @@ def progress(state: State, events: list[Event]) -> Progress:
                 out.marks.setdefault(step, "visited")
         else:
             out.marks.setdefault(step, "visited")
-    if state.status in (Status.WAITING, Status.PAUSED, Status.RUNNING):
+    out.live = state.status in (Status.WAITING, Status.PAUSED, Status.RUNNING)
+    if out.live:
         for wait in state.waiting_for:
             kind, _, name = wait.partition(":")
             target = children.get(name, name) if kind == "run" else name
@@ -181,6 +222,18 @@ def _box(node: dict[str, Any], prog: Progress) -> Box:
         if node.get("max_iterations"):
             how += f" · max {node['max_iterations']}"
         box.title, box.meta = f"↻ loop {name}", how
+        box.seqs = [Arm(diagram(node.get("steps", []), prog))]
+    elif kind == "map":
+        strategy = str(node.get("strategy"))
+        how = f"for each {node.get('for_each')} · max {node.get('max')}"
+        if strategy != "all":
+            how += f" · wait {strategy}" + (f" {node.get('count')}" if node.get("count") else "")
+        elif node.get("tolerate"):
+            how += f" · tolerate {node.get('tolerate')}"
+        where = prog.maps.get(name)
+        if where is not None:
+            how += f" · {where.text(prog.live)}"
+        box.title, box.meta = f"⇉ map {name}", how
         box.seqs = [Arm(diagram(node.get("steps", []), prog))]
     elif kind == "parallel":
         strategy = str(node.get("strategy"))
