@@ -25,8 +25,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS inbox_idempotency ON inbox (run_id, idempotenc
 -- Labels and search, retention by age, the caller's trace context.
 ALTER TABLE runs ADD COLUMN labels text NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN trace text;
-CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
-CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (status, updated_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
 CREATE TABLE IF NOT EXISTS run_labels (
     run_id text NOT NULL,
     key    text NOT NULL,

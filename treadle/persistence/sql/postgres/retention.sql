@@ -7,6 +7,7 @@
 -- name: prunable_runs
 SELECT r.id FROM runs AS r
 WHERE r.status = ANY(%(statuses)s::text[]) AND r.updated_at < %(before)s
+  AND r.status IN ('completed', 'failed', 'cancelled')
   AND (%(workflows)s::text[] IS NULL OR r.workflow = ANY(%(workflows)s::text[]))
   AND (r.parent_id IS NULL OR NOT EXISTS (
       SELECT 1 FROM runs AS p WHERE p.id = r.parent_id
@@ -20,6 +21,7 @@ FOR UPDATE OF r SKIP LOCKED;
 -- name: count_prunable
 SELECT COUNT(*) AS n FROM runs AS r
 WHERE r.status = ANY(%(statuses)s::text[]) AND r.updated_at < %(before)s
+  AND r.status IN ('completed', 'failed', 'cancelled')
   AND (%(workflows)s::text[] IS NULL OR r.workflow = ANY(%(workflows)s::text[]))
   AND (r.parent_id IS NULL OR NOT EXISTS (
       SELECT 1 FROM runs AS p WHERE p.id = r.parent_id

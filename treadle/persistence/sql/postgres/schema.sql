@@ -50,9 +50,10 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner) WHERE owner IS NOT NULL;
--- Finished runs by age: retention deletes the oldest in batches; searches by time range.
-CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
-CREATE INDEX IF NOT EXISTS runs_status_updated ON runs (status, updated_at);
+-- Finished runs by age, for retention. Partial: a checkpoint of an unfinished run (which moves
+-- updated_at) changes no entry of it.
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (status, updated_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
 -- The runs' labels, one row a label, for search by label (runs.labels is the same, for display).
 CREATE TABLE IF NOT EXISTS run_labels (
     run_id text NOT NULL,

@@ -216,7 +216,7 @@ GROUP BY kind;
 -- name: oldest_runnable
 -- Since when the oldest runnable run waits for an engine: a PENDING run since it became pending,
 -- a WAITING one since its timer came due.
-SELECT (SELECT MIN(updated_at) FROM runs INDEXED BY runs_status_updated
+SELECT (SELECT MIN(updated_at) FROM runs INDEXED BY runs_status
         WHERE status = 'pending' AND (owner IS NULL OR lease_until < :now)) AS pending_since,
        (SELECT MIN(wake_at) FROM runs INDEXED BY runs_status
         WHERE status = 'waiting' AND wake_at <= :now) AS due_since;

@@ -4,8 +4,9 @@
 -- none of its children is unfinished.
 
 -- name: prunable_runs
-SELECT r.id FROM runs AS r INDEXED BY runs_status_updated
+SELECT r.id FROM runs AS r INDEXED BY runs_finished
 WHERE r.status IN (SELECT value FROM json_each(:statuses)) AND r.updated_at < :before
+  AND r.status IN ('completed', 'failed', 'cancelled')
   AND (:workflows IS NULL OR r.workflow IN (SELECT value FROM json_each(:workflows)))
   AND (r.parent_id IS NULL OR NOT EXISTS (
       SELECT 1 FROM runs AS p WHERE p.id = r.parent_id
@@ -16,8 +17,9 @@ WHERE r.status IN (SELECT value FROM json_each(:statuses)) AND r.updated_at < :b
 LIMIT :limit;
 
 -- name: count_prunable
-SELECT COUNT(*) AS n FROM runs AS r INDEXED BY runs_status_updated
+SELECT COUNT(*) AS n FROM runs AS r INDEXED BY runs_finished
 WHERE r.status IN (SELECT value FROM json_each(:statuses)) AND r.updated_at < :before
+  AND r.status IN ('completed', 'failed', 'cancelled')
   AND (:workflows IS NULL OR r.workflow IN (SELECT value FROM json_each(:workflows)))
   AND (r.parent_id IS NULL OR NOT EXISTS (
       SELECT 1 FROM runs AS p WHERE p.id = r.parent_id
@@ -30,7 +32,7 @@ WHERE r.status IN (SELECT value FROM json_each(:statuses)) AND r.updated_at < :b
 SELECT id, status FROM runs WHERE parent_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_finished_runs
--- By primary key: '+status' keeps the planner from scanning runs_status_updated instead.
+-- By primary key: '+status' keeps the planner from scanning runs_finished instead.
 DELETE FROM runs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND +status IN ('completed', 'failed', 'cancelled')
 RETURNING id;
