@@ -15,8 +15,9 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, Self, cast
+from typing import Any, Self, cast
 
+from ._blocks import IfBuilder, LoopBuilder
 from ._chain import _Chain, _Options
 from ._checks import (
     _aware,
@@ -31,15 +32,12 @@ from ._checks import (
 )
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError
-from ._mapbuilder import MapBuilder, check_max, check_tolerate
+from ._mapbuilder import MapBuilder
 from ._nodes import (
     ActionStep,
     ApprovalStep,
-    Branch,
     Condition,
-    IfStep,
     LoopStep,
-    MapStep,
     Node,
     ParallelStep,
     SignalStep,
@@ -171,13 +169,13 @@ class Builder:
             raise DefinitionError(f"{owner} must be more than 0 (leave it out to keep runs)")
         return type(self)(self._name, self._chain, dataclasses.replace(self._opts, retention=kept))
 
-    def if_(self, name: str, cond: Condition) -> IfBuilder:
+    def if_(self, name: str, cond: Condition) -> IfBuilder[Builder]:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
         name = _step_name(self._name, "if", name)
         _callable(f"if {name!r}", "condition", cond)
         return IfBuilder(self, name, cond)
 
-    def loop(self, name: str) -> LoopBuilder:
+    def loop(self, name: str) -> LoopBuilder[Builder]:
         """Open a loop; give it ``for_each``/``while_``/``break_when``/``max_iterations``, a
         ``do(...)`` body, then ``end()``."""
         name = _step_name(self._name, "loop", name)
@@ -383,161 +381,3 @@ class ApprovalBuilder(_OptionBuilder):
                 f"{owner}: quorum({n}) is more than its {len(node.approvers)} approvers"
             )
         return self._with(quorum=n)
-
-
-class _Block:
-    """An open ``if_`` or ``loop``: a value like the builders; ``end()`` adds it to the builder
-    it was opened on and returns the result."""
-
-    __slots__ = ("_name", "_parent")
-    kind = "block"
-
-    def __init__(self, parent: Builder, name: str) -> None:
-        self._parent = parent
-        self._name = name
-
-    def _fail(self, message: str) -> NoReturn:
-        raise DefinitionError(f"{self.kind} {self._name!r}: {message}")
-
-    if not TYPE_CHECKING:
-
-        def __getattr__(self, attr: str) -> NoReturn:
-            # Runtime help only: mypy already reports ``.step`` on an IfBuilder.
-            if not attr.startswith("_") and hasattr(Builder, attr):
-                self._fail(f"call end() before {attr}()")
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
-
-
-class IfBuilder(_Block):
-    """An open ``if_``: ``then(...)``, optional ``else_if(cond).then(...)``, ``else_(...)``,
-    then ``end()``."""
-
-    __slots__ = ("_arms", "_has_else", "_pending")
-    kind = "if"
-
-    def __init__(
-        self,
-        parent: Builder,
-        name: str,
-        pending: Condition | None,
-        arms: tuple[Branch, ...] = (),
-        has_else: bool = False,
-    ) -> None:
-        super().__init__(parent, name)
-        self._pending = pending
-        self._arms = arms
-        self._has_else = has_else
-
-    def _with(self, pending: Condition | None, arm: Branch | None, has_else: bool) -> IfBuilder:
-        arms = self._arms if arm is None else (*self._arms, arm)
-        return IfBuilder(self._parent, self._name, pending, arms, has_else)
-
-    def then(self, *steps: StepLike) -> IfBuilder:
-        """The steps of the arm whose condition was just given."""
-        if self._has_else:
-            self._fail("nothing but end() may follow else_()")
-        if self._pending is None:
-            self._fail("then() given twice for the same arm; use else_if(cond) or else_()")
-        arm = Branch(self._pending, _nodes(f"if {self._name!r}", steps))
-        return self._with(None, arm, False)
-
-    def else_if(self, cond: Condition) -> IfBuilder:
-        """Another arm, tried when the ones before do not hold; follow with ``then(...)``."""
-        if self._has_else:
-            self._fail("nothing but end() may follow else_()")
-        self._need_then("else_if()")
-        _callable(f"if {self._name!r}", "else_if condition", cond)
-        return self._with(cond, None, False)
-
-    def else_(self, *steps: StepLike) -> IfBuilder:
-        """The steps to run when no condition holds."""
-        if self._has_else:
-            self._fail("else_() given twice")
-        self._need_then("else_()")
-        return self._with(None, Branch(None, _nodes(f"if {self._name!r}", steps)), True)
-
-    def end(self) -> Builder:
-        """Close the conditional: the builder it was opened on, with the conditional added."""
-        self._need_then("end()")
-        return self._parent._then(IfStep(self._name, self._arms))
-
-    def _need_then(self, method: str) -> None:
-        if self._pending is not None:
-            what = "if_()" if not self._arms else "else_if()"
-            self._fail(f"{what} must be followed by then(...) before {method}")
-
-
-class LoopBuilder(_Block):
-    """An open ``loop``: its options, a ``do(...)`` body, then ``end()``."""
-
-    __slots__ = ("_node",)
-    kind = "loop"
-
-    def __init__(self, parent: Builder, node: LoopStep) -> None:
-        super().__init__(parent, node.name)
-        self._node = node
-
-    def _set(self, option: str, value: Any) -> LoopBuilder:
-        if getattr(self._node, option) is not None:
-            self._fail(f"{option}() given twice")
-        return LoopBuilder(self._parent, dataclasses.replace(self._node, **{option: value}))
-
-    def for_each(self, key: str) -> LoopBuilder:
-        """Iterate over the list at ``state.data[key]`` as it was when the loop began."""
-        if not isinstance(key, str) or not key:
-            self._fail(f"for_each key must be a non-empty string, not {key!r}")
-        return self._set("for_each", key)
-
-    def while_(self, cond: Condition) -> LoopBuilder:
-        """Check ``cond(state)`` before each iteration; stop when it is false."""
-        _callable(f"loop {self._name!r}", "while_ condition", cond)
-        return self._set("while_", cond)
-
-    def break_when(self, cond: Condition) -> LoopBuilder:
-        """Check ``cond(state)`` after each iteration; stop when it is true."""
-        _callable(f"loop {self._name!r}", "break_when condition", cond)
-        return self._set("break_when", cond)
-
-    def max_iterations(self, n: int) -> LoopBuilder:
-        """End the loop after ``n`` iterations (a normal end)."""
-        return self._set(
-            "max_iterations", _positive_int(f"loop {self._name!r}", "max_iterations", n)
-        )
-
-    def parallel(
-        self, max: int = 10, *, tolerate: int | float | None = None
-    ) -> MapBuilder[Builder]:
-        """Run the iterations of this ``for_each`` concurrently, at most ``max`` at a time (a
-        parallel map, see "Parallel map" in API.md); ``tolerate``: how many may fail."""
-        node, owner = self._node, f"map {self._name!r}"
-        if (node.while_, node.break_when, node.max_iterations) != (None, None, None):
-            self._fail(
-                "a parallel loop runs once per for_each element: drop while_, "
-                "break_when and max_iterations"
-            )
-        mapped = MapStep(
-            node.name,
-            node.body,
-            node.for_each or "",
-            max=check_max(owner, max),
-            tolerate=check_tolerate(owner, tolerate),
-        )
-        return MapBuilder(self._parent, mapped)
-
-    def do(self, *steps: StepLike) -> LoopBuilder:
-        """The loop's body, run once per iteration."""
-        if self._node.body:
-            self._fail("do() given twice; pass every step of the body to one do(...)")
-        if not steps:
-            self._fail("do() needs at least one step")
-        body = _nodes(f"loop {self._name!r}", steps)
-        return LoopBuilder(self._parent, dataclasses.replace(self._node, body=body))
-
-    def end(self) -> Builder:
-        """Close the loop: the builder it was opened on, with the loop added."""
-        node = self._node
-        if not node.body:
-            self._fail("has no body: call do(...) before end()")
-        if (node.for_each, node.while_, node.break_when, node.max_iterations) == (None,) * 4:
-            self._fail("needs for_each, while_, break_when or max_iterations to end")
-        return self._parent._then(node)
