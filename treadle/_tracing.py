@@ -47,25 +47,31 @@ def _span(tracer: Any, name: str, attributes: dict[str, Any]) -> AbstractContext
     return span
 
 
-def capture() -> str | None:
-    """The current span context as stored JSON (``{"traceparent": ...}``), or None when no
-    tracer provider is configured or no span is current (nothing is asked of OpenTelemetry
-    then but whether it is configured)."""
+def _carrier() -> dict[str, str]:
+    """The current span context as W3C fields, empty when no tracer provider is configured or
+    no span is current (nothing is asked of OpenTelemetry then but whether it is configured)."""
     if trace is None or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return None
+        return {}
     if not trace.get_current_span().get_span_context().is_valid:
-        return None
+        return {}
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    return carrier
+
+
+def capture() -> str | None:
+    """The current span context as stored JSON (``{"traceparent": ...}``), or None when there
+    is none (see :func:`_carrier`)."""
+    carrier = _carrier()
     return json.dumps(carrier, sort_keys=True) if carrier else None
 
 
 def with_trace(detail: dict[str, Any]) -> dict[str, Any]:
-    """``detail`` of a history event with the current trace context under ``"trace"`` (as
-    :func:`capture` has it), when there is one."""
-    stored = capture()
-    if stored is not None:
-        detail["trace"] = json.loads(stored)
+    """``detail`` of a history event with the current trace context under ``"trace"``, when
+    there is one."""
+    carrier = _carrier()
+    if carrier:
+        detail["trace"] = dict(sorted(carrier.items()))
     return detail
 
 
