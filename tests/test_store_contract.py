@@ -475,10 +475,10 @@ async def test_an_older_database_names_the_command_that_upgrades_it(
 ) -> None:
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
-        migration = "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
+        migration = "ALTER TABLE runs ADD COLUMN future_column INTEGER NOT NULL DEFAULT 0"
     else:
         url = fresh_database(request.getfixturevalue("pg_dsn"), migrated=False)
-        migration = "ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0"
+        migration = "ALTER TABLE runs ADD COLUMN future_column integer NOT NULL DEFAULT 0"
     first = persistence_from_url(url)
     await first.open()  # the current version
     await first.close()

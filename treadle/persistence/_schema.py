@@ -12,7 +12,7 @@ from __future__ import annotations
 from .._errors import SchemaVersionError
 from ._sql import Tx
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this treadle reads and writes (``treadle_meta.schema_version``)."""
 
 

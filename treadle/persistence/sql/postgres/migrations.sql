@@ -41,3 +41,7 @@ CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id);
 ALTER TABLE runs ADD COLUMN deadline_at timestamptz;
 ALTER TABLE runs ADD COLUMN result text;
 CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at IS NOT NULL;
+
+-- name: migrate_6
+-- Flow control: priority, concurrency limits, rate limits, debounce.
+ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;

@@ -1,4 +1,4 @@
--- The treadle schema for PostgreSQL, version 5 (the whole schema at the newest version: it is
+-- The treadle schema for PostgreSQL, version 6 (the whole schema at the newest version: it is
 -- what an empty database gets). Times are timestamptz; ids of events and inbox rows bigserial.
 -- migrations.sql takes older databases here.
 -- Data, cursors and payloads stay JSON text, exactly as the core wrote them (jsonb would reorder
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS runs (
     labels        text NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
     trace         text,                    -- JSON: the trace context of the caller of start
     deadline_at   timestamptz,                    -- when the run is cancelled unless it has ended
-    result        text                     -- JSON: what the run returned (its output), once ended
+    result        text,                    -- JSON: what the run returned (its output), once ended
+    priority      integer NOT NULL DEFAULT 0  -- higher is claimed first; FIFO within one
 );
 CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
     WHERE status IN ('pending', 'running');

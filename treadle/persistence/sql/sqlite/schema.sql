@@ -1,4 +1,4 @@
--- The treadle schema for SQLite, version 5 (the whole schema at the newest version: it is what
+-- The treadle schema for SQLite, version 6 (the whole schema at the newest version: it is what
 -- an empty database gets; migrations.sql takes older ones there). Times are Unix epoch seconds
 -- (REAL).
 
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS runs (
     labels        TEXT NOT NULL DEFAULT '{}',  -- JSON object of the run's labels (run_labels)
     trace         TEXT,                    -- JSON: the trace context of the caller of start
     deadline_at   REAL,                    -- when the run is cancelled unless it has ended
-    result        TEXT                     -- JSON: what the run returned (its output), once ended
+    result        TEXT,                    -- JSON: what the run returned (its output), once ended
+    priority      INTEGER NOT NULL DEFAULT 0  -- higher is claimed first; FIFO within one
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
