@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._state import Event, Status
+from ._values import ValueWrite
 
 
 def to_datetime(value: Any) -> datetime | None:
@@ -159,6 +160,10 @@ class Checkpoint:
     result: str | None = None
     #: Every label of the run when a step set one since the last checkpoint (else None).
     labels: dict[str, str] | None = None
+    #: The changes to the large values stored beside the run (see :mod:`._values`); with
+    #: ``values_reset`` every such row is dropped first.
+    values: list[ValueWrite] | None = None
+    values_reset: bool = False
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,12 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+-- Large values of a run's data, stored beside it and written only when changed (part 0: a
+-- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
+CREATE TABLE IF NOT EXISTS run_values (
+    run_id  text NOT NULL,
+    key     text NOT NULL,
+    part    integer NOT NULL,
+    content text NOT NULL,
+    PRIMARY KEY (run_id, key, part)
+);
