@@ -317,6 +317,7 @@ class RunDriver(RunData):
             index=scope.index,
             iteration=scope.iteration,
             idempotency_key=f"{self.run_id}/{path}",
+            params=params.recorded(self, path) if entry else {},
             input_model=self.workflow.input,
             _state=state,
             _labels={},
