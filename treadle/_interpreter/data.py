@@ -177,7 +177,8 @@ class RunData:
         writes since ``since``).
         """
         changed = sealed.changed
-        if self.data_version == base.version:  # nobody wrote meanwhile: every sequential step
+        # Nobody wrote meanwhile (every sequential step), or what they wrote left it as it was.
+        if self.data_version == base.version or self.texts == base.texts:
             if changed or sealed.keys != list(base.texts):
                 texts: Texts = {}
                 for key in sealed.keys:
