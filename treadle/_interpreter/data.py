@@ -177,9 +177,13 @@ class RunData:
         writes since ``since``).
         """
         changed = sealed.changed
-        # Nobody wrote meanwhile (every sequential step), or what they wrote left it as it was.
-        if self.data_version == base.version or self.texts == base.texts:
-            if changed or sealed.keys != list(base.texts):
+        # As with one JSON text of the data: nobody wrote meanwhile (every sequential step) or
+        # the data is as it was, in order: the step's copy is the data; the data is as it was
+        # (in another order) or the step changed nothing: the one that changed it wins.
+        same = self.data_version == base.version
+        alike = same or self.texts == base.texts
+        if same or (alike and (changed or list(self.texts) == list(base.texts))):
+            if changed or sealed.keys != list(self.texts):
                 texts: Texts = {}
                 for key in sealed.keys:
                     text = changed.get(key, base.texts.get(key))
