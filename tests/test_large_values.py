@@ -132,3 +132,22 @@ async def test_values_stored_beside_a_run_go_through_the_codec(
         stored, data = await rows(engine, run_id)
         assert data.startswith("~codec:")
         assert stored and all(c.startswith("~codec:") and "secret" not in c for _, _, c in stored)
+
+
+async def test_the_http_api_shows_the_whole_data() -> None:
+    import httpx
+
+    from treadle.web import create_app
+
+    engine = treadle.Engine(treadle.MemoryPersistence())
+    engine.register(treadle.new("kid").step("change", change_one).build())
+    async with engine:
+        run_id = await engine.start("kid", {"items": [f"e{i}" for i in range(N)]})
+        await engine.wait(run_id, timeout=10)
+        assert (await rows(engine, run_id))[0], "stored beside the run"
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            got = (await http.get(f"/api/runs/{run_id}")).json()
+            assert got["data"]["items"][7] == "seven" and len(got["data"]["items"]) == N
+            listed = (await http.get("/api/runs")).json()["runs"]
+            assert [len(r["data"]["items"]) for r in listed] == [N]
