@@ -399,6 +399,13 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where the SQLite files go (default: tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files afterwards")
     ap.add_argument("--skip-dbos", action="store_true")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="BASELINE",
+        help="print each figure against a stored result (bench/baseline.json) and flag moves",
+    )
     ap.add_argument("--skip-treadle", action="store_true")
     ap.add_argument(
         "--part-timeout",
@@ -523,6 +530,10 @@ def main() -> None:
         for p in problems:
             print(f"  {p}")
     print(f"\nJSON written to {out}")
+    if args.compare is not None:
+        import compare
+
+        compare.report(rows, args.compare)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 
