@@ -311,8 +311,9 @@ class PostgresPersistence(SQLPersistence):
             try:
                 conn.execute("BEGIN")
                 outcomes = run_in_savepoints(
-                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,)
-                )
+                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,),
+                    restart=lambda: (conn.execute("ROLLBACK"), conn.execute("BEGIN")),
+                )  # fmt: skip
                 notified = list(dict.fromkeys(tx.notified))
                 row = tx.one("pre_commit", run_ids=notified)
                 xid = None if row is None else row["xid"]
