@@ -131,6 +131,10 @@ class AtRestTx:
         """As :meth:`Tx.all`, parameters encoded and the rows decoded."""
         return [self._rest.row(r) for r in self._tx.all(statement, **self._rest.params(params))]
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        """As :meth:`Tx.many`, parameters encoded."""
+        self._tx.many(statement, [self._rest.params(dict(r)) for r in rows])
+
     def notify(self, run_id: str) -> None:
         """As :meth:`Tx.notify`."""
         self._tx.notify(run_id)

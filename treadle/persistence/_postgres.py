@@ -83,6 +83,10 @@ class _PostgresTx:
     def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
         return self._cursor(statement, params).fetchall()
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        # psycopg pipelines executemany: one round trip for every row.
+        self._conn.cursor().executemany(self._sql[statement], rows)
+
     def notify(self, run_id: str) -> None:
         self.notified.append(run_id)
 
