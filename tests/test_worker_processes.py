@@ -95,6 +95,18 @@ class Supervisor:
 
         eventually(started, f"{count} worker processes ready")
 
+    def workers(self) -> set[int]:
+        """The pids of the supervisor's worker processes alive now."""
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                found.add(int(stat.parent.name))
+        return found
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -147,6 +159,12 @@ def test_a_worker_killed_mid_step_is_started_again_and_its_runs_finish(
         supervisor.ready(3)  # the supervisor started a new one
         assert "ended with status -9" in supervisor.output()
         eventually(lambda: _completed(client, ids), "every run completed")
+    # The supervisor killed too (it cannot pass SIGKILL on): its workers notice and stop.
+    orphans = supervisor.workers()
+    assert len(orphans) == 2
+    supervisor.proc.kill()
+    supervisor.proc.wait(10)
+    eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in orphans), "no orphan")
     lines = supervisor.lines()
     ends = collections.Counter((run, step) for _, run, step, phase in lines if phase == "end")
     assert len(ends) == 16 * 3

@@ -11,13 +11,15 @@ worker, which drains as a single worker does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -35,6 +37,10 @@ USER_ERROR_CODES = frozenset({1, 2})
 since a new one would fail the same way; the supervisor stops the others and exits with it."""
 
 
+SUPERVISOR_ENV = "TREADLE_SUPERVISOR_PID"
+"""Set in a worker process's environment to its supervisor's pid (see :func:`orphaned`)."""
+
+
 @dataclass
 class _Child:
     index: int
@@ -47,6 +53,7 @@ class _Child:
 
     def spawn(self) -> None:
         env = dict(os.environ, TREADLE_WORKER_INDEX=str(self.index))
+        env[SUPERVISOR_ENV] = str(os.getpid())
         self.process = subprocess.Popen(self.args, env=env)
         self.started = time.monotonic()
         self.restart_at = None
@@ -133,3 +140,28 @@ def _stop(children: list[_Child], drain: float) -> None:
             log.warning("worker process pid %d did not stop; killing it", process.pid)
             process.kill()
             process.wait()
+
+
+@contextlib.asynccontextmanager
+async def stop_when_orphaned(stop: asyncio.Event) -> AsyncIterator[None]:
+    """In a worker process of a supervisor: set ``stop`` should the supervisor die (even by
+    SIGKILL, which it cannot pass on), so that no worker outlives it. Elsewhere: nothing."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not supervisor.isdigit():
+        yield
+        return
+
+    async def watch() -> None:
+        # Nothing portable tells a process that its parent died: look twice a second.
+        while os.getppid() == int(supervisor):  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        log.warning("the supervisor (pid %s) is gone: stopping", supervisor)
+        stop.set()
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -17,7 +17,7 @@ from .._nodes import Workflow
 from ..persistence import Persistence
 from ._app import CODEC_SPEC, age_value, app_database, cli, db_option, load_app, run
 from ._metrics_server import check_available, metrics_options, metrics_server
-from ._processes import child_command, supervise
+from ._processes import child_command, stop_when_orphaned, supervise
 
 log = logging.getLogger("treadle.worker")
 
@@ -225,7 +225,12 @@ def worker(
     engine = build_engine(
         persistence, loaded.workflows, concurrency=concurrency, lease=lease, retention=retention
     )
-    run(
-        lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron, metrics=metrics),
-        app=app,
-    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        async with stop_when_orphaned(stop):
+            await serve_until_stopped(
+                engine, drain=drain, with_cron=with_cron, metrics=metrics, stop=stop
+            )
+
+    run(serve, app=app)
