@@ -97,7 +97,9 @@ async def test_an_older_database_is_refused_until_upgraded(
     ahead = schema.SCHEMA_VERSION + 1
     monkeypatch.setattr(schema, "SCHEMA_VERSION", ahead)
     sql = queries("postgres")
-    monkeypatch.setitem(sql, f"migrate_{ahead}", "ALTER TABLE runs ADD COLUMN future_column integer")  # type: ignore[index]
+    monkeypatch.setitem(
+        sql, f"migrate_{ahead}", "ALTER TABLE runs ADD COLUMN future_column integer"
+    )  # type: ignore[index]
     with pytest.raises(treadle.SchemaVersionError, match="older"):
         await PostgresPersistence(fresh_pg_dsn).open()
     said = await upgrade(fresh_pg_dsn)
