@@ -61,11 +61,12 @@ class Capacity:
             self.threads = StepThreads(self.size)
         return self.threads
 
-    def room(self, starting: int) -> int:
+    def room(self, starting: int, threads: bool = True) -> int:
         """How many more runs may begin executing here, ``starting`` being claimed or started
-        meanwhile: the run room, capped by the threads when a registered step is plain."""
+        meanwhile: the run room, capped by the threads (unless not ``threads``) when a
+        registered step is plain."""
         busy = len(self._active) + starting
-        if not self._registry.plain_steps():
+        if not threads or not self._registry.plain_steps():
             return self._max_runs - busy
         wanting = busy - len(self._on_loop)
         return min(self._max_runs - busy, self.size - wanting, self.threads.free)

@@ -180,9 +180,9 @@ class Executor:
         lease = self.new_lease()
         return LeaseFields(owner=lease.owner, lease_until=lease.until)
 
-    def has_room(self) -> bool:
-        """Whether one more run can execute here (see :mod:`.capacity`)."""
-        return self.running and not self.closing and self.capacity.room(self._starting) > 0
+    def has_room(self, threads: bool = True) -> bool:
+        """Whether one more run can execute here (a thread too, see :mod:`.capacity`)."""
+        return self.running and not self.closing and self.capacity.room(self._starting, threads) > 0
 
     def can_run(self, record: RunRecord) -> bool:
         """Whether ``record`` can execute here now (its definition is here, and room)."""
@@ -221,7 +221,7 @@ class Executor:
         here = isinstance(workflow, Workflow)
         if isinstance(workflow, Workflow):
             await self.registry.save(self.persistence, workflow)
-        claim = here and self.has_room()
+        claim = here and self.has_room(threads=False)  # a start here stays here (no round trip)
         if claim:  # hold the room while the run is being stored
             self._starting += 1
         try:
