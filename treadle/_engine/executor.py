@@ -17,12 +17,12 @@ from .._interpreter.deadlines import abandoned
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
-from .._threads import StepThreads
 from .._tracing import capture, run_span, tracer
 from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
+from .capacity import Capacity
 from .executed import Executed
 from .inputs import check_new_run, check_same, run_deadline, start_data
 from .leases import NO_LEASE, Lease, LeaseFields, reap_dead_owners, release_lease
@@ -54,10 +54,11 @@ class Executor:
         self.lease = lease
         self.poll_interval = poll_interval
         self.owner = new_owner()
-        self.step_threads = step_threads
-        self.threads = StepThreads(step_threads)
         self.metrics = Metrics()
         self.active: dict[str, RunDriver] = {}
+        self.capacity = Capacity(step_threads, lease, max_concurrent_runs, self.active, registry)
+        self.capacity.on_freed = self._room_freed
+        self.threads = self.capacity.threads
         self.executed = Executed()
         self.waiters = Waiters(persistence, self.active, self.runs_here)
         self.running = False  # between start() and stop()
@@ -82,8 +83,7 @@ class Executor:
         """Fresh loop-bound state before the persistence opens (also after a close)."""
         self._wake = asyncio.Event()
         self._stir = asyncio.Event()
-        if self.threads.closed:
-            self.threads = StepThreads(self.step_threads)
+        self.threads = self.capacity.renew()
 
     async def start(self) -> None:
         """Recover, then claim and execute runs in the background."""
@@ -180,10 +180,9 @@ class Executor:
         lease = self.new_lease()
         return LeaseFields(owner=lease.owner, lease_until=lease.until)
 
-    def has_room(self) -> bool:
-        """Whether one more run can execute here."""
-        busy = len(self.active) + self._starting
-        return self.running and not self.closing and busy < self.max_concurrent_runs
+    def has_room(self, threads: bool = True) -> bool:
+        """Whether one more run can execute here (a thread too, see :mod:`.capacity`)."""
+        return self.running and not self.closing and self.capacity.room(self._starting, threads) > 0
 
     def can_run(self, record: RunRecord) -> bool:
         """Whether ``record`` can execute here now (its definition is here, and room)."""
@@ -222,7 +221,7 @@ class Executor:
         here = isinstance(workflow, Workflow)
         if isinstance(workflow, Workflow):
             await self.registry.save(self.persistence, workflow)
-        claim = here and self.has_room()
+        claim = here and self.has_room(threads=False)  # a start here stays here (no round trip)
         if claim:  # hold the room while the run is being stored
             self._starting += 1
         try:
@@ -386,6 +385,7 @@ class Executor:
                 self._hold(run_id, driver.token, delay)
         finally:
             self.active.pop(run_id, None)
+            self.capacity.ended(run_id)
             self.waiters.wake(run_id)
             self._stir.set()
             self._room_freed()
@@ -462,7 +462,7 @@ class Executor:
         """Claim and spawn runnable runs while there is room; how many were claimed."""
         claimed = 0
         while not self.closing:
-            room = self.max_concurrent_runs - len(self.active) - self._starting
+            room = self.capacity.room(self._starting)
             ids, upgrades = self.registry.claimable()
             if room <= 0 or not (ids or upgrades):
                 return claimed

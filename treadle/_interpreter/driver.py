@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from typing import Any, NoReturn
 
-from .._calls import call_step
+from .._calls import call_step, is_async_callable
 from .._errors import DataError, StepTimeout
 from .._logging import current_run, current_step
 from .._nodes import (
@@ -308,6 +308,9 @@ class RunDriver(RunData):
             if retry_at is not None and host.clock.now() < retry_at:
                 raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
         await self.flush()
+        plain = isinstance(node, ActionStep) and not is_async_callable(node.action)
+        if not await host.capacity.admit(self.run_id, plain, asyncio.current_task() is self.task):
+            raise ShutdownRequested  # no step thread free for long: hand the run back here
         state = self.view()
         ctx = Context(
             run_id=self.run_id,

@@ -109,9 +109,16 @@ def build_engine(
     concurrency: int,
     lease: float,
     retention: timedelta | None = None,
+    step_threads: int = 32,
 ) -> Engine:
     """An engine on ``persistence`` with ``workflows`` registered."""
-    engine = Engine(persistence, max_concurrent_runs=concurrency, lease=lease, retention=retention)
+    engine = Engine(
+        persistence,
+        max_concurrent_runs=concurrency,
+        lease=lease,
+        retention=retention,
+        step_threads=step_threads,
+    )
     for workflow in workflows:
         engine.register(workflow)
     return engine
@@ -126,6 +133,14 @@ def build_engine(
     default=100,
     show_default=True,
     help="Runs executed at once by this worker.",
+)
+@click.option(
+    "--step-threads",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Threads for plain (not async) step functions; runs of plain steps are claimed only "
+    "while one is free.",
 )
 @click.option(
     "--lease",
@@ -171,6 +186,7 @@ def build_engine(
 def worker(
     app: str,
     concurrency: int,
+    step_threads: int,
     lease: float,
     drain: float,
     with_cron: bool,
@@ -223,7 +239,12 @@ def worker(
     if retention is None and loaded.engine is not None:
         retention = loaded.engine.retention
     engine = build_engine(
-        persistence, loaded.workflows, concurrency=concurrency, lease=lease, retention=retention
+        persistence,
+        loaded.workflows,
+        concurrency=concurrency,
+        lease=lease,
+        retention=retention,
+        step_threads=step_threads,
     )
 
     async def serve() -> None:
