@@ -215,7 +215,8 @@ def worker(
     setup_logging(log_level.upper())
     if processes > 1:
         options = {
-            "--concurrency": concurrency, "--lease": lease, "--drain": drain,
+            "--concurrency": concurrency, "--step-threads": step_threads, "--lease": lease,
+            "--drain": drain,
             "--log-level": log_level, "--metrics-host": metrics_host,
             "--metrics-refresh": metrics_refresh, "--db": db_url,
         }  # fmt: skip
