@@ -75,6 +75,7 @@ from ._nodes import (
     Workflow,
     step,
 )
+from ._rates import RateLimit
 from ._retry import RetryPolicy, new_retry_policy
 from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
@@ -139,6 +140,7 @@ __all__ = [
     "PersistenceError",
     "PostgresPersistence",
     "PruneReport",
+    "RateLimit",
     "RealClock",
     "RetryPolicy",
     "RunContextFilter",
