@@ -5,7 +5,8 @@
 
 It runs an Engine on DB_URL (``postgresql://...`` or a SQLite path) with the ``rated``
 workflow (see :func:`build_workflow`), prints ``ready`` once open, and runs until SIGTERM/SIGINT.
-Every call of the rate-limited step appends ``run_id<TAB>attempt<TAB>unix time`` to CALLS_FILE
+Every call of the rate-limited step appends ``run_id<TAB>attempt<TAB>unix time<TAB>pid`` to
+CALLS_FILE
 (O_APPEND, one write: lines of concurrent processes never mix). ``--offset`` moves the engine's
 clock by that many seconds (clock skew between workers). HOST is put in the engine's owner in
 place of the machine's name, so that a dead worker's runs are taken over when its leases expire.
@@ -45,7 +46,7 @@ def build_workflow(calls: str, limit: treadle.RateLimit) -> treadle.Workflow:
     fd = os.open(calls, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     async def call(ctx: treadle.Context, state: treadle.State) -> int:
-        os.write(fd, f"{ctx.run_id}\t{ctx.attempt}\t{time.time():.6f}\n".encode())
+        os.write(fd, f"{ctx.run_id}\t{ctx.attempt}\t{time.time():.6f}\t{os.getpid()}\n".encode())
         await asyncio.sleep(0.05)
         if state.data.get("fail") and ctx.attempt == 1:
             raise RuntimeError("the partner said no")
