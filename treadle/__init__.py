@@ -80,6 +80,7 @@ from ._retry import RetryPolicy, new_retry_policy
 from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
+from .persistence._rates import RateLimitState
 
 if TYPE_CHECKING:
     from .cron import Cron, CronError, Schedule, ScheduleExists, ScheduleNotFound, next_fire
@@ -141,6 +142,7 @@ __all__ = [
     "PostgresPersistence",
     "PruneReport",
     "RateLimit",
+    "RateLimitState",
     "RealClock",
     "RetryPolicy",
     "RunContextFilter",
