@@ -20,7 +20,7 @@ from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
 from ._params import Dynamic, is_dynamic
-from ._rates import RateLimit, check_consistent
+from ._rates import RateLimit, check_consistent, rate_limits
 from ._retry import RetryPolicy
 from ._state import Context, State
 from ._typed import model_name
@@ -441,15 +441,6 @@ def validate(workflow: Workflow) -> None:
             owner = f"workflow {workflow.name!r}: step {node.name!r}"
             raise DefinitionError(f"{owner}: {exc}") from None
     check_consistent(rate_limits(workflow))
-
-
-def rate_limits(workflow: Workflow) -> list[tuple[str, RateLimit]]:
-    """The rate limits that steps of ``workflow`` take, each with where (for messages)."""
-    return [
-        (f"step {node.name!r} of {workflow.name!r}", node.rate_limit)
-        for node in workflow.nodes()
-        if isinstance(node, ActionStep) and node.rate_limit is not None
-    ]
 
 
 def _callable_name(fn: object) -> str | None:

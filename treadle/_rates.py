@@ -10,9 +10,10 @@ the order they reserved, and each waits for its own time instead of all retrying
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
@@ -100,3 +101,26 @@ def check_consistent(limits: Iterable[tuple[str, RateLimit]]) -> None:
                 f"{first[1].describe()} at {first[0]}, {limit.describe()} at {owner}; "
                 f"define it once and use that object"
             )
+
+
+class _Definition(Protocol):
+    """What :func:`rate_limits` reads of a workflow (a :class:`~treadle.Workflow`)."""
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        ...
+
+    def nodes(self) -> Iterator[object]:
+        """Every node below it."""
+        ...
+
+
+def rate_limits(workflow: _Definition) -> list[tuple[str, RateLimit]]:
+    """The rate limits that steps of ``workflow`` take, each with where (for messages)."""
+    found = []
+    for node in workflow.nodes():
+        limit = getattr(node, "rate_limit", None)
+        if isinstance(limit, RateLimit):
+            found.append((f"step {getattr(node, 'name', '?')!r} of {workflow.name!r}", limit))
+    return found

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import DefinitionError, WorkflowNotFound
-from .._nodes import Workflow, rate_limits, validate
-from .._rates import check_consistent
+from .._nodes import Workflow, validate
+from .._rates import check_consistent, rate_limits
 from .._shape import Waits, waits_of
 from ..persistence import Persistence
 from ..persistence._records import DefinitionRecord, RunRecord
