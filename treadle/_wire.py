@@ -20,12 +20,14 @@ from ._engine.bulk import BulkResult as _BulkResult
 from ._engine.operator import MigrationPlan as _MigrationPlan
 from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
+from ._rates import show_seconds
 from ._state import Event as _Event
 from ._state import State, Status
 from .cron import Schedule as _Schedule
 from .cron import next_fires
 from .cron._cron import CATCH_UP, OVERLAP
 from .cron._operations import Backfill as _Backfill
+from .persistence._rates import RateLimitState as _RateLimitState
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
@@ -475,6 +477,39 @@ class Backfilled(BaseModel):
         )
 
 
+class RateLimit(BaseModel):
+    """A rate limiter as ``GET /api/rate-limits`` and ``treadle rates --json`` show it."""
+
+    name: str
+    limit: int = Field(description="calls per period")
+    per: str = Field(description="the period, as people write it (1s, 1m)")
+    per_seconds: float
+    burst: int = Field(description="calls that may go at once after a quiet spell")
+    available: int = Field(description="calls that may go at once now")
+    next_free: Timestamp = Field(description="when the next call may go (now, if at once)")
+    waiting: int = Field(description="runs parked until their reserved call")
+
+    @classmethod
+    def of(cls, state: _RateLimitState) -> RateLimit:
+        """The shape of a limiter's state."""
+        return cls(
+            name=state.name,
+            limit=state.limit,
+            per=show_seconds(state.per_seconds),
+            per_seconds=state.per_seconds,
+            burst=state.burst,
+            available=state.available,
+            next_free=state.next_free,
+            waiting=state.waiting,
+        )
+
+
+class RateLimitList(BaseModel):
+    """``GET /api/rate-limits``."""
+
+    rate_limits: list[RateLimit]
+
+
 REQUESTS: tuple[type[BaseModel], ...] = (
     StartRun,
     SendSignal,
@@ -504,6 +539,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     ScheduleList,
     Triggered,
     Backfilled,
+    RateLimitList,
 )
 
 

@@ -34,6 +34,7 @@ from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
+from ..persistence._rates import RateLimitState
 from ..persistence._records import DefinitionRecord, RunRecord
 from .bulk import BulkOptions, BulkResult, Hands, bulk
 from .convert import new_run_id, to_state
@@ -441,6 +442,12 @@ class RunControl:
             dry_run=dry_run,
             batch_size=batch_size,
         )
+
+    async def rate_limits(self) -> list[RateLimitState]:
+        """Every rate limiter that a step has reserved a call of, by name, with its state now
+        (settings, calls available, the next free time, runs parked for it)."""
+        self._require_open()
+        return await self.persistence.rate_limits()
 
     def _require_open(self) -> None:
         kind = type(self).__name__  # Engine or Client, in the words of the caller's code

@@ -23,6 +23,7 @@ from .._errors import EngineNotOpen, WrongEventLoop
 from .._search import RunFilter, RunPage
 from .._state import Event, State, Status
 from ..persistence import Persistence
+from ..persistence._rates import RateLimitState
 from .bulk import BulkResult
 from .control import RunControl
 from .retention import BATCH_SIZE, PruneReport
@@ -393,3 +394,7 @@ class SyncControl(Generic[C]):
             dry_run=dry_run,
             batch_size=batch_size,
         )
+
+    def rate_limits(self) -> list[RateLimitState]:
+        """:meth:`Engine.rate_limits`, blocking: every rate limiter with its state now."""
+        return self._call(self._target.rate_limits)

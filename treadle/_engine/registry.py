@@ -9,6 +9,7 @@ from typing import Any
 from .._calls import is_async_callable
 from .._errors import DefinitionError, WorkflowNotFound
 from .._nodes import ActionStep, Workflow, validate
+from .._rates import check_consistent, rate_limits
 from .._shape import Waits, waits_of
 from ..persistence import Persistence
 from ..persistence._records import DefinitionRecord, RunRecord
@@ -39,6 +40,8 @@ class Registry:
         if not isinstance(workflow, Workflow):
             raise DefinitionError(f"register() takes a built Workflow, not {workflow!r}")
         validate(workflow)
+        others = [w for w in self._by_id.values() if w.id != workflow.id]
+        check_consistent(u for w in [*others, workflow] for u in rate_limits(w))
         known = [w for w in self._by_name.get(workflow.name, []) if w.id != workflow.id]
         if workflow.version is not None:
             for other in known:

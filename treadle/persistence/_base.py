@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._search import RunFilter
 from .._state import Event
 from ._queue import QueueStats
+from ._rates import RateLimitState, Reservation
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -339,6 +340,24 @@ class Persistence(Protocol):
     ) -> datetime | None:
         """The earliest timer among WAITING runs that :meth:`claim_runs` with the same
         ``definitions`` and ``upgrades`` would take once due, or ``None``."""
+        ...
+
+    async def reserve_rate(
+        self, name: str, limit: int, per_seconds: float, burst: int
+    ) -> Reservation:
+        """Reserve the next call of rate limiter ``name`` (GCRA, see :mod:`._rates`), storing
+        these settings with it: reservations are served in the order they are made, and any
+        window of ``per_seconds`` holds at most ``limit + burst - 1`` reserved times. Times are
+        the database's clock (PostgreSQL: the server's, whatever the engines' clocks say)."""
+        ...
+
+    async def rate_clock(self) -> datetime:
+        """The clock that :meth:`reserve_rate` reserves on, now."""
+        ...
+
+    async def rate_limits(self) -> list[RateLimitState]:
+        """Every rate limiter that a reservation made, by name, with its state now and the
+        WAITING runs parked for it."""
         ...
 
     async def migrate_run(

@@ -19,6 +19,7 @@ from .._search import RunFilter
 from .._state import Event
 from . import _dispatch_scripts as dispatch_scripts
 from . import _prune as prune
+from . import _rates as rates
 from . import _schedule_scripts as schedule_scripts
 from . import _schema as schema
 from . import _scripts as scripts
@@ -316,6 +317,26 @@ class SQLPersistence(Persistence):
                 dispatch_scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades)
             )
         )
+
+    async def reserve_rate(
+        self, name: str, limit: int, per_seconds: float, burst: int
+    ) -> rates.Reservation:
+        return await self._run(
+            partial(
+                rates.reserve,
+                name=name,
+                limit=limit,
+                per_seconds=per_seconds,
+                burst=burst,
+                now=self.now(),
+            )
+        )
+
+    async def rate_clock(self) -> datetime:
+        return await self._read(partial(rates.clock, now=self.now()))
+
+    async def rate_limits(self) -> list[rates.RateLimitState]:
+        return await self._read(partial(rates.states, now=self.now()))
 
     async def migrate_run(
         self,

@@ -45,3 +45,13 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       text PRIMARY KEY,
+    calls      integer NOT NULL,
+    per_s      double precision NOT NULL,
+    burst      integer NOT NULL,
+    tat        timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);

@@ -103,6 +103,16 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL
 );
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       text PRIMARY KEY,
+    calls      integer NOT NULL,
+    per_s      double precision NOT NULL,
+    burst      integer NOT NULL,
+    tat        timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' (and the start-up check) so that migrations never interleave.

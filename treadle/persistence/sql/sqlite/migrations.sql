@@ -46,3 +46,13 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       TEXT PRIMARY KEY,
+    calls      INTEGER NOT NULL,
+    per_s      REAL NOT NULL,
+    burst      INTEGER NOT NULL,
+    tat        REAL NOT NULL,
+    updated_at REAL NOT NULL
+);

@@ -96,6 +96,16 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       TEXT PRIMARY KEY,
+    calls      INTEGER NOT NULL,
+    per_s      REAL NOT NULL,
+    burst      INTEGER NOT NULL,
+    tat        REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' before it reads the version. In SQLite the transaction's
