@@ -46,3 +46,10 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN debounce_key TEXT;
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
