@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     """The kinds of history events; the values are what is stored (``Event.kind``)."""
 
     CREATED = "created"
+    DEBOUNCED = "debounced"
     WAITING = "waiting"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
@@ -178,6 +179,8 @@ class State:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The run's labels (``start(labels=...)``, ``ctx.label``): text keys and values.
     labels: dict[str, str] = field(default_factory=dict)
+    #: Higher is claimed first, FIFO within one (``start(priority=...)``; children inherit it).
+    priority: int = 0
 
 
 @dataclass(frozen=True)

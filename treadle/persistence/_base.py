@@ -125,6 +125,22 @@ class Persistence(Protocol):
         """
         ...
 
+    async def start_debounced(
+        self, run: RunRecord, event: NewEvent, window: timedelta, longest: timedelta | None
+    ) -> tuple[RunRecord, bool]:
+        """Start ``run`` debounced by its ``debounce_key``: if a run of its workflow with that
+        key has not begun, it takes ``run``'s data, priority, deadline and labels, a
+        ``debounced`` event (``event``'s detail), and, while WAITING, wakes ``window`` from now
+        (no later than ``longest`` after its ``created_at``, if given); else ``run`` is inserted
+        WAITING until ``window`` from now, with ``event``, and the listeners are woken.
+
+        Returns the run as stored and whether it was created now. Of concurrent starts with one
+        key, in any processes, one creates the run and the others collapse into it; a run with
+        a cancel pending takes no more starts. :meth:`claim_runs` clears the key of the run it
+        begins, so a start after that creates a new run.
+        """
+        ...
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run with that id as last committed, or ``None``."""
         ...
