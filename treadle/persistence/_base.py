@@ -185,7 +185,8 @@ class Persistence(Protocol):
     ) -> list[RunRecord]:
         """Lease up to ``limit`` runnable runs pinned to one of ``definitions`` (definition ids),
         or of a workflow named in ``upgrades`` whatever their definition, to ``owner`` until
-        ``lease_until``, oldest ``created_at`` first, and return them as claimed.
+        ``lease_until``, highest ``priority`` first and oldest ``created_at`` first within one,
+        and return them as claimed (a debounced run's key is cleared: it has begun).
 
         Runnable: PENDING or RUNNING runs that no lease holds (no owner, or a lease that has
         expired by the wall clock), and WAITING runs whose timer is due by ``due`` (the engine's
