@@ -6,6 +6,7 @@ its id. Time is the test kit's FakeClock. Several processes: test_debounce_proce
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -128,3 +129,21 @@ async def test_a_debounce_missing_a_part_or_with_a_bad_one_is_refused(
     with pytest.raises(ValueError, match=message):
         await kit.engine.start("burst", {"n": 1}, **options)
     assert await kit.engine.runs() == []
+
+
+async def test_a_collapsed_start_stores_its_data_through_the_engines_codec(tmp_path: Any) -> None:
+    from sample_codec import Base64Codec
+
+    path = tmp_path / "coded.db"
+    seen = Seen()
+    persistence = treadle.SQLitePersistence(str(path))
+    async with TestKit(burst(seen), persistence=persistence) as kit:
+        kit.engine.persistence.codec = Base64Codec()  # type: ignore[attr-defined]
+        first = await kit.engine.start("burst", {"n": 1}, debounce_key="k", debounce="1s")
+        await kit.engine.start("burst", {"n": "secret"}, debounce_key="k", debounce="1s")
+        assert (await kit.engine.status(first)).data == {"n": "secret"}
+        with sqlite3.connect(path) as db:
+            [(stored,)] = db.execute("SELECT data FROM runs").fetchall()
+        assert stored.startswith("~codec:") and "secret" not in stored
+        await kit.advance("1s")
+        assert seen.data[first] == [{"n": "secret"}]
