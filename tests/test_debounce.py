@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from enginekit import EngineFactory, until
 
 import treadle
 from treadle import Context, State, Status
@@ -147,3 +148,26 @@ async def test_a_collapsed_start_stores_its_data_through_the_engines_codec(tmp_p
         assert stored.startswith("~codec:") and "secret" not in stored
         await kit.advance("1s")
         assert seen.data[first] == [{"n": "secret"}]
+
+
+async def test_a_start_while_the_debounced_run_executes_makes_a_new_run(
+    make_engine: EngineFactory,
+) -> None:
+    release, began = threading.Event(), threading.Event()
+
+    def hold(ctx: Context, state: State) -> None:
+        began.set()
+        release.wait(10)
+
+    clock = treadle.FakeClock()
+    engine = await make_engine(treadle.new("held").step("hold", hold).build(), clock=clock)
+    first = await engine.start("held", {"n": 1}, debounce_key="k", debounce="30s")
+    clock.advance("30s")
+    await until(engine, first, lambda s: s.status is Status.RUNNING and began.is_set())
+    second = await engine.start("held", {"n": 2}, debounce_key="k", debounce="30s")
+    assert second != first
+    assert (await engine.status(second)).status is Status.WAITING
+    release.set()
+    assert (await engine.wait(first, timeout=10)).data == {"n": 1}
+    clock.advance("30s")
+    assert (await engine.wait(second, timeout=10)).data == {"n": 2}
