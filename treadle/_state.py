@@ -99,6 +99,7 @@ class WaitKind(StrEnum):
     RUN = "run"  # the end of a child run (the name is its id)
     HELD = "held"  # an operator's decision on a held run (the name is the step, or "definition")
     WORKER = "worker"  # an engine that has the run's definition (the name is its id)
+    DEBOUNCE = "debounce"  # a debounced start's window (the name: "<key> until <ISO time>")
 
 
 def wait_key(kind: WaitKind, name: str) -> str:

@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timedelta
 
 from .._errors import PersistenceError
-from .._state import EventKind, Status
+from .._state import EventKind, Status, WaitKind, wait_key
 from ._labels import insert_labels, replace_labels
 from ._records import NewEvent, RunRecord
 from ._scripts import _event
@@ -27,7 +27,7 @@ ATTEMPTS = 5
 
 def waiting_for(key: str, until: datetime) -> list[str]:
     """What a debounced run waits for: ``debounce:<key> until <ISO time>``."""
-    return [f"debounce:{key} until {until.isoformat(timespec='milliseconds')}"]
+    return [wait_key(WaitKind.DEBOUNCE, f"{key} until {until.isoformat(timespec='milliseconds')}")]
 
 
 def start_debounced(
