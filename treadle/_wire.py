@@ -101,6 +101,20 @@ class StartRun(Request):
         "(seconds, or text such as '7d')",
     )
     labels: dict[str, str] | None = Field(None, description="the run's labels, for search")
+    priority: int = Field(
+        0, ge=-1000, le=1000, description="higher is claimed first; FIFO within one priority"
+    )
+    debounce_key: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="starts of the workflow with this key within 'debounce' make one run",
+    )
+    debounce: str | float | None = Field(
+        None, description="the run begins this long after the last start with its key"
+    )
+    debounce_max: str | float | None = Field(
+        None, description="but no later than this long after the first"
+    )
 
 
 class SendSignal(Request):
@@ -208,6 +222,9 @@ class NewSchedule(Request):
     overlap: Overlap | None = None
     jitter: str | float | None = _DURATION
     pause_on_failure: bool | None = Field(None, description="disable itself when its run fails")
+    priority: int | None = Field(
+        None, ge=-1000, le=1000, description="the priority of the runs it starts"
+    )
 
     def options(self) -> dict[str, Any]:
         """The Cron policy options that were given."""
@@ -217,6 +234,7 @@ class NewSchedule(Request):
             "overlap": self.overlap,
             "jitter": self.jitter,
             "pause_on_failure": self.pause_on_failure,
+            "priority": self.priority,
         }
         return {key: value for key, value in given.items() if value is not None}
 
@@ -286,6 +304,7 @@ class Run(BaseModel):
         description="parameters computed from the run's data for the steps it is at, by step",
     )
     labels: dict[str, str] = Field(description="the run's labels (key -> text), for search")
+    priority: int = Field(0, description="higher is claimed first; FIFO within one priority")
 
     @classmethod
     def of(cls, state: State) -> Run:
@@ -420,6 +439,7 @@ class Schedule(BaseModel):
     catch_up_window: float | None = Field(description="seconds")
     pause_on_failure: bool = False
     paused_reason: str | None = Field(None, description="why it paused itself (then disabled)")
+    priority: int = Field(0, description="the priority of the runs it starts")
 
     @classmethod
     def of(cls, schedule: _Schedule, previews: int = 3) -> Schedule:
@@ -442,6 +462,7 @@ class Schedule(BaseModel):
             catch_up_window=seconds(schedule.catch_up_window),
             pause_on_failure=schedule.pause_on_failure,
             paused_reason=schedule.paused_reason,
+            priority=schedule.priority,
         )
 
 

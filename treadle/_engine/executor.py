@@ -210,6 +210,7 @@ class Executor:
         trace: str | None = None,
         deadline: datetime | None = None,
         labels: dict[str, str] | None = None,
+        priority: int = 0,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -242,6 +243,7 @@ class Executor:
                 trace=trace,
                 deadline_at=run_deadline(workflow, now, deadline),
                 labels=labels or {},
+                priority=priority,
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -269,10 +271,12 @@ class Executor:
         parent_id: str,
         deadline: datetime | None,
     ) -> None:
-        """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
-        found = self.registry.get(workflow)
+        """Start (idempotently) a sub-workflow step's child run, at its parent's priority."""
+        found, parent = self.registry.get(workflow), self.active.get(parent_id)
         _, data_json = start_data(found, data)
-        await self.create(found, data_json, child_id, parent_id, trace=capture(), deadline=deadline)
+        priority = 0 if parent is None else parent.record.priority
+        await self.create(found, data_json, child_id, parent_id, trace=capture(),
+                          deadline=deadline, priority=priority)  # fmt: skip
 
     def pause(self, run_id: str) -> None:
         """Ask the run's driver here, if any, to pause before its next step."""

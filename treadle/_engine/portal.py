@@ -210,6 +210,10 @@ class SyncControl(Generic[C]):
         version: str | None = None,
         deadline: Duration | datetime | None = None,
         labels: dict[str, str] | None = None,
+        priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: Duration | None = None,
+        debounce_max: Duration | None = None,
     ) -> str:
         """:meth:`Engine.start`, blocking: start a run (idempotently with ``run_id``); return
         its id. (The life cycle is :meth:`open`/:meth:`close`, as on :class:`Engine`.)"""
@@ -221,6 +225,10 @@ class SyncControl(Generic[C]):
             version=version,
             deadline=deadline,
             labels=labels,
+            priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
+            debounce_max=debounce_max,
         )
 
     def status(self, run_id: str) -> State:

@@ -17,6 +17,7 @@ from .._codec import Codec
 from .._metrics import CommitStats
 from .._search import RunFilter
 from .._state import Event
+from . import _debounce_scripts as debounce_scripts
 from . import _dispatch_scripts as dispatch_scripts
 from . import _prune as prune
 from . import _rates as rates
@@ -154,6 +155,20 @@ class SQLPersistence(Persistence):
 
     async def create_run(self, run: RunRecord, event: NewEvent) -> tuple[RunRecord, bool]:
         return await self._write(partial(scripts.create_run, run=run, event=event, now=self.now()))
+
+    async def start_debounced(
+        self, run: RunRecord, event: NewEvent, window: timedelta, longest: timedelta | None
+    ) -> tuple[RunRecord, bool]:
+        return await self._write(
+            partial(
+                debounce_scripts.start_debounced,
+                run=run,
+                event=event,
+                now=self.now(),
+                window=window,
+                longest=longest,
+            )
+        )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._query(partial(scripts.get_run, run_id=run_id))

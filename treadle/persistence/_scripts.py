@@ -132,6 +132,7 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         forked_from=run.forked_from,
         deadline_at=run.deadline_at,
         labels=json.dumps(run.labels),
+        priority=run.priority,
     )
     if created:
         insert_labels(tx, run.id, run.labels)

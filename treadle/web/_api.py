@@ -91,6 +91,10 @@ class Api:
             run_id=body.run_id,
             deadline=body.deadline,
             labels=body.labels,
+            priority=body.priority,
+            debounce_key=body.debounce_key,
+            debounce=body.debounce,
+            debounce_max=body.debounce_max,
         )
         response = await self.run_json(new_id, 201)
         response.headers["Location"] = f"/api/runs/{new_id}"

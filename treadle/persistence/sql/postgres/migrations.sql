@@ -55,3 +55,11 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     tat        timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
+ALTER TABLE runs ADD COLUMN debounce_key text;
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+DROP INDEX IF EXISTS runs_claimable;  -- replaced by runs_claim_order
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');

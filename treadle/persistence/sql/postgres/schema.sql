@@ -41,10 +41,9 @@ CREATE TABLE IF NOT EXISTS runs (
     trace         text,                    -- JSON: the trace context of the caller of start
     deadline_at   timestamptz,                    -- when the run is cancelled unless it has ended
     result        text,                    -- JSON: what the run returned (its output), once ended
-    priority      integer NOT NULL DEFAULT 0  -- higher is claimed first; FIFO within one
+    priority      integer NOT NULL DEFAULT 0,  -- higher is claimed first; FIFO within one
+    debounce_key  text                     -- set while a debounced run has not begun
 );
-CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
-    WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS runs_timers ON runs (wake_at)
     WHERE status = 'waiting' AND wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -113,6 +112,12 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     tat        timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' (and the start-up check) so that migrations never interleave.

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     trace         TEXT,                    -- JSON: the trace context of the caller of start
     deadline_at   REAL,                    -- when the run is cancelled unless it has ended
     result        TEXT,                    -- JSON: what the run returned (its output), once ended
-    priority      INTEGER NOT NULL DEFAULT 0  -- higher is claimed first; FIFO within one
+    priority      INTEGER NOT NULL DEFAULT 0,  -- higher is claimed first; FIFO within one
+    debounce_key  TEXT                     -- set while a debounced run has not begun
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, wake_at);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -106,6 +107,12 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     tat        REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' before it reads the version. In SQLite the transaction's
