@@ -41,6 +41,7 @@ FULL_COUNTS: dict[str, int] = {
     "prune_backlog": 200_000,
     "fanout": 1_000,
     "foreach_sample": 300,
+    "backlog": 96,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -56,6 +57,7 @@ QUICK_COUNTS: dict[str, int] = {
     "prune_backlog": 20_000,
     "fanout": 1_000,
     "foreach_sample": 100,
+    "backlog": 96,
 }
 
 

@@ -512,6 +512,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="scaled-down counts for a fast check")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="where to write the JSON results")
     ap.add_argument("--skip-dbos", action="store_true")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="BASELINE",
+        help="print each figure against a stored result (bench/baseline.json) and flag moves",
+    )
     ap.add_argument("--skip-treadle", action="store_true")
     ap.add_argument(
         "--part-timeout",
@@ -644,6 +651,10 @@ def main() -> None:
         for p in problems:
             print(f"  {p}")
     print(f"\nJSON written to {out}")
+    if args.compare is not None:
+        import compare
+
+        compare.report(rows, args.compare)
 
 
 def _run_part(cmd: list[str], timeout: float, label: str) -> Result:

@@ -99,7 +99,7 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
 
 PART_KEYS = (
     "sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large", "search",
-    "pruning", "fanout", "foreach_scale",
+    "pruning", "fanout", "foreach_scale", "backlog",
 )  # fmt: skip
 Part = Callable[[], Result]
 
@@ -170,7 +170,14 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         ),
         "fanout": part("fanout", "fanout", n=counts["fanout"]),
         "foreach_scale": part("foreach_scale", "foreach_scale", n=counts["foreach_sample"]),
+        "backlog": backlog_part(counts, timeout),
     }
+
+
+def backlog_part(counts: dict[str, int], timeout: float) -> Part:
+    """The backlog drain on PostgreSQL by 1 and by 3 worker processes (bench/backlog.py)."""
+    cmd = [sys.executable, str(BENCH_DIR / "backlog.py"), "--runs", str(counts["backlog"])]
+    return lambda: _run_json(cmd, timeout, "treadle backlog")
 
 
 def run_interleaved(
@@ -359,6 +366,11 @@ def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
                 number(treadle, "foreach_scale", f"{kind}_{size}", "per_iteration_us"),
                 None,
             )
+    one = number(treadle, "backlog", "workers_1", "wall_s")
+    three = number(treadle, "backlog", "workers_3", "wall_s")
+    row("backlog drain (PostgreSQL), 1 worker", "s", "lower", one, None)
+    row("backlog drain (PostgreSQL), 3 workers", "s", "lower", three, None)
+    row("backlog drain: 1 worker / 3 workers", "x", "higher", ratio(one, three), None)
     return rows
 
 
@@ -385,6 +397,10 @@ def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str
         "worker_concurrency=50 (DBOS's closest equivalent of a parallel map; no DBOS figure "
         "for the for_each rows)"
     )
+    out.append(
+        "backlog: `backlog` queued runs of three plain steps of time.sleep(0.5), drained by "
+        "worker processes of step_threads=32 each (ideal: runs x 1.5 s / 32 per worker)"
+    )
     out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return "\n".join(out)
 
@@ -399,6 +415,13 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where the SQLite files go (default: tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files afterwards")
     ap.add_argument("--skip-dbos", action="store_true")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="BASELINE",
+        help="print each figure against a stored result (bench/baseline.json) and flag moves",
+    )
     ap.add_argument("--skip-treadle", action="store_true")
     ap.add_argument(
         "--part-timeout",
@@ -523,6 +546,10 @@ def main() -> None:
         for p in problems:
             print(f"  {p}")
     print(f"\nJSON written to {out}")
+    if args.compare is not None:
+        import compare
+
+        compare.report(rows, args.compare)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -138,6 +138,23 @@ async def test_a_failing_statement_fails_alone_with_its_cause(
     assert isinstance(results[0], treadle.DataError)
     assert isinstance(results[0].__cause__, psycopg.DataError)
     assert results[1] is None
+
+
+async def test_a_script_that_fails_alone_in_its_batch_leaves_nothing_written(
+    persistence: PostgresPersistence,
+) -> None:
+    # Alone in its transaction, a script runs without a savepoint; its failure rolls the
+    # transaction back and the next one starts clean.
+    def half(tx: object) -> object:
+        tx.execute(  # type: ignore[attr-defined]
+            "insert_event", run_id="y", at=datetime.now(UTC), kind="k", step=None, detail="{}"
+        )
+        raise ValueError("half-way")
+
+    with pytest.raises(treadle.PersistenceError, match="half-way"):
+        await persistence._run(half)
+    assert await persistence.history("y") == []
+    assert await persistence.get_run("y") is None  # the connection is usable again
 
 
 async def test_times_come_back_in_utc(persistence: PostgresPersistence) -> None:

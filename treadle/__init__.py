@@ -75,10 +75,12 @@ from ._nodes import (
     Workflow,
     step,
 )
+from ._rates import RateLimit
 from ._retry import RetryPolicy, new_retry_policy
 from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
+from .persistence._rates import RateLimitState
 
 if TYPE_CHECKING:
     from .cron import Cron, CronError, Schedule, ScheduleExists, ScheduleNotFound, next_fire
@@ -139,6 +141,8 @@ __all__ = [
     "PersistenceError",
     "PostgresPersistence",
     "PruneReport",
+    "RateLimit",
+    "RateLimitState",
     "RealClock",
     "RetryPolicy",
     "RunContextFilter",

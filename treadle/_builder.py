@@ -52,6 +52,7 @@ from ._nodes import (
     validate,
 )
 from ._params import Dynamic, is_dynamic
+from ._rates import RateLimit
 from ._retry import RetryPolicy
 from ._state import State
 from ._typed import check_model
@@ -128,13 +129,21 @@ class Builder:
         retry: RetryPolicy | None = None,
         timeout: Duration | None = None,
         on_failure: str | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Builder:
         """Add an :class:`ActionStep` that calls ``fn(ctx, state)`` (``on_failure``: this
-        step's own ``"compensate"`` or ``"hold"``, else the workflow's)."""
+        step's own ``"compensate"`` or ``"hold"``, else the workflow's; ``rate_limit``: a
+        :class:`RateLimit` that every attempt takes a call of first)."""
         name = _step_name(self._name, "action", name)
         return self._then(
             ActionStep(
-                name, fn, compensate=compensate, retry=retry, timeout=timeout, on_failure=on_failure
+                name,
+                fn,
+                compensate=compensate,
+                retry=retry,
+                timeout=timeout,
+                on_failure=on_failure,
+                rate_limit=rate_limit,
             )
         )
 

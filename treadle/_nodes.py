@@ -20,6 +20,7 @@ from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
 from ._params import Dynamic, is_dynamic
+from ._rates import RateLimit, check_consistent, rate_limits
 from ._retry import RetryPolicy
 from ._state import Context, State
 from ._typed import model_name
@@ -77,6 +78,8 @@ class ActionStep:
     """A step that calls a function; the unit of work, retry and compensation.
 
     ``on_failure`` (``"compensate"`` or ``"hold"``) overrides the workflow's for this step.
+    ``rate_limit``: every attempt first takes a call of this :class:`RateLimit` (waiting,
+    parked, until it may).
     """
 
     name: str
@@ -85,6 +88,7 @@ class ActionStep:
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
     on_failure: str | None = None
+    rate_limit: RateLimit | None = None
 
     kind = "action"
 
@@ -103,6 +107,11 @@ class ActionStep:
                 raise DefinitionError(f"step {self.name!r}: {exc}") from None
         if self.on_failure is not None:
             check_on_failure(f"step {self.name!r}", self.on_failure)
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise DefinitionError(
+                f"step {self.name!r}: rate_limit must be a treadle.RateLimit, "
+                f"not {self.rate_limit!r}"
+            )
 
     @property
     def timeout_seconds(self) -> float | None:
@@ -126,10 +135,17 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: Duration | None = None,
     on_failure: str | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> ActionStep:
     """Make an :class:`ActionStep` for ``then``/``else_``/``do``/``parallel``."""
     return ActionStep(
-        name, fn, compensate=compensate, retry=retry, timeout=timeout, on_failure=on_failure
+        name,
+        fn,
+        compensate=compensate,
+        retry=retry,
+        timeout=timeout,
+        on_failure=on_failure,
+        rate_limit=rate_limit,
     )
 
 
@@ -424,6 +440,7 @@ def validate(workflow: Workflow) -> None:
         except InvalidId as exc:
             owner = f"workflow {workflow.name!r}: step {node.name!r}"
             raise DefinitionError(f"{owner}: {exc}") from None
+    check_consistent(rate_limits(workflow))
 
 
 def _callable_name(fn: object) -> str | None:
@@ -455,6 +472,8 @@ def describe(node: Node, *, legacy: bool = False) -> dict[str, Any]:
             out["timeout"] = node.timeout_seconds
             if node.on_failure is not None:
                 out["on_failure"] = node.on_failure
+            if node.rate_limit is not None:  # absent otherwise: fingerprints stay as they were
+                out["rate_limit"] = node.rate_limit.name
     elif isinstance(node, IfStep):
         out["branches"] = [
             {"else": b.cond is None, "steps": [describe(s, legacy=legacy) for s in b.steps]}

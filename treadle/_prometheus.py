@@ -8,7 +8,7 @@ the database (what every process sees), read by :meth:`Exporter.refresh`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -24,6 +24,7 @@ from ._engine import Engine
 from ._metrics import CommitStats, Histogram
 from ._state import Status, WaitKind
 from .persistence._base import utcnow
+from .persistence._rates import RateLimitState
 
 #: Runs counted per status for the queue gauges (finished runs only grow, so they are counters
 #: in ``treadle_runs_finished_total`` instead).
@@ -49,6 +50,9 @@ METRICS = (
     "treadle_queue_depth",
     "treadle_runs_waiting",
     "treadle_oldest_runnable_age_seconds",
+    "treadle_rate_limit_available",
+    "treadle_rate_limit_next_free_seconds",
+    "treadle_rate_limit_waiting",
 )
 """Every metric exported (histograms add ``_bucket``, ``_sum`` and ``_count`` samples)."""
 
@@ -60,6 +64,7 @@ class Queue:
     runs: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, int] = field(default_factory=dict)
     oldest_age: float = 0.0
+    rates: list[RateLimitState] = field(default_factory=list)
 
 
 class Exporter(Collector):
@@ -82,6 +87,7 @@ class Exporter(Collector):
             runs={s.value: int(counts.get(s.value, 0)) for s in QUEUE_STATUSES},
             waiting=waiting,
             oldest_age=0.0 if since is None else max(0.0, (utcnow() - since).total_seconds()),
+            rates=await persistence.rate_limits(),
         )
 
     def registry(self) -> CollectorRegistry:
@@ -176,6 +182,24 @@ class Exporter(Collector):
             "How long the oldest runnable run has waited for an engine (queue lag)",
             value=queue.oldest_age,
         )
+        yield from _rate_gauges(queue.rates)
+
+
+def _rate_gauges(states: list[RateLimitState]) -> Iterator[Metric]:
+    families: tuple[tuple[str, str, Callable[[RateLimitState], float]], ...] = (
+        ("available", "Calls a rate limiter lets go at once now", lambda r: r.available),
+        (
+            "next_free_seconds",
+            "Seconds until a rate limiter's next free call (0: one may go now)",
+            lambda r: max(0.0, (r.next_free - r.now).total_seconds()),
+        ),
+        ("waiting", "Runs parked until their reserved call of a rate limiter", lambda r: r.waiting),
+    )
+    for suffix, documentation, value in families:
+        family = GaugeMetricFamily(f"treadle_rate_limit_{suffix}", documentation, labels=["name"])
+        for state in states:
+            family.add_metric([state.name], value(state))
+        yield family
 
 
 def _counter(

@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     """The kinds of history events; the values are what is stored (``Event.kind``)."""
 
     CREATED = "created"
+    DEBOUNCED = "debounced"
     WAITING = "waiting"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
@@ -98,6 +99,8 @@ class WaitKind(StrEnum):
     RUN = "run"  # the end of a child run (the name is its id)
     HELD = "held"  # an operator's decision on a held run (the name is the step, or "definition")
     WORKER = "worker"  # an engine that has the run's definition (the name is its id)
+    RATE = "rate"  # a call of a rate limiter (the name is the limiter's)
+    DEBOUNCE = "debounce"  # a debounced start's window (the name: "<key> until <ISO time>")
 
 
 def wait_key(kind: WaitKind, name: str) -> str:
@@ -178,6 +181,8 @@ class State:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The run's labels (``start(labels=...)``, ``ctx.label``): text keys and values.
     labels: dict[str, str] = field(default_factory=dict)
+    #: Higher is claimed first, FIFO within one (``start(priority=...)``; children inherit it).
+    priority: int = 0
 
 
 @dataclass(frozen=True)

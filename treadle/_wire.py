@@ -20,12 +20,14 @@ from ._engine.bulk import BulkResult as _BulkResult
 from ._engine.operator import MigrationPlan as _MigrationPlan
 from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
+from ._rates import show_seconds
 from ._state import Event as _Event
 from ._state import State, Status
 from .cron import Schedule as _Schedule
 from .cron import next_fires
 from .cron._cron import CATCH_UP, OVERLAP
 from .cron._operations import Backfill as _Backfill
+from .persistence._rates import RateLimitState as _RateLimitState
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 """Ids a caller chooses (runs, schedules): letters, digits and ``._:@-``, at most 200."""
@@ -99,6 +101,20 @@ class StartRun(Request):
         "(seconds, or text such as '7d')",
     )
     labels: dict[str, str] | None = Field(None, description="the run's labels, for search")
+    priority: int = Field(
+        0, ge=-1000, le=1000, description="higher is claimed first; FIFO within one priority"
+    )
+    debounce_key: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="starts of the workflow with this key within 'debounce' make one run",
+    )
+    debounce: str | float | None = Field(
+        None, description="the run begins this long after the last start with its key"
+    )
+    debounce_max: str | float | None = Field(
+        None, description="but no later than this long after the first"
+    )
 
 
 class SendSignal(Request):
@@ -206,6 +222,9 @@ class NewSchedule(Request):
     overlap: Overlap | None = None
     jitter: str | float | None = _DURATION
     pause_on_failure: bool | None = Field(None, description="disable itself when its run fails")
+    priority: int | None = Field(
+        None, ge=-1000, le=1000, description="the priority of the runs it starts"
+    )
 
     def options(self) -> dict[str, Any]:
         """The Cron policy options that were given."""
@@ -215,6 +234,7 @@ class NewSchedule(Request):
             "overlap": self.overlap,
             "jitter": self.jitter,
             "pause_on_failure": self.pause_on_failure,
+            "priority": self.priority,
         }
         return {key: value for key, value in given.items() if value is not None}
 
@@ -284,6 +304,7 @@ class Run(BaseModel):
         description="parameters computed from the run's data for the steps it is at, by step",
     )
     labels: dict[str, str] = Field(description="the run's labels (key -> text), for search")
+    priority: int = Field(0, description="higher is claimed first; FIFO within one priority")
 
     @classmethod
     def of(cls, state: State) -> Run:
@@ -418,6 +439,7 @@ class Schedule(BaseModel):
     catch_up_window: float | None = Field(description="seconds")
     pause_on_failure: bool = False
     paused_reason: str | None = Field(None, description="why it paused itself (then disabled)")
+    priority: int = Field(0, description="the priority of the runs it starts")
 
     @classmethod
     def of(cls, schedule: _Schedule, previews: int = 3) -> Schedule:
@@ -440,6 +462,7 @@ class Schedule(BaseModel):
             catch_up_window=seconds(schedule.catch_up_window),
             pause_on_failure=schedule.pause_on_failure,
             paused_reason=schedule.paused_reason,
+            priority=schedule.priority,
         )
 
 
@@ -475,6 +498,39 @@ class Backfilled(BaseModel):
         )
 
 
+class RateLimit(BaseModel):
+    """A rate limiter as ``GET /api/rate-limits`` and ``treadle rates --json`` show it."""
+
+    name: str
+    limit: int = Field(description="calls per period")
+    per: str = Field(description="the period, as people write it (1s, 1m)")
+    per_seconds: float
+    burst: int = Field(description="calls that may go at once after a quiet spell")
+    available: int = Field(description="calls that may go at once now")
+    next_free: Timestamp = Field(description="when the next call may go (now, if at once)")
+    waiting: int = Field(description="runs parked until their reserved call")
+
+    @classmethod
+    def of(cls, state: _RateLimitState) -> RateLimit:
+        """The shape of a limiter's state."""
+        return cls(
+            name=state.name,
+            limit=state.limit,
+            per=show_seconds(state.per_seconds),
+            per_seconds=state.per_seconds,
+            burst=state.burst,
+            available=state.available,
+            next_free=state.next_free,
+            waiting=state.waiting,
+        )
+
+
+class RateLimitList(BaseModel):
+    """``GET /api/rate-limits``."""
+
+    rate_limits: list[RateLimit]
+
+
 REQUESTS: tuple[type[BaseModel], ...] = (
     StartRun,
     SendSignal,
@@ -504,6 +560,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     ScheduleList,
     Triggered,
     Backfilled,
+    RateLimitList,
 )
 
 

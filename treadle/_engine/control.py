@@ -29,14 +29,17 @@ from .._ids import check_id
 from .._labels import check_labels
 from .._nodes import Workflow
 from .._params import all_recorded
+from .._priority import check_priority
 from .._search import RunFilter, RunPage
 from .._state import Event, State, Status, WaitKind, as_stored
 from .._text import require_storable
 from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
+from ..persistence._rates import RateLimitState
 from ..persistence._records import DefinitionRecord, RunRecord
 from .bulk import BulkOptions, BulkResult, Hands, bulk
 from .convert import new_run_id, to_state
+from .debounce import debounce_of, start_debounced
 from .executor import Executor
 from .inputs import absolute_deadline, input_digest, start_data
 from .operator import Operator
@@ -147,6 +150,10 @@ class RunControl:
         version: str | None = None,
         deadline: Duration | datetime | None = None,
         labels: dict[str, str] | None = None,
+        priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: Duration | None = None,
+        debounce_max: Duration | None = None,
     ) -> str:
         """Start a run of a workflow on its newest definition (or the one whose ``version``
         label or id is ``version``); return its id. The run stays pinned to that definition.
@@ -163,6 +170,12 @@ class RunControl:
         With a ``run_id`` that exists already, nothing is started: with the same workflow and
         the same data (compared as canonical JSON) that id is returned, else :class:`RunExists`
         is raised.
+
+        ``priority`` (an int from -1000 to 1000): engines claim runnable runs of higher priority
+        first, FIFO within one. With ``debounce_key`` and ``debounce`` (a duration), starts of
+        the workflow with that key collapse into one run, which begins ``debounce`` after the
+        last of them (no later than ``debounce_max`` after the first, if given) with the last
+        one's data, labels and priority; each returns that run's id.
         """
         self._require_open()
         check_id(name, "workflow name")
@@ -171,10 +184,24 @@ class RunControl:
             workflow = self._registry.get(name, version)
         except WorkflowNotFound:  # not registered here: a definition some worker stored
             workflow = await self._registry.resolve(self.persistence, name, version)
+        debounced = debounce_of(debounce_key, debounce, debounce_max, run_id)
         run_id = new_run_id() if run_id is None else check_id(run_id, "run id")
-        labels = check_labels(labels)
+        labels, priority = check_labels(labels), check_priority(priority)
         until = absolute_deadline(deadline, self.clock.now())
         data, data_json = start_data(workflow, data)  # checked, as the input model says
+        if debounced is not None:
+            return await start_debounced(
+                self._executor,
+                workflow,
+                data_json,
+                run_id,
+                debounced,
+                input_digest=input_digest(data),
+                trace=capture(),
+                deadline=until,
+                labels=labels,
+                priority=priority,
+            )
         return await self._executor.create(
             workflow,
             data_json,
@@ -184,6 +211,7 @@ class RunControl:
             trace=capture(),
             deadline=until,
             labels=labels,
+            priority=priority,
         )
 
     async def _get(self, run_id: str) -> RunRecord:
@@ -441,6 +469,12 @@ class RunControl:
             dry_run=dry_run,
             batch_size=batch_size,
         )
+
+    async def rate_limits(self) -> list[RateLimitState]:
+        """Every rate limiter that a step has reserved a call of, by name, with its state now
+        (settings, calls available, the next free time, runs parked for it)."""
+        self._require_open()
+        return await self.persistence.rate_limits()
 
     def _require_open(self) -> None:
         kind = type(self).__name__  # Engine or Client, in the words of the caller's code

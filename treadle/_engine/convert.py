@@ -34,6 +34,7 @@ def to_state(record: RunRecord) -> State:
         result=None if record.result is None else json.loads(record.result),
         params=all_recorded(record.cursor),
         labels=dict(record.labels),
+        priority=record.priority,
     )
 
 

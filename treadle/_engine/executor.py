@@ -17,12 +17,12 @@ from .._interpreter.deadlines import abandoned
 from .._metrics import Metrics
 from .._nodes import Workflow
 from .._state import EventKind, Status, WaitKind
-from .._threads import StepThreads
 from .._tracing import capture, run_span, tracer
 from ..persistence import Persistence
 from ..persistence._base import utcnow
 from ..persistence._records import DefinitionRecord, NewEvent, RunRecord
 from .backoff import Backoff
+from .capacity import Capacity
 from .executed import Executed
 from .inputs import check_new_run, check_same, run_deadline, start_data
 from .leases import NO_LEASE, Lease, LeaseFields, reap_dead_owners, release_lease
@@ -54,10 +54,11 @@ class Executor:
         self.lease = lease
         self.poll_interval = poll_interval
         self.owner = new_owner()
-        self.step_threads = step_threads
-        self.threads = StepThreads(step_threads)
         self.metrics = Metrics()
         self.active: dict[str, RunDriver] = {}
+        self.capacity = Capacity(step_threads, lease, max_concurrent_runs, self.active, registry)
+        self.capacity.on_freed = self._room_freed
+        self.threads = self.capacity.threads
         self.executed = Executed()
         self.waiters = Waiters(persistence, self.active, self.runs_here)
         self.running = False  # between start() and stop()
@@ -82,8 +83,7 @@ class Executor:
         """Fresh loop-bound state before the persistence opens (also after a close)."""
         self._wake = asyncio.Event()
         self._stir = asyncio.Event()
-        if self.threads.closed:
-            self.threads = StepThreads(self.step_threads)
+        self.threads = self.capacity.renew()
 
     async def start(self) -> None:
         """Recover, then claim and execute runs in the background."""
@@ -180,10 +180,9 @@ class Executor:
         lease = self.new_lease()
         return LeaseFields(owner=lease.owner, lease_until=lease.until)
 
-    def has_room(self) -> bool:
-        """Whether one more run can execute here."""
-        busy = len(self.active) + self._starting
-        return self.running and not self.closing and busy < self.max_concurrent_runs
+    def has_room(self, threads: bool = True) -> bool:
+        """Whether one more run can execute here (a thread too, see :mod:`.capacity`)."""
+        return self.running and not self.closing and self.capacity.room(self._starting, threads) > 0
 
     def can_run(self, record: RunRecord) -> bool:
         """Whether ``record`` can execute here now (its definition is here, and room)."""
@@ -211,6 +210,7 @@ class Executor:
         trace: str | None = None,
         deadline: datetime | None = None,
         labels: dict[str, str] | None = None,
+        priority: int = 0,
     ) -> str:
         """Store a new run (idempotently by id) and execute it here if there is room.
 
@@ -222,7 +222,7 @@ class Executor:
         here = isinstance(workflow, Workflow)
         if isinstance(workflow, Workflow):
             await self.registry.save(self.persistence, workflow)
-        claim = here and self.has_room()
+        claim = here and self.has_room(threads=False)  # a start here stays here (no round trip)
         if claim:  # hold the room while the run is being stored
             self._starting += 1
         try:
@@ -243,6 +243,7 @@ class Executor:
                 trace=trace,
                 deadline_at=run_deadline(workflow, now, deadline),
                 labels=labels or {},
+                priority=priority,
                 **self.lease_if(claim),
             )
             about = {"workflow": workflow.name, "definition": workflow.id, **(detail or {})}
@@ -270,10 +271,12 @@ class Executor:
         parent_id: str,
         deadline: datetime | None,
     ) -> None:
-        """Start (idempotently) the child run of a sub-workflow step (for :class:`RunHost`)."""
-        found = self.registry.get(workflow)
+        """Start (idempotently) a sub-workflow step's child run, at its parent's priority."""
+        found, parent = self.registry.get(workflow), self.active.get(parent_id)
         _, data_json = start_data(found, data)
-        await self.create(found, data_json, child_id, parent_id, trace=capture(), deadline=deadline)
+        priority = 0 if parent is None else parent.record.priority
+        await self.create(found, data_json, child_id, parent_id, trace=capture(),
+                          deadline=deadline, priority=priority)  # fmt: skip
 
     def pause(self, run_id: str) -> None:
         """Ask the run's driver here, if any, to pause before its next step."""
@@ -386,6 +389,7 @@ class Executor:
                 self._hold(run_id, driver.token, delay)
         finally:
             self.active.pop(run_id, None)
+            self.capacity.ended(run_id)
             self.waiters.wake(run_id)
             self._stir.set()
             self._room_freed()
@@ -462,7 +466,7 @@ class Executor:
         """Claim and spawn runnable runs while there is room; how many were claimed."""
         claimed = 0
         while not self.closing:
-            room = self.max_concurrent_runs - len(self.active) - self._starting
+            room = self.capacity.room(self._starting)
             ids, upgrades = self.registry.claimable()
             if room <= 0 or not (ids or upgrades):
                 return claimed

@@ -94,7 +94,7 @@ class Engine(RunControl):
     @property
     def step_threads(self) -> int:
         """How many worker threads plain step functions get."""
-        return self._executor.step_threads
+        return self._executor.capacity.size
 
     @property
     def threads(self) -> StepThreads:

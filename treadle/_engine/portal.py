@@ -23,6 +23,7 @@ from .._errors import EngineNotOpen, WrongEventLoop
 from .._search import RunFilter, RunPage
 from .._state import Event, State, Status
 from ..persistence import Persistence
+from ..persistence._rates import RateLimitState
 from .bulk import BulkResult
 from .control import RunControl
 from .retention import BATCH_SIZE, PruneReport
@@ -209,6 +210,10 @@ class SyncControl(Generic[C]):
         version: str | None = None,
         deadline: Duration | datetime | None = None,
         labels: dict[str, str] | None = None,
+        priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: Duration | None = None,
+        debounce_max: Duration | None = None,
     ) -> str:
         """:meth:`Engine.start`, blocking: start a run (idempotently with ``run_id``); return
         its id. (The life cycle is :meth:`open`/:meth:`close`, as on :class:`Engine`.)"""
@@ -220,6 +225,10 @@ class SyncControl(Generic[C]):
             version=version,
             deadline=deadline,
             labels=labels,
+            priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
+            debounce_max=debounce_max,
         )
 
     def status(self, run_id: str) -> State:
@@ -393,3 +402,7 @@ class SyncControl(Generic[C]):
             dry_run=dry_run,
             batch_size=batch_size,
         )
+
+    def rate_limits(self) -> list[RateLimitState]:
+        """:meth:`Engine.rate_limits`, blocking: every rate limiter with its state now."""
+        return self._call(self._target.rate_limits)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from .._calls import is_async_callable
 from .._errors import DefinitionError, WorkflowNotFound
-from .._nodes import Workflow, validate
+from .._nodes import ActionStep, Workflow, validate
+from .._rates import check_consistent, rate_limits
 from .._shape import Waits, waits_of
 from ..persistence import Persistence
 from ..persistence._records import DefinitionRecord, RunRecord
@@ -27,6 +29,7 @@ class Registry:
         self._waits: dict[str, Waits] = {}
         self._saved: set[str] = set()  # definitions known to be in the database
         self._claimable: tuple[list[str], list[str]] = ([], [])
+        self._plain_steps = False
 
     def add(self, workflow: Workflow) -> None:
         """Register ``workflow`` as the newest definition of its name.
@@ -37,6 +40,8 @@ class Registry:
         if not isinstance(workflow, Workflow):
             raise DefinitionError(f"register() takes a built Workflow, not {workflow!r}")
         validate(workflow)
+        others = [w for w in self._by_id.values() if w.id != workflow.id]
+        check_consistent(u for w in [*others, workflow] for u in rate_limits(w))
         known = [w for w in self._by_name.get(workflow.name, []) if w.id != workflow.id]
         if workflow.version is not None:
             for other in known:
@@ -53,6 +58,11 @@ class Registry:
         ids = {*self._by_id, *(k for k in self._legacy if k not in self._by_id)}
         upgrades = [n for n, versions in self._by_name.items() if versions[-1].auto_upgrade]
         self._claimable = (sorted(ids), sorted(upgrades))
+        self._plain_steps = self._plain_steps or has_plain_steps(workflow)
+
+    def plain_steps(self) -> bool:
+        """Whether a registered workflow has a plain (not coroutine) step function."""
+        return self._plain_steps
 
     @property
     def workflows(self) -> dict[str, Workflow]:
@@ -156,3 +166,15 @@ class Registry:
 def label(workflow: Workflow) -> str:
     """How a definition is named to people: its version label, else its id."""
     return workflow.version or workflow.id
+
+
+def has_plain_steps(workflow: Workflow) -> bool:
+    """Whether a step function of ``workflow`` (or a compensation) is a plain function."""
+    functions = [
+        fn
+        for node in workflow.nodes()
+        if isinstance(node, ActionStep)
+        for fn in (node.action, node.compensate)
+        if fn is not None
+    ]
+    return not all(is_async_callable(fn) for fn in functions)

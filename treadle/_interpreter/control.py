@@ -30,7 +30,7 @@ class Control(Enum):
 
 _RANK = {Control.SHUTDOWN: 0, Control.PAUSE: 1, Control.CANCEL: 2}
 
-_TIMERS = (f"{WaitKind.TIMER}:", f"{WaitKind.RETRY}:")
+_TIMERS = (f"{WaitKind.TIMER}:", f"{WaitKind.RETRY}:", f"{WaitKind.RATE}:")
 
 
 class Suspend(Exception):

@@ -39,12 +39,15 @@ class Position(TypedDict):
 
 class ActionEntry(TypedDict):
     """A step waiting for its next attempt: attempts made, retry time (epoch seconds); or,
-    without ``r``, a step whose computed parameters (``p``) are recorded before it runs."""
+    without ``r``, a step whose computed parameters (``p``) are recorded before it runs.
+    ``q``: the time (epoch seconds, the database's clock) that the next attempt reserved of its
+    rate limiter while it is parked for it (see :mod:`.rates`)."""
 
     k: str  # "action" or "custom"
     a: int
     r: NotRequired[float]
     p: NotRequired[dict[str, Any]]
+    q: NotRequired[float]
 
 
 class IfEntry(TypedDict):

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from typing import Any, NoReturn
 
-from .._calls import call_step
+from .._calls import call_step, is_async_callable
 from .._errors import DataError, StepTimeout
 from .._logging import current_run, current_step
 from .._nodes import (
@@ -41,7 +41,7 @@ from .._state import (
 from .._text import storable
 from .._tracing import step_span
 from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
-from . import cursor, deadlines, mapping, params, results
+from . import cursor, deadlines, mapping, params, rates, results
 from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
@@ -306,7 +306,12 @@ class RunDriver(RunData):
             retry_at = due_time(self, entry["r"])
             if retry_at is not None and host.clock.now() < retry_at:
                 raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
+        if isinstance(node, ActionStep) and node.rate_limit is not None:
+            await rates.take(self, node, path)
         await self.flush()
+        plain = isinstance(node, ActionStep) and not is_async_callable(node.action)
+        if not await host.capacity.admit(self.run_id, plain, asyncio.current_task() is self.task):
+            raise ShutdownRequested  # no step thread free for long: hand the run back here
         state = self.view()
         ctx = Context(
             run_id=self.run_id,

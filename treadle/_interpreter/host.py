@@ -11,6 +11,15 @@ from .._threads import StepThreads
 from ..persistence import Persistence
 
 
+class Admission(Protocol):
+    """Whether a run's next step can be executed now."""
+
+    async def admit(self, run_id: str, plain: bool, alone: bool) -> bool:
+        """Wait, if need be, until the step can run: a ``plain`` function needs a free step
+        thread. False: none came free in time and the run, ``alone`` (not in a parallel
+        branch), should be handed back before this step for another engine to take."""
+
+
 class RunHost(Protocol):
     """The port through which a :class:`RunDriver` reaches the rest of the engine."""
 
@@ -25,6 +34,10 @@ class RunHost(Protocol):
     @property
     def threads(self) -> StepThreads:
         """The worker threads of plain step functions."""
+
+    @property
+    def capacity(self) -> Admission:
+        """What admits each step (see :mod:`treadle._engine.capacity`)."""
 
     @property
     def metrics(self) -> Metrics:

@@ -122,12 +122,15 @@ def db_option(fn: F) -> F:
 
 
 _CODEC = "treadle.codec"
+CODEC_SPEC = "treadle.codec_spec"
+"""Where ``--codec``'s MODULE:ATTR is kept (``click.Context.meta``), for worker processes."""
 
 
 def _codec_value(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value:
         try:
             ctx.meta[_CODEC] = _load_codec(value)
+            ctx.meta[CODEC_SPEC] = value
         except LoadError as exc:
             raise click.BadParameter(str(exc)) from None
 

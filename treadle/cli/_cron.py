@@ -27,6 +27,7 @@ from ._app import (
     run,
     user_errors,
 )
+from ._order import priority_option
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -128,6 +129,7 @@ def list_(db_url: str, as_json: bool) -> None:
     is_flag=True,
     help="Disable the schedule when its run fails (`treadle cron enable ID` resumes it).",
 )
+@priority_option("The priority of the runs it starts (higher is claimed first).")
 @app_option
 @db_option
 @json_option
@@ -142,6 +144,7 @@ def add(
     overlap: str,
     jitter: str | None,
     pause_on_failure: bool,
+    priority: int,
     app: str | None,
     db_url: str,
     as_json: bool,
@@ -171,6 +174,7 @@ def add(
                 overlap=overlap,
                 jitter=jitter,
                 pause_on_failure=pause_on_failure,
+                priority=priority,
             )
 
     schedule = run(work, app=app)

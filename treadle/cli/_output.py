@@ -105,6 +105,8 @@ def state_text(state: State) -> str:
         fields.append(("forked from", state.forked_from))
     if state.deadline is not None:
         fields.append(("deadline", when(state.deadline)))
+    if state.priority:
+        fields.append(("priority", str(state.priority)))
     for step, computed in state.params.items():
         fields.append((f"params {step}", json.dumps(computed, ensure_ascii=False, default=str)))
     if state.status is Status.COMPLETED and state.result is not None:

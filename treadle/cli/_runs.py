@@ -33,6 +33,7 @@ from ._app import (
     run_id_value,
 )
 from ._filters import filter_options, run_filter
+from ._order import debounce_options, priority_option
 
 RUN_ID = click.argument("run_id", metavar="RUN", callback=run_id_value)
 
@@ -75,6 +76,8 @@ def _control(db_url: str, run_id: str, action: Callable[[RunControl], Awaitable[
     metavar="DURATION",
     help="Cancel the run (DeadlineExceeded) unless it has ended within DURATION ('7d', '90s').",
 )
+@priority_option("Engines claim runs of higher priority first (FIFO within one).")
+@debounce_options
 @app_option
 @db_option
 @json_option
@@ -83,6 +86,10 @@ def start(
     data: dict[str, Any] | None,
     run_id: str | None,
     deadline: str | None,
+    priority: int,
+    debounce_key: str | None,
+    debounce: str | None,
+    debounce_max: str | None,
     app: str | None,
     db_url: str,
     as_json: bool,
@@ -101,7 +108,16 @@ def start(
 
     async def work() -> State:
         async with open_client(database, workflows=workflows, create=app is not None) as engine:
-            started = await engine.start(workflow, data, run_id=run_id, deadline=deadline)
+            started = await engine.start(
+                workflow,
+                data,
+                run_id=run_id,
+                deadline=deadline,
+                priority=priority,
+                debounce_key=debounce_key,
+                debounce=debounce,
+                debounce_max=debounce_max,
+            )
             return await engine.status(started)
 
     started = run(work, app=app)

@@ -15,8 +15,9 @@ import click
 from .._engine import Engine
 from .._nodes import Workflow
 from ..persistence import Persistence
-from ._app import age_value, app_database, cli, db_option, load_app, run
+from ._app import CODEC_SPEC, age_value, app_database, cli, db_option, load_app, run
 from ._metrics_server import check_available, metrics_options, metrics_server
+from ._processes import child_command, stop_when_orphaned, supervise
 
 log = logging.getLogger("treadle.worker")
 
@@ -108,9 +109,16 @@ def build_engine(
     concurrency: int,
     lease: float,
     retention: timedelta | None = None,
+    step_threads: int = 32,
 ) -> Engine:
     """An engine on ``persistence`` with ``workflows`` registered."""
-    engine = Engine(persistence, max_concurrent_runs=concurrency, lease=lease, retention=retention)
+    engine = Engine(
+        persistence,
+        max_concurrent_runs=concurrency,
+        lease=lease,
+        retention=retention,
+        step_threads=step_threads,
+    )
     for workflow in workflows:
         engine.register(workflow)
     return engine
@@ -125,6 +133,14 @@ def build_engine(
     default=100,
     show_default=True,
     help="Runs executed at once by this worker.",
+)
+@click.option(
+    "--step-threads",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Threads for plain (not async) step functions; runs of plain steps are claimed only "
+    "while one is free.",
 )
 @click.option(
     "--lease",
@@ -156,16 +172,27 @@ def build_engine(
     default="INFO",
     show_default=True,
 )
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine (one per core uses them all); each has the options "
+    "given, --metrics-port N gives process i the port N+i.",
+)
 @metrics_options
 @db_option
 def worker(
     app: str,
     concurrency: int,
+    step_threads: int,
     lease: float,
     drain: float,
     with_cron: bool,
     retention: timedelta | None,
     log_level: str,
+    processes: int,
     metrics_port: int | None,
     metrics_host: str,
     metrics_refresh: float,
@@ -178,20 +205,54 @@ def worker(
     given, must name the same one); otherwise on --db.
 
     Start as many workers as you like on one PostgreSQL database (or one SQLite file on one
-    machine): each run is executed by one of them at a time.
+    machine): each run is executed by one of them at a time. --processes N starts N of them
+    here and keeps them running (one that dies is started again).
     """
     if metrics_port is not None:
         check_available()
     metrics = None if metrics_port is None else (metrics_host, metrics_port, metrics_refresh)
     loaded = load_app(app)
     setup_logging(log_level.upper())
+    if processes > 1:
+        options = {
+            "--concurrency": concurrency, "--step-threads": step_threads, "--lease": lease,
+            "--drain": drain,
+            "--log-level": log_level, "--metrics-host": metrics_host,
+            "--metrics-refresh": metrics_refresh, "--db": db_url,
+        }  # fmt: skip
+        if retention is not None:
+            options["--retention"] = f"{retention.total_seconds():g}s"
+        codec = click.get_current_context().meta.get(CODEC_SPEC)
+        if codec:
+            options["--codec"] = codec
+        common = [app, "--cron" if with_cron else "--no-cron"]
+        common += [str(x) for pair in options.items() for x in pair]
+        commands = [
+            child_command(
+                common
+                if metrics_port is None
+                else [*common, "--metrics-port", str(metrics_port + i if metrics_port else 0)]
+            )
+            for i in range(processes)
+        ]
+        sys.exit(supervise(commands, drain))
     persistence = app_database(loaded, db_url)
     if retention is None and loaded.engine is not None:
         retention = loaded.engine.retention
     engine = build_engine(
-        persistence, loaded.workflows, concurrency=concurrency, lease=lease, retention=retention
+        persistence,
+        loaded.workflows,
+        concurrency=concurrency,
+        lease=lease,
+        retention=retention,
+        step_threads=step_threads,
     )
-    run(
-        lambda: serve_until_stopped(engine, drain=drain, with_cron=with_cron, metrics=metrics),
-        app=app,
-    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        async with stop_when_orphaned(stop):
+            await serve_until_stopped(
+                engine, drain=drain, with_cron=with_cron, metrics=metrics, stop=stop
+            )
+
+    run(serve, app=app)

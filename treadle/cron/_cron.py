@@ -128,6 +128,7 @@ class Cron(CronOperations):
         jitter: Duration | None = None,
         pause_on_failure: bool = False,
         replace: bool = False,
+        priority: int = 0,
     ) -> Schedule:
         """Store a new enabled schedule and return it; its first due time is the first after now.
 
@@ -154,11 +155,14 @@ class Cron(CronOperations):
         delays each run by up to that much, the same for the same due time.
         ``pause_on_failure`` disables the schedule when the last run it started ends FAILED
         (before it starts another), with the reason in ``Schedule.paused_reason``.
+        ``priority`` is the priority of every run it starts (see ``Engine.start``).
         """
         self._require_open()
         check_id(id, "schedule id", max_length=MAX_SCHEDULE_ID_LENGTH)
         expr = CronExpression(expression, timezone)
-        options = check_options(catch_up, catch_up_window, overlap, jitter, pause_on_failure)
+        options = check_options(
+            catch_up, catch_up_window, overlap, jitter, pause_on_failure, priority
+        )
         if not isinstance(workflow, str) or workflow not in self.engine.workflows:
             raise WorkflowNotFound(workflow)
         input_text = input_json(id, input)
@@ -276,6 +280,7 @@ class Cron(CronOperations):
             catch_up_window=options.window,
             pause_on_failure=options.pause_on_failure,
             paused_reason=options.paused_reason,
+            priority=options.priority,
         )
 
     def _require_open(self) -> None:
@@ -393,7 +398,12 @@ class Cron(CronOperations):
         for due in plan.starts:
             data = {**base, SCHEDULED_AT: due.astimezone(expr.zone).isoformat()}
             ids.append(
-                await self.engine.start(record.workflow, data, run_id=run_id_for(record.id, due))
+                await self.engine.start(
+                    record.workflow,
+                    data,
+                    run_id=run_id_for(record.id, due),
+                    priority=options.priority,
+                )
             )
         last_due = plan.starts[-1] if plan.starts else None
         won = await self.engine.persistence.advance_schedule(

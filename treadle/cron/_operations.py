@@ -108,13 +108,16 @@ async def backfill(
             " later ones"
         )
     run_ids = [run_id_for(record.id, due) for due in times]
-    started = 0
+    started, priority = 0, Options.from_json(record.options).priority
     for first in range(0, len(times), _BATCH):
         ids = run_ids[first : first + _BATCH]
         existing = await asyncio.gather(*(engine.persistence.get_run(i) for i in ids))
         new = [(i, t) for i, t, r in zip(ids, times[first:], existing, strict=False) if r is None]
         await asyncio.gather(
-            *(engine.start(record.workflow, run_data(record, due), run_id=i) for i, due in new)
+            *(
+                engine.start(record.workflow, run_data(record, due), run_id=i, priority=priority)
+                for i, due in new
+            )
         )
         started += len(new)
     return Backfill(record.id, times, run_ids, started)
@@ -125,7 +128,12 @@ async def trigger(engine: Engine, record: ScheduleRecord, key: str | None) -> st
     now = engine.clock.now().astimezone(UTC)
     run_id = trigger_run_id(record.id, key if key is not None else utc_text(now))
     try:
-        started = await engine.start(record.workflow, run_data(record, now), run_id=run_id)
+        started = await engine.start(
+            record.workflow,
+            run_data(record, now),
+            run_id=run_id,
+            priority=Options.from_json(record.options).priority,
+        )
     except RunExists:  # a repeated key: its run has the first trigger's time in its data
         found = await engine.persistence.get_run(run_id)
         if found is None or found.workflow != record.workflow:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from treadle._duration import Duration, parse_duration
+from treadle._priority import check_priority
 from treadle._state import encode_data
 from treadle.persistence._records import ScheduleRecord
 
@@ -32,6 +33,8 @@ class Options:
     pause_on_failure: bool = False
     paused_reason: str | None = None
     """Why the schedule paused itself (``pause_on_failure``); None once it is enabled again."""
+    priority: int = 0
+    """The priority of the runs it starts."""
 
     def to_json(self) -> str:
         """The stored form."""
@@ -45,6 +48,8 @@ class Options:
             stored["pause_on_failure"] = True
         if self.paused_reason is not None:
             stored["paused_reason"] = self.paused_reason
+        if self.priority:
+            stored["priority"] = self.priority
         return json.dumps(stored)
 
     def as_given(self) -> Options:
@@ -63,6 +68,7 @@ class Options:
             jitter=None if jitter is None else timedelta(seconds=jitter),
             pause_on_failure=bool(raw.get("pause_on_failure", False)),
             paused_reason=raw.get("paused_reason"),
+            priority=int(raw.get("priority", 0)),
         )
 
 
@@ -85,6 +91,7 @@ def check_options(
     overlap: str,
     jitter: Duration | None,
     pause_on_failure: bool = False,
+    priority: int = 0,
 ) -> Options:
     """Check the policies given to ``Cron.add``; raise ``ValueError`` saying what is wrong."""
     if catch_up not in CATCH_UP:
@@ -109,7 +116,14 @@ def check_options(
     jitter_value = _duration("jitter", jitter)
     if not isinstance(pause_on_failure, bool):
         raise ValueError(f"invalid pause_on_failure {pause_on_failure!r}: expected True or False")
-    return Options(catch_up, window_value, overlap, jitter_value or None, pause_on_failure)
+    return Options(
+        catch_up,
+        window_value,
+        overlap,
+        jitter_value or None,
+        pause_on_failure,
+        priority=check_priority(priority),
+    )
 
 
 def _duration(name: str, value: Duration | None) -> timedelta | None:

@@ -55,3 +55,5 @@ class Schedule:
     pause_on_failure: bool = False
     paused_reason: str | None = None
     """Why the schedule paused itself after a failed run (it is then disabled)."""
+    priority: int = 0
+    """The priority of the runs it starts."""

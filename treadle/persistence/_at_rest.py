@@ -147,6 +147,10 @@ class AtRestTx:
                 return filled(self._tx, row, self._rest.row)
         return row
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        """As :meth:`Tx.many`, parameters encoded."""
+        self._tx.many(statement, [self._rest.params(dict(r)) for r in rows])
+
     def notify(self, run_id: str) -> None:
         """As :meth:`Tx.notify`."""
         self._tx.notify(run_id)

@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._search import RunFilter
 from .._state import Event
 from ._queue import QueueStats
+from ._rates import RateLimitState, Reservation
 from ._records import (
     Checkpoint,
     CheckpointAck,
@@ -125,6 +126,22 @@ class Persistence(Protocol):
         """
         ...
 
+    async def start_debounced(
+        self, run: RunRecord, event: NewEvent, window: timedelta, longest: timedelta | None
+    ) -> tuple[RunRecord, bool]:
+        """Start ``run`` debounced by its ``debounce_key``: if a run of its workflow with that
+        key has not begun, it takes ``run``'s data, priority, deadline and labels, a
+        ``debounced`` event (``event``'s detail), and, while WAITING, wakes ``window`` from now
+        (no later than ``longest`` after its ``created_at``, if given); else ``run`` is inserted
+        WAITING until ``window`` from now, with ``event``, and the listeners are woken.
+
+        Returns the run as stored and whether it was created now. Of concurrent starts with one
+        key, in any processes, one creates the run and the others collapse into it; a run with
+        a cancel pending takes no more starts. :meth:`claim_runs` clears the key of the run it
+        begins, so a start after that creates a new run.
+        """
+        ...
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run with that id as last committed, or ``None``."""
         ...
@@ -169,7 +186,8 @@ class Persistence(Protocol):
     ) -> list[RunRecord]:
         """Lease up to ``limit`` runnable runs pinned to one of ``definitions`` (definition ids),
         or of a workflow named in ``upgrades`` whatever their definition, to ``owner`` until
-        ``lease_until``, oldest ``created_at`` first, and return them as claimed.
+        ``lease_until``, highest ``priority`` first and oldest ``created_at`` first within one,
+        and return them as claimed (a debounced run's key is cleared: it has begun).
 
         Runnable: PENDING or RUNNING runs that no lease holds (no owner, or a lease that has
         expired by the wall clock), and WAITING runs whose timer is due by ``due`` (the engine's
@@ -341,6 +359,24 @@ class Persistence(Protocol):
     ) -> datetime | None:
         """The earliest timer among WAITING runs that :meth:`claim_runs` with the same
         ``definitions`` and ``upgrades`` would take once due, or ``None``."""
+        ...
+
+    async def reserve_rate(
+        self, name: str, limit: int, per_seconds: float, burst: int
+    ) -> Reservation:
+        """Reserve the next call of rate limiter ``name`` (GCRA, see :mod:`._rates`), storing
+        these settings with it: reservations are served in the order they are made, and any
+        window of ``per_seconds`` holds at most ``limit + burst - 1`` reserved times. Times are
+        the database's clock (PostgreSQL: the server's, whatever the engines' clocks say)."""
+        ...
+
+    async def rate_clock(self) -> datetime:
+        """The clock that :meth:`reserve_rate` reserves on, now."""
+        ...
+
+    async def rate_limits(self) -> list[RateLimitState]:
+        """Every rate limiter that a reservation made, by name, with its state now and the
+        WAITING runs parked for it."""
         ...
 
     async def migrate_run(

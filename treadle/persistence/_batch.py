@@ -114,6 +114,7 @@ def run_in_savepoints(
     batch: Sequence[Job],
     errors: DriverErrors,
     passthrough: tuple[type[BaseException], ...] = (),
+    restart: Callable[[], object] | None = None,
 ) -> list[Outcome]:
     """Run every script of ``batch`` on ``tx`` as if each had a savepoint of its own, inside a
     transaction that the caller has begun and will commit.
@@ -125,8 +126,21 @@ def run_in_savepoints(
 
     Scripts rarely raise, so the batch first runs under one savepoint; only when a script raises
     is that rolled back and the batch run again with a savepoint per script (scripts are
-    transactions: running one again on the same data gives the same outcome).
+    transactions: running one again on the same data gives the same outcome). Given
+    ``restart`` (roll the transaction back and begin a new one), a batch of one script runs
+    with no savepoint at all, and ``restart`` undoes it should it raise: two statements fewer
+    for the common batch where each statement is a round trip (PostgreSQL).
     """
+    if len(batch) == 1 and restart is not None:
+        (script, future), mark = batch[0], len(tx.notified)
+        try:
+            return [(future, script(tx), None)]
+        except passthrough:
+            raise
+        except Exception as exc:
+            restart()
+            del tx.notified[mark:]
+            return [(future, None, errors.translate(exc))]
     if len(batch) > 1:
         execute("SAVEPOINT batch")
         mark = len(tx.notified)

@@ -83,6 +83,10 @@ class _PostgresTx:
     def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
         return self._cursor(statement, params).fetchall()
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        # psycopg pipelines executemany: one round trip for every row.
+        self._conn.cursor().executemany(self._sql[statement], rows)
+
     def notify(self, run_id: str) -> None:
         self.notified.append(run_id)
 
@@ -311,8 +315,9 @@ class PostgresPersistence(SQLPersistence):
             try:
                 conn.execute("BEGIN")
                 outcomes = run_in_savepoints(
-                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,)
-                )
+                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,),
+                    restart=lambda: (conn.execute("ROLLBACK"), conn.execute("BEGIN")),
+                )  # fmt: skip
                 notified = list(dict.fromkeys(tx.notified))
                 row = tx.one("pre_commit", run_ids=notified)
                 xid = None if row is None else row["xid"]

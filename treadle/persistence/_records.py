@@ -60,6 +60,10 @@ class RunRecord:
     result: str | None = None
     #: The run's labels (stored in plain text, never through a codec: search reads them).
     labels: dict[str, str] = field(default_factory=dict)
+    #: Higher is claimed first (FIFO within one priority).
+    priority: int = 0
+    #: The debounce key of a debounced run that has not begun (its claim clears it).
+    debounce_key: str | None = None
 
     def is_free(self, wall: datetime) -> bool:
         """Whether no live lease holds the run at wall time ``wall``."""
@@ -92,6 +96,8 @@ class RunRecord:
             deadline_at=to_datetime(row["deadline_at"]),
             result=row["result"],
             labels=_labels(row["labels"]),
+            priority=int(row["priority"]),
+            debounce_key=row["debounce_key"],
         )
 
 

@@ -17,8 +17,10 @@ from .._codec import Codec
 from .._metrics import CommitStats
 from .._search import RunFilter
 from .._state import Event
+from . import _debounce_scripts as debounce_scripts
 from . import _dispatch_scripts as dispatch_scripts
 from . import _prune as prune
+from . import _rates as rates
 from . import _schedule_scripts as schedule_scripts
 from . import _schema as schema
 from . import _scripts as scripts
@@ -153,6 +155,20 @@ class SQLPersistence(Persistence):
 
     async def create_run(self, run: RunRecord, event: NewEvent) -> tuple[RunRecord, bool]:
         return await self._write(partial(scripts.create_run, run=run, event=event, now=self.now()))
+
+    async def start_debounced(
+        self, run: RunRecord, event: NewEvent, window: timedelta, longest: timedelta | None
+    ) -> tuple[RunRecord, bool]:
+        return await self._write(
+            partial(
+                debounce_scripts.start_debounced,
+                run=run,
+                event=event,
+                now=self.now(),
+                window=window,
+                longest=longest,
+            )
+        )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._query(partial(scripts.get_run, run_id=run_id))
@@ -316,6 +332,26 @@ class SQLPersistence(Persistence):
                 dispatch_scripts.next_wake, definitions=list(definitions), upgrades=list(upgrades)
             )
         )
+
+    async def reserve_rate(
+        self, name: str, limit: int, per_seconds: float, burst: int
+    ) -> rates.Reservation:
+        return await self._run(
+            partial(
+                rates.reserve,
+                name=name,
+                limit=limit,
+                per_seconds=per_seconds,
+                burst=burst,
+                now=self.now(),
+            )
+        )
+
+    async def rate_clock(self) -> datetime:
+        return await self._read(partial(rates.clock, now=self.now()))
+
+    async def rate_limits(self) -> list[rates.RateLimitState]:
+        return await self._read(partial(rates.states, now=self.now()))
 
     async def migrate_run(
         self,

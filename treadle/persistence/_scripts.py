@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,15 +49,25 @@ def encode_detail(detail: dict[str, Any]) -> str:
     return _encode(storable_json(json.loads(text)))
 
 
+def _event_row(run_id: str, event: NewEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "at": event.at or now,
+        "kind": event.kind,
+        "step": event.step,
+        "detail": encode_detail(event.detail),
+    }
+
+
 def _event(tx: Tx, run_id: str, event: NewEvent, now: datetime) -> None:
-    tx.execute(
-        "insert_event",
-        run_id=run_id,
-        at=event.at or now,
-        kind=event.kind,
-        step=event.step,
-        detail=encode_detail(event.detail),
-    )
+    tx.execute("insert_event", **_event_row(run_id, event, now))
+
+
+def _events(tx: Tx, run_id: str, events: Sequence[NewEvent], now: datetime) -> None:
+    if len(events) == 1:
+        _event(tx, run_id, events[0], now)
+    elif events:
+        tx.many("insert_event", [_event_row(run_id, e, now) for e in events])
 
 
 def _locked(tx: Tx, run_id: str) -> RunRecord:
@@ -122,6 +133,7 @@ def create_run(tx: Tx, run: RunRecord, event: NewEvent, now: datetime) -> tuple[
         forked_from=run.forked_from,
         deadline_at=run.deadline_at,
         labels=json.dumps(run.labels),
+        priority=run.priority,
     )
     if created:
         insert_labels(tx, run.id, run.labels)
@@ -203,8 +215,7 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         replace_labels(tx, cp.run_id, cp.token, cp.labels)
     if cp.consumed:
         tx.execute("consume_inbox", seqs=list(cp.consumed))
-    for event in cp.events:
-        _event(tx, cp.run_id, event, cp.now)
+    _events(tx, cp.run_id, cp.events, cp.now)
     if finished:
         _drop_unconsumed(tx, cp)
     if suspended and cp.wake_at is not None:

@@ -50,5 +50,9 @@ class Tx(Protocol):
     def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
         """Run a statement; return all its rows."""
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        """Run a statement once per parameter set of ``rows`` (in one round trip where the
+        dialect can)."""
+
     def notify(self, run_id: str) -> None:
         """Tell idle workers (after commit) that ``run_id`` may have become runnable."""

@@ -111,6 +111,9 @@ class _SQLiteTx:
     def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
         return self._conn.execute(self._sql[statement], self._params(params)).fetchall()
 
+    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
+        self._conn.executemany(self._sql[statement], [self._params(dict(r)) for r in rows])
+
     def notify(self, run_id: str) -> None:
         self.notified.append(run_id)
 

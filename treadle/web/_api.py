@@ -91,6 +91,10 @@ class Api:
             run_id=body.run_id,
             deadline=body.deadline,
             labels=body.labels,
+            priority=body.priority,
+            debounce_key=body.debounce_key,
+            debounce=body.debounce,
+            debounce_max=body.debounce_max,
         )
         response = await self.run_json(new_id, 201)
         response.headers["Location"] = f"/api/runs/{new_id}"
@@ -286,6 +290,12 @@ class Api:
             await self.schedules.backfill(request.path_params["schedule_id"], body)
         )
 
+    async def rate_limits(self, request: Request) -> Response:
+        """GET /api/rate-limits."""
+        self.reader(request)
+        found = await self.engine.rate_limits()
+        return json_response(wire.RateLimitList(rate_limits=[wire.RateLimit.of(r) for r in found]))
+
     # The document ----------------------------------------------------------------------------
 
     async def openapi(self, request: Request) -> Response:
@@ -327,6 +337,7 @@ class Api:
             Route(f"{sched}/disable", self.toggle_schedule(False), methods=["POST"]),
             Route(f"{sched}/trigger", self.trigger_schedule, methods=["POST"]),
             Route(f"{sched}/backfill", self.backfill_schedule, methods=["POST"]),
+            Route("/api/rate-limits", self.rate_limits, methods=["GET"]),
         ]
 
 

@@ -124,6 +124,9 @@ _ROUTES: tuple[_Row, ...] = (
     ("post", f"{_SCHEDULE}/backfill", "backfillSchedule", "schedules",
      "Start one run per due time in [from, to) that has none",
      "BackfillSchedule", (200, "Backfilled"), (*_WRITE, 404)),
+    ("get", "/api/rate-limits", "listRateLimits", "rate-limits",
+     "Every rate limiter: its settings, calls available now, the next free time, runs waiting",
+     None, (200, "RateLimitList"), (401,)),
 )  # fmt: skip
 
 

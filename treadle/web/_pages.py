@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 
 from .._engine import Engine
 from .._errors import RunNotFound
+from .._rate_view import rate_rows
 from .._state import Status
 from ..persistence._records import InboxMessage
 from ._auth import Authenticator
@@ -90,6 +91,10 @@ class Pages:
         """GET /schedules: schedules with their next fire times."""
         return self._page(request, "schedules_page.html", "Schedules", "schedules")
 
+    async def rate_limits_page(self, request: Request) -> Response:
+        """GET /rate-limits: every rate limiter, its use now and the runs waiting for it."""
+        return self._page(request, "rate_limits_page.html", "Rate limits", "rates")
+
     # Fragments -------------------------------------------------------------------------------
 
     async def runs_fragment(self, request: Request) -> Response:
@@ -144,6 +149,12 @@ class Pages:
             workflows=sorted(self.engine.workflows),
         )  # fmt: skip
 
+    async def rate_limits_fragment(self, request: Request) -> Response:
+        """GET /ui/rate-limits: the rate limiters' table."""
+        self.auth.require(request, write=False)
+        rows = rate_rows(await self.engine.rate_limits())
+        return self._render(request, "rate_limits.html", rows=rows)
+
     def routes(self) -> list[Route]:
         """Every route of the dashboard."""
         return [
@@ -154,5 +165,7 @@ class Pages:
             Route("/ui/runs", self.runs_fragment, methods=["GET"]),
             Route("/ui/runs/{run_id}", self.run_fragment, methods=["GET"]),
             Route("/ui/schedules", self.schedules_fragment, methods=["GET"]),
+            Route("/rate-limits", self.rate_limits_page, methods=["GET"]),
+            Route("/ui/rate-limits", self.rate_limits_fragment, methods=["GET"]),
             *self.overview.routes(self._page),
         ]

@@ -45,6 +45,24 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       text PRIMARY KEY,
+    calls      integer NOT NULL,
+    per_s      double precision NOT NULL,
+    burst      integer NOT NULL,
+    tat        timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+ALTER TABLE runs ADD COLUMN debounce_key text;
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+DROP INDEX IF EXISTS runs_claimable;  -- replaced by runs_claim_order
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
 -- Large values of a run's data, stored beside it and written only when changed (part 0: a
 -- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
 CREATE TABLE IF NOT EXISTS run_values (

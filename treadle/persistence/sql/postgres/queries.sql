@@ -29,10 +29,10 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from, deadline_at, labels)
+                  version, forked_from, deadline_at, labels, priority)
 VALUES (%(id)s, %(workflow)s, %(definition_id)s, %(status)s, %(data)s, %(cursor)s, NULL, '[]',
         NULL, %(parent_id)s, %(now)s, %(now)s, %(owner)s, %(lease_until)s, 1, NULL,
-        %(version)s, %(forked_from)s, %(deadline_at)s, %(labels)s)
+        %(version)s, %(forked_from)s, %(deadline_at)s, %(labels)s, %(priority)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -50,17 +50,31 @@ ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: claim_runs
-UPDATE runs
-SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status = 'running',
-    wake_at = NULL, waiting_for = '[]', updated_at = %(now)s
-WHERE id IN (
-    SELECT id FROM runs
-    WHERE (definition_id = ANY(%(definitions)s::text[]) OR workflow = ANY(%(upgrades)s::text[]))
-      AND ((status IN ('pending', 'running') AND (owner IS NULL OR lease_until < %(now)s))
-           OR (status = 'waiting' AND wake_at <= %(due)s))
-    ORDER BY created_at
+-- Higher priority first, FIFO (created_at) within one: runnable runs and due timers each
+-- walk an index in that order and stop at the limit, then the two are merged. Beginning a
+-- debounced run clears its key (later starts make a new run).
+WITH pending AS (
+    SELECT id, priority, created_at FROM runs
+    WHERE status IN ('pending', 'running') AND (owner IS NULL OR lease_until < %(now)s)
+      AND (definition_id = ANY(%(definitions)s::text[]) OR workflow = ANY(%(upgrades)s::text[]))
+    ORDER BY priority DESC, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id, priority, created_at FROM runs
+    WHERE status = 'waiting' AND wake_at <= %(due)s
+      AND (definition_id = ANY(%(definitions)s::text[]) OR workflow = ANY(%(upgrades)s::text[]))
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs
+SET owner = %(owner)s, lease_until = %(lease_until)s, token = token + 1, status = 'running',
+    wake_at = NULL, waiting_for = '[]', debounce_key = NULL, updated_at = %(now)s
+WHERE id IN (
+    SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM due) AS runnable
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
 )
 RETURNING *;
 

@@ -41,10 +41,9 @@ CREATE TABLE IF NOT EXISTS runs (
     trace         text,                    -- JSON: the trace context of the caller of start
     deadline_at   timestamptz,                    -- when the run is cancelled unless it has ended
     result        text,                    -- JSON: what the run returned (its output), once ended
-    priority      integer NOT NULL DEFAULT 0  -- higher is claimed first; FIFO within one
+    priority      integer NOT NULL DEFAULT 0,  -- higher is claimed first; FIFO within one
+    debounce_key  text                     -- set while a debounced run has not begun
 );
-CREATE INDEX IF NOT EXISTS runs_claimable ON runs (created_at)
-    WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS runs_timers ON runs (wake_at)
     WHERE status = 'waiting' AND wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -103,6 +102,22 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL
 );
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       text PRIMARY KEY,
+    calls      integer NOT NULL,
+    per_s      double precision NOT NULL,
+    burst      integer NOT NULL,
+    tat        timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
 -- Large values of a run's data, stored beside it and written only when changed (part 0: a
 -- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
 CREATE TABLE IF NOT EXISTS run_values (

@@ -46,6 +46,23 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+-- Rate limiters (treadle.RateLimit): the settings of the last reservation, and the theoretical
+-- arrival time (GCRA) of the next call at the steady rate.
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name       TEXT PRIMARY KEY,
+    calls      INTEGER NOT NULL,
+    per_s      REAL NOT NULL,
+    burst      INTEGER NOT NULL,
+    tat        REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+ALTER TABLE runs ADD COLUMN debounce_key TEXT;
+-- Debounced runs not begun yet: one per (workflow, key); the claim that begins one clears it.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL;
+-- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
+    WHERE status IN ('pending', 'running');
 -- Large values of a run's data, stored beside it and written only when changed (part 0: a
 -- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
 CREATE TABLE IF NOT EXISTS run_values (

@@ -26,10 +26,10 @@ ORDER BY created_at DESC, id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, definition_id, status, data, cursor, error, waiting_for,
                   wake_at, parent_id, created_at, updated_at, owner, lease_until, token, control,
-                  version, forked_from, deadline_at, labels)
+                  version, forked_from, deadline_at, labels, priority)
 VALUES (:id, :workflow, :definition_id, :status, :data, :cursor, NULL, '[]',
         NULL, :parent_id, :now, :now, :owner, :lease_until, 1, NULL, :version, :forked_from,
-        :deadline_at, :labels)
+        :deadline_at, :labels, :priority)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_run
@@ -47,22 +47,33 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: claim_runs
+-- Higher priority first, FIFO (created_at) within one: runnable runs and due timers each
+-- walk an index in that order and stop at the limit, then the two are merged. Beginning a
+-- debounced run clears its key (later starts make a new run).
 UPDATE runs
 SET owner = :owner, lease_until = :lease_until, token = token + 1, status = 'running',
-    wake_at = NULL, waiting_for = '[]', updated_at = :now
+    wake_at = NULL, waiting_for = '[]', debounce_key = NULL, updated_at = :now
 WHERE id IN (
     SELECT id FROM (
-        SELECT id, created_at FROM runs INDEXED BY runs_status
-        WHERE status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now)
-          AND (definition_id IN (SELECT value FROM json_each(:definitions))
-               OR workflow IN (SELECT value FROM json_each(:upgrades)))
+        SELECT * FROM (
+            SELECT id, priority, created_at FROM runs INDEXED BY runs_claim_order
+            WHERE status IN ('pending', 'running') AND (owner IS NULL OR lease_until < :now)
+              AND (definition_id IN (SELECT value FROM json_each(:definitions))
+                   OR workflow IN (SELECT value FROM json_each(:upgrades)))
+            ORDER BY priority DESC, created_at
+            LIMIT :limit
+        )
         UNION ALL
-        SELECT id, created_at FROM runs INDEXED BY runs_status
-        WHERE status = 'waiting' AND wake_at <= :due
-          AND (definition_id IN (SELECT value FROM json_each(:definitions))
-               OR workflow IN (SELECT value FROM json_each(:upgrades)))
+        SELECT * FROM (
+            SELECT id, priority, created_at FROM runs INDEXED BY runs_status
+            WHERE status = 'waiting' AND wake_at <= :due
+              AND (definition_id IN (SELECT value FROM json_each(:definitions))
+                   OR workflow IN (SELECT value FROM json_each(:upgrades)))
+            ORDER BY priority DESC, created_at
+            LIMIT :limit
+        )
     )
-    ORDER BY created_at
+    ORDER BY priority DESC, created_at
     LIMIT :limit
 )
 RETURNING *;
