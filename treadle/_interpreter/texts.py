@@ -36,6 +36,18 @@ def _dumps(value: Any, default: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=default)
 
 
+class _Formed(Exception):
+    """A value that JSON lacks: encode again, noting it (see :func:`encode`)."""
+
+
+def _refuse(value: Any) -> Any:
+    raise _Formed
+
+
+#: The encoder of plain JSON values (the common case: no encoder made per call).
+_plain = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse).encode
+
+
 @lru_cache(maxsize=4096)
 def key_json(key: str) -> str:
     """A key as JSON text."""
@@ -55,23 +67,25 @@ def _key(key: Any, where: str) -> str:
 def encode(key: str, value: Any, where: str) -> tuple[Text, Any]:
     """The text of ``data[key]`` and the value as stored (read back from the text when it held
     values that JSON lacks, as :func:`~treadle._state.as_stored` does)."""
-    formed: list[bool] = []
-
-    def noted(inner: Any) -> Any:
-        formed.append(True)
-        return json_form(inner)
-
     try:
-        if type(value) is list and len(value) > CHUNK:
-            text: Text = tuple(
-                _dumps(value[at : at + CHUNK], noted)[1:-1] for at in range(0, len(value), CHUNK)
-            )
-        else:
-            text = _dumps(value, noted)
+        return _encode(value, _plain), value
+    except _Formed:
+        pass
     except (TypeError, ValueError):
         encode_data({key: value}, where)  # raises the DataError that names the path
         raise
-    return text, (decode(text) if formed else value)
+    try:
+        text = _encode(value, lambda inner: _dumps(inner, json_form))
+    except (TypeError, ValueError):
+        encode_data({key: value}, where)
+        raise
+    return text, decode(text)  # read back: later steps see the JSON form
+
+
+def _encode(value: Any, dumps: Any) -> Text:
+    if type(value) is list and len(value) > CHUNK:
+        return tuple(dumps(value[at : at + CHUNK])[1:-1] for at in range(0, len(value), CHUNK))
+    return str(dumps(value))
 
 
 def whole(text: Text) -> str:
@@ -139,10 +153,10 @@ def is_aside(text: Text | None) -> bool:
 def stored_form(texts: Texts, stored: Texts | None) -> tuple[str, list[ValueWrite] | None]:
     """What a checkpoint writes of the data: ``runs.data``, and the changes to the values stored
     beside the run since it was ``stored`` (None: unknown, every value aside is written)."""
-    aside = [k for k, t in texts.items() if is_aside(t)]
+    aside = [k for k, t in texts.items() if type(t) is not str or len(t) > LARGE]
     before = [] if stored is None else [k for k, t in stored.items() if is_aside(t)]
     if not aside and not before:
-        return join(texts), None
+        return "{" + ",".join([key_json(k) + ":" + t for k, t in texts.items()]) + "}", None  # type: ignore[operator]
     writes: list[ValueWrite] = []
     old: Texts = stored or {}
     for key in before:
