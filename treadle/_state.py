@@ -83,6 +83,9 @@ class EventKind(StrEnum):
     RUN_ABORTED = "run_aborted"
     RUN_MIGRATED = "run_migrated"
     RUN_FORKED = "run_forked"
+    SLOT_ACQUIRED = "slot_acquired"
+    SLOT_QUEUED = "slot_queued"
+    SLOT_REFUSED = "slot_refused"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
@@ -98,6 +101,7 @@ class WaitKind(StrEnum):
     RUN = "run"  # the end of a child run (the name is its id)
     HELD = "held"  # an operator's decision on a held run (the name is the step, or "definition")
     WORKER = "worker"  # an engine that has the run's definition (the name is its id)
+    LIMIT = "limit"  # a slot of a concurrency limit (the name is its key)
 
 
 def wait_key(kind: WaitKind, name: str) -> str:

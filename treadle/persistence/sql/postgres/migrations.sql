@@ -45,3 +45,11 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS limit_holders (
+    run_id text PRIMARY KEY,               -- a run of a limited workflow, from admission to its end
+    key    text NOT NULL,                  -- its concurrency key: the workflow, or workflow[key]
+    cap    integer NOT NULL,               -- the limit it was admitted or queued under
+    held   boolean NOT NULL,               -- true: it holds a slot; false: it is queued for one
+    since  timestamptz NOT NULL            -- when it took its slot or joined the queue
+);
+CREATE INDEX IF NOT EXISTS limit_holders_key ON limit_holders (key, held);

@@ -46,3 +46,11 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_at) WHERE deadline_at
 -- name: migrate_6
 -- Flow control: priority, concurrency limits, rate limits, debounce.
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS limit_holders (
+    run_id TEXT PRIMARY KEY,               -- a run of a limited workflow, from admission to its end
+    key    TEXT NOT NULL,                  -- its concurrency key: the workflow, or workflow[key]
+    cap    INTEGER NOT NULL,               -- the limit it was admitted or queued under
+    held   INTEGER NOT NULL,               -- 1: it holds a slot; 0: it is queued for one
+    since  REAL NOT NULL                   -- when it took its slot or joined the queue
+);
+CREATE INDEX IF NOT EXISTS limit_holders_key ON limit_holders (key, held);

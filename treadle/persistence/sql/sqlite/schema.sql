@@ -96,6 +96,14 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS limit_holders (
+    run_id TEXT PRIMARY KEY,               -- a run of a limited workflow, from admission to its end
+    key    TEXT NOT NULL,                  -- its concurrency key: the workflow, or workflow[key]
+    cap    INTEGER NOT NULL,               -- the limit it was admitted or queued under
+    held   INTEGER NOT NULL,               -- 1: it holds a slot; 0: it is queued for one
+    since  REAL NOT NULL                   -- when it took its slot or joined the queue
+);
+CREATE INDEX IF NOT EXISTS limit_holders_key ON limit_holders (key, held);
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' before it reads the version. In SQLite the transaction's
