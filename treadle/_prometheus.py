@@ -21,9 +21,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ._engine import Engine
+from ._limit_gauges import METRICS as LIMIT_METRICS
+from ._limit_gauges import limit_gauges
 from ._metrics import CommitStats, Histogram
 from ._state import Status, WaitKind
 from .persistence._base import utcnow
+from .persistence._records import LimitUse
 
 #: Runs counted per status for the queue gauges (finished runs only grow, so they are counters
 #: in ``treadle_runs_finished_total`` instead).
@@ -49,6 +52,7 @@ METRICS = (
     "treadle_queue_depth",
     "treadle_runs_waiting",
     "treadle_oldest_runnable_age_seconds",
+    *LIMIT_METRICS,
 )
 """Every metric exported (histograms add ``_bucket``, ``_sum`` and ``_count`` samples)."""
 
@@ -60,6 +64,7 @@ class Queue:
     runs: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, int] = field(default_factory=dict)
     oldest_age: float = 0.0
+    limits: list[LimitUse] = field(default_factory=list)
 
 
 class Exporter(Collector):
@@ -70,7 +75,8 @@ class Exporter(Collector):
         self.queue = Queue()
 
     async def refresh(self) -> None:
-        """Read the queue's gauges from the database (two grouped, indexed reads)."""
+        """Read the queue's gauges from the database (two grouped, indexed reads, and the
+        concurrency keys in use)."""
         persistence = self.engine.persistence
         counts = await persistence.count_runs()
         stats = await persistence.queue_stats()
@@ -82,6 +88,7 @@ class Exporter(Collector):
             runs={s.value: int(counts.get(s.value, 0)) for s in QUEUE_STATUSES},
             waiting=waiting,
             oldest_age=0.0 if since is None else max(0.0, (utcnow() - since).total_seconds()),
+            limits=await persistence.limits(),
         )
 
     def registry(self) -> CollectorRegistry:
@@ -176,6 +183,7 @@ class Exporter(Collector):
             "How long the oldest runnable run has waited for an engine (queue lag)",
             value=queue.oldest_age,
         )
+        yield from limit_gauges(queue.limits)
 
 
 def _counter(

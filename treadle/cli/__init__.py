@@ -7,7 +7,7 @@ Every option can also come from an environment variable: ``TREADLE_DB``, ``TREAD
 
 from __future__ import annotations
 
-from . import _admin, _bulk, _cron, _cron_ops, _retention, _runs, _versions, _worker
+from . import _admin, _bulk, _cron, _cron_ops, _limits, _retention, _runs, _versions, _worker
 from ._app import DEFAULT_DB, cli, load_workflows
 
 __all__ = ["DEFAULT_DB", "cli", "load_workflows", "main"]
@@ -17,6 +17,7 @@ _COMMANDS = (
     _bulk,
     _cron,
     _cron_ops,
+    _limits,
     _retention,
     _runs,
     _versions,

@@ -25,6 +25,7 @@ from ..persistence._records import InboxMessage
 from ._auth import Authenticator
 from ._diagram import LEGEND
 from ._json import query_limit
+from ._limits import LimitsPage
 from ._overview import Overview
 from ._schedules import Schedules
 from ._search import dashboard_params, paging, query_filter
@@ -55,6 +56,7 @@ class Pages:
         self.schedules = schedules
         self.templates = Jinja2Templates(env=_environment())
         self.overview = Overview(engine, auth, self._render)
+        self.limits = LimitsPage(engine, auth, self._render)
 
     def _render(self, request: Request, name: str, **context: Any) -> Response:
         return self.templates.TemplateResponse(request, name, context)
@@ -155,4 +157,5 @@ class Pages:
             Route("/ui/runs/{run_id}", self.run_fragment, methods=["GET"]),
             Route("/ui/schedules", self.schedules_fragment, methods=["GET"]),
             *self.overview.routes(self._page),
+            *self.limits.routes(self._page),
         ]
