@@ -83,6 +83,7 @@ def test_event_kinds_are_stored_as_the_same_strings_as_before() -> None:
         "run_completed", "run_failed", "run_cancelled", "data_conflict", "signals_dropped",
         "run_held", "run_retried", "step_skipped", "run_aborted", "run_migrated", "run_forked",
             "params_computed", "deadline_exceeded", "debounced",
+        "slot_acquired", "slot_queued", "slot_refused",
     }  # fmt: skip
 
 

@@ -64,10 +64,10 @@ async def _kill_one_while_calling(db: str, tmp_path: Path, workers: int) -> None
         async with client:
             ids = [await client.start("rated", {"fail": n % 4 == 0}) for n in range(RUNS)]
 
-            async def some_calls() -> bool:
-                return len(_calls(calls)) >= 8
+            async def victim_calls() -> bool:  # the one to kill is calling
+                return sum(pid == procs[1].pid for *_, pid in _calls(calls)) >= 2
 
-            await _until("the first calls", some_calls)
+            await _until("the first calls of the worker to kill", victim_calls)
             procs[1].send_signal(signal.SIGKILL)
             procs[1].wait(5)
 

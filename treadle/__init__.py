@@ -81,6 +81,7 @@ from ._search import RunFilter, RunPage
 from ._state import Context, Event, State, Status
 from .persistence import MemoryPersistence, Persistence, SQLitePersistence, persistence_from_url
 from .persistence._rates import RateLimitState
+from .persistence._records import LimitUse
 
 if TYPE_CHECKING:
     from .cron import Cron, CronError, Schedule, ScheduleExists, ScheduleNotFound, next_fire
@@ -130,6 +131,7 @@ __all__ = [
     "InvalidId",
     "InvalidTransition",
     "LeaseLost",
+    "LimitUse",
     "LoopBuilder",
     "MapBuilder",
     "MemoryPersistence",

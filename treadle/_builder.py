@@ -30,6 +30,7 @@ from ._checks import (
     _step_name,
     _wait_name,
 )
+from ._concurrency import check_concurrency
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError
 from ._mapbuilder import MapBuilder
@@ -178,6 +179,23 @@ class Builder:
             raise DefinitionError(f"{owner} must be more than 0 (leave it out to keep runs)")
         return type(self)(self._name, self._chain, dataclasses.replace(self._opts, retention=kept))
 
+    def concurrency(
+        self, limit: int, key: Dynamic | None = None, *, on_conflict: str = "queue"
+    ) -> Self:
+        """Let at most ``limit`` runs of this workflow execute at once, across every engine on
+        the database, per ``key`` (a function of the state returning a str, computed once when
+        a run first executes; None: one limit for the workflow). A run beyond the limit waits
+        (``on_conflict="queue"``), ends CANCELLED at once (``"skip"``), or asks the holders to
+        cancel and waits behind them (``"cancel_running"``)."""
+        rule = check_concurrency(self._name, limit, key, on_conflict)
+        opts = dataclasses.replace(self._opts, concurrency=rule)
+        return type(self)(self._name, self._chain, opts)
+
+    def singleton(self, key: Dynamic | None = None, *, on_conflict: str = "skip") -> Self:
+        """At most one run at a time (per ``key``): ``concurrency(1, key, on_conflict=...)``,
+        skipping a run that finds one executing unless told otherwise."""
+        return self.concurrency(1, key, on_conflict=on_conflict)
+
     def if_(self, name: str, cond: Condition) -> IfBuilder[Builder]:
         """Open a conditional; follow with ``then(...)``, ``else_if``/``else_`` and ``end()``."""
         name = _step_name(self._name, "if", name)
@@ -293,6 +311,7 @@ class Builder:
             deadline=opts.deadline,
             output=opts.output,
             retention=opts.retention,
+            concurrency=opts.concurrency,
         )
         validate(workflow)
         return workflow

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ._concurrency import Concurrency
 from ._nodes import Node
 from ._state import State
 
@@ -23,6 +24,7 @@ class _Options:
     deadline: timedelta | None = None
     output: Callable[[State], Any] | None = None
     retention: timedelta | None = None
+    concurrency: Concurrency | None = None
 
 
 @dataclass(frozen=True)

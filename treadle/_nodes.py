@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from ._concurrency import Concurrency
 from ._duration import Duration, parse_duration
 from ._errors import DefinitionError, InvalidId
 from ._ids import check_id
@@ -300,7 +301,8 @@ class Workflow:
     starts validate the run's data against (``treadle.new(name, input=Model)``); its
     qualified name is part of the shape, and of the fingerprint, only when it is set.
     ``retention`` is how long its finished runs are kept (``.retention("1y")``; None: as the
-    engine says); like ``auto_upgrade`` it is not part of the shape or the fingerprint.
+    engine says); like ``auto_upgrade`` it is not part of the shape or the fingerprint, and
+    neither is ``concurrency`` (see :mod:`treadle._concurrency`).
     """
 
     name: str
@@ -315,6 +317,8 @@ class Workflow:
     #: What a completed run returns (``State.result``): ``output(state)``, or None.
     output: Callable[[State], Any] | None = field(default=None, compare=False)
     retention: timedelta | None = field(default=None, compare=False)
+    #: The concurrency limit of its runs (``.concurrency(...)``; not part of the fingerprint).
+    concurrency: Concurrency | None = field(default=None, compare=False)
     kind = "workflow"
 
     def __post_init__(self) -> None:

@@ -21,10 +21,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ._engine import Engine
+from ._limit_gauges import METRICS as LIMIT_METRICS
+from ._limit_gauges import limit_gauges
 from ._metrics import CommitStats, Histogram
 from ._state import Status, WaitKind
 from .persistence._base import utcnow
 from .persistence._rates import RateLimitState
+from .persistence._records import LimitUse
 
 #: Runs counted per status for the queue gauges (finished runs only grow, so they are counters
 #: in ``treadle_runs_finished_total`` instead).
@@ -53,6 +56,7 @@ METRICS = (
     "treadle_rate_limit_available",
     "treadle_rate_limit_next_free_seconds",
     "treadle_rate_limit_waiting",
+    *LIMIT_METRICS,
 )
 """Every metric exported (histograms add ``_bucket``, ``_sum`` and ``_count`` samples)."""
 
@@ -65,6 +69,7 @@ class Queue:
     waiting: dict[str, int] = field(default_factory=dict)
     oldest_age: float = 0.0
     rates: list[RateLimitState] = field(default_factory=list)
+    limits: list[LimitUse] = field(default_factory=list)
 
 
 class Exporter(Collector):
@@ -75,7 +80,8 @@ class Exporter(Collector):
         self.queue = Queue()
 
     async def refresh(self) -> None:
-        """Read the queue's gauges from the database (two grouped, indexed reads)."""
+        """Read the queue's gauges from the database (two grouped, indexed reads, and the
+        concurrency keys in use)."""
         persistence = self.engine.persistence
         counts = await persistence.count_runs()
         stats = await persistence.queue_stats()
@@ -88,6 +94,7 @@ class Exporter(Collector):
             waiting=waiting,
             oldest_age=0.0 if since is None else max(0.0, (utcnow() - since).total_seconds()),
             rates=await persistence.rate_limits(),
+            limits=await persistence.limits(),
         )
 
     def registry(self) -> CollectorRegistry:
@@ -182,6 +189,7 @@ class Exporter(Collector):
             "How long the oldest runnable run has waited for an engine (queue lag)",
             value=queue.oldest_age,
         )
+        yield from limit_gauges(queue.limits)
         yield from _rate_gauges(queue.rates)
 
 

@@ -84,6 +84,9 @@ class EventKind(StrEnum):
     RUN_ABORTED = "run_aborted"
     RUN_MIGRATED = "run_migrated"
     RUN_FORKED = "run_forked"
+    SLOT_ACQUIRED = "slot_acquired"
+    SLOT_QUEUED = "slot_queued"
+    SLOT_REFUSED = "slot_refused"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
@@ -101,6 +104,7 @@ class WaitKind(StrEnum):
     WORKER = "worker"  # an engine that has the run's definition (the name is its id)
     RATE = "rate"  # a call of a rate limiter (the name is the limiter's)
     DEBOUNCE = "debounce"  # a debounced start's window (the name: "<key> until <ISO time>")
+    LIMIT = "limit"  # a slot of a concurrency limit (the name is its key)
 
 
 def wait_key(kind: WaitKind, name: str) -> str:

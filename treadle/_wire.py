@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 
 from ._engine.bulk import BulkResult as _BulkResult
 from ._engine.operator import MigrationPlan as _MigrationPlan
+from ._limit_wire import Limit as Limit  # re-exported: the API's shapes are all here
+from ._limit_wire import LimitList as LimitList
 from ._nodes import Node as _Node
 from ._nodes import Workflow as _Workflow
 from ._rates import show_seconds
@@ -561,6 +563,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     Triggered,
     Backfilled,
     RateLimitList,
+    LimitList,
 )
 
 

@@ -36,7 +36,7 @@ from .._text import require_storable
 from .._tracing import capture, with_trace
 from ..persistence import Codec, MemoryPersistence, Persistence, with_codec
 from ..persistence._rates import RateLimitState
-from ..persistence._records import DefinitionRecord, RunRecord
+from ..persistence._records import DefinitionRecord, LimitUse, RunRecord
 from .bulk import BulkOptions, BulkResult, Hands, bulk
 from .convert import new_run_id, to_state
 from .debounce import debounce_of, start_debounced
@@ -307,6 +307,12 @@ class RunControl:
         """What happened to the run, in order."""
         await self._get(run_id)
         return await self.persistence.history(run_id)
+
+    async def limits(self) -> list[LimitUse]:
+        """Every concurrency key in use on the database (a run holds one of its slots or is
+        queued for one), by key: its limit, holders and queued runs."""
+        self._require_open()
+        return await self.persistence.limits()
 
     async def wait(self, run_id: str, timeout: float | None = None) -> State:
         """Wait until the run is COMPLETED, FAILED or CANCELLED; :class:`TimeoutError` if not

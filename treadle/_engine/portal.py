@@ -24,6 +24,7 @@ from .._search import RunFilter, RunPage
 from .._state import Event, State, Status
 from ..persistence import Persistence
 from ..persistence._rates import RateLimitState
+from ..persistence._records import LimitUse
 from .bulk import BulkResult
 from .control import RunControl
 from .retention import BATCH_SIZE, PruneReport
@@ -303,6 +304,10 @@ class SyncControl(Generic[C]):
     def history(self, run_id: str) -> list[Event]:
         """:meth:`Engine.history`, blocking: what happened to the run, in order."""
         return self._call(self._target.history, run_id)
+
+    def limits(self) -> list[LimitUse]:
+        """:meth:`Engine.limits`, blocking: every concurrency key in use, by key."""
+        return self._call(self._target.limits)
 
     def wait(self, run_id: str, timeout: float | None = None) -> State:
         """:meth:`Engine.wait`, blocking only the calling thread: until the run is COMPLETED,

@@ -15,6 +15,8 @@
   (see :mod:`treadle._params`), by name, in JSON form.
 - ``h`` (only while the run is HELD, or woken from it by an operator): what holds it, a step
   that failed for good (its name and path) or, ``step`` None, its definition.
+- ``s`` (only in runs of a workflow with a concurrency limit, once admitted or queued): the
+  run's concurrency key, computed once (see :mod:`treadle._concurrency`).
 
 The keys are short because every checkpoint writes them; this module is their one definition.
 """
@@ -182,6 +184,7 @@ class Cursor(TypedDict):
     c: list[CompensationEntry]
     f: Failure | None
     h: NotRequired[Hold]
+    s: NotRequired[str]
 
 
 NEW = json.dumps({"v": VERSION, "n": {}, "c": [], "f": None}, separators=(",", ":"))
@@ -208,11 +211,14 @@ def dump(
     comp: list[CompensationEntry],
     failure: Failure | None,
     hold: Hold | None = None,
+    slot: str | None = None,
 ) -> str:
     """The cursor as stored."""
     document: dict[str, Any] = {"v": VERSION, "n": nodes, "c": comp, "f": failure}
     if hold is not None:
         document["h"] = hold
+    if slot is not None:
+        document["s"] = slot
     return json.dumps(document)
 
 

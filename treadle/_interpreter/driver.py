@@ -40,8 +40,8 @@ from .._state import (
 )
 from .._text import storable
 from .._tracing import step_span
-from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord
-from . import cursor, deadlines, mapping, params, rates, results
+from ..persistence._records import Checkpoint, CheckpointAck, NewEvent, RunRecord, SlotClaim
+from . import cursor, deadlines, limits, mapping, params, rates, results
 from .composites import run_if, run_loop, run_parallel
 from .control import (
     STOPS,
@@ -91,6 +91,8 @@ class RunDriver(RunData):
         self.failure: cursor.Failure | None = stored.get("f")
         #: What holds the run, while it is HELD or has just been woken from it.
         self.hold: cursor.Hold | None = stored.get("h")
+        #: The run's concurrency key, once computed (see :mod:`.limits`).
+        self.slot_key: str | None = stored.get("s")
         #: The held step to mark done instead of running it (an operator's skip), and its data.
         self.skip: tuple[str, dict[str, Any]] | None = None
         #: Set when the run moves onto ``workflow`` (auto_upgrade): written with the next
@@ -135,8 +137,10 @@ class RunDriver(RunData):
         waiting_for: list[str] | None = None,
         wake_at: datetime | None = None,
         result: str | None = None,
+        slot: SlotClaim | None = None,
     ) -> CheckpointAck:
-        """Write everything since the last checkpoint, atomically."""
+        """Write everything since the last checkpoint, atomically (``slot``: see
+        :mod:`.limits`)."""
         events, self.events = self.events, []
         consumed, self.consumed = self.consumed, []
         self.dirty = self.replayable = False
@@ -146,7 +150,7 @@ class RunDriver(RunData):
             token=self.token,
             status=status,
             data=data,
-            cursor=cursor.dump(self.nodes, self.comp, self.failure, self.hold),
+            cursor=cursor.dump(self.nodes, self.comp, self.failure, self.hold, self.slot_key),
             now=self.host.clock.now(),
             error=error,
             waiting_for=waiting_for or [],
@@ -158,6 +162,8 @@ class RunDriver(RunData):
             labels=dict(self.labels) if self.relabelled else None,
             values=values,
             values_reset=reset,
+            slot=slot,
+            release_slot=self.slot_key is not None and status.finished,
         )
         self.relabelled = False
         if self.moved:
@@ -489,6 +495,8 @@ class RunDriver(RunData):
                 if self.failure is not None:
                     return await unwind(self)
                 self.check_control()
+                if self.workflow.concurrency is not None and (parked := await limits.admit(self)):
+                    return parked
                 await self.run_seq(self.workflow.steps, Scope())
                 result = await results.output(self)
             except Suspend as suspension:

@@ -162,7 +162,7 @@ def plan(
     for key in waiting_for or []:
         kind, name = parse_wait_key(key)
         waits.append(key if kind == "run" else wait_key(kind, rename.get(name, name)))
-    return Plan(cursor.dump(nodes, comp, loaded["f"], loaded.get("h")), waits)
+    return Plan(cursor.dump(nodes, comp, loaded["f"], loaded.get("h"), loaded.get("s")), waits)
 
 
 def _positions(

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from .._nodes import Node, Workflow
 from .._state import EventKind, State, Status
-from ..persistence._records import CheckpointAck, RunRecord
+from ..persistence._records import CheckpointAck, RunRecord, SlotClaim
 from . import cursor
 from .control import Control, Scope
 from .data import Base
@@ -35,6 +35,8 @@ class Walk(Protocol):
     dirty: bool
     replayable: bool
     by_name: dict[str, Node]
+    status: Status
+    slot_key: str | None
 
     def note(self, kind: EventKind, step: str | None = None, **detail: Any) -> None:
         """Record a history event with the next checkpoint."""
@@ -50,6 +52,7 @@ class Walk(Protocol):
         waiting_for: list[str] | None = None,
         wake_at: datetime | None = None,
         result: str | None = None,
+        slot: SlotClaim | None = None,
     ) -> CheckpointAck:
         """Write everything since the last checkpoint, atomically."""
 

@@ -7,7 +7,18 @@ Every option can also come from an environment variable: ``TREADLE_DB``, ``TREAD
 
 from __future__ import annotations
 
-from . import _admin, _bulk, _cron, _cron_ops, _rates, _retention, _runs, _versions, _worker
+from . import (
+    _admin,
+    _bulk,
+    _cron,
+    _cron_ops,
+    _limits,
+    _rates,
+    _retention,
+    _runs,
+    _versions,
+    _worker,
+)
 from ._app import DEFAULT_DB, cli, load_workflows
 
 __all__ = ["DEFAULT_DB", "cli", "load_workflows", "main"]
@@ -18,6 +29,7 @@ _COMMANDS = (
     _cron,
     _cron_ops,
     _rates,
+    _limits,
     _retention,
     _runs,
     _versions,

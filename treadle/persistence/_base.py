@@ -39,6 +39,7 @@ from ._records import (
     CheckpointAck,
     DefinitionRecord,
     InboxMessage,
+    LimitUse,
     NewEvent,
     RunRecord,
     ScheduleRecord,
@@ -249,6 +250,17 @@ class Persistence(Protocol):
            ``run:<child id>`` message with ``{"status": ...}`` in the parent's inbox, and wakes
            the parent (makes it PENDING) if it waits for that child, unless the parent has ended.
 
+        6. Concurrency limits (``Workflow.concurrency``): a checkpoint with a ``slot`` claim
+           first takes a slot of its key, if fewer than ``slot.limit`` runs hold one (or the
+           run holds one already) and is written RUNNING; else it queues the run and is written
+           as given (WAITING, ``limit:<key>``), or with ``on_conflict="skip"`` written RUNNING
+           with the answer's ``slot.state`` ``"skipped"``; ``"cancel_running"`` also requests
+           the cancellation of the holders. A finished checkpoint with ``release_slot`` drops
+           the run's slot or place in the queue and gives the freed slots to the next queued
+           runs of the key (priority, then age), which become PENDING and wake the listeners.
+           Both count and change the key's slots under a lock of the key, so the limit holds
+           across every engine on the database.
+
         Returns whether the suspension took effect and the control pending for the run.
         ``checkpoint.error`` and event details are stored through :func:`storable`; a value
         that still cannot be stored raises :class:`DataError`.
@@ -342,6 +354,11 @@ class Persistence(Protocol):
 
     async def count_runs(self) -> dict[str, int]:
         """The number of unfinished runs by status value (statuses with none are left out)."""
+        ...
+
+    async def limits(self) -> list[LimitUse]:
+        """Every concurrency key that a run holds a slot of or is queued for, by key: its
+        limit, its holders and its queued runs (in the order they will get a slot)."""
         ...
 
     async def queue_stats(self) -> QueueStats:

@@ -166,10 +166,52 @@ class Checkpoint:
     result: str | None = None
     #: Every label of the run when a step set one since the last checkpoint (else None).
     labels: dict[str, str] | None = None
+    #: Set on the checkpoint that admits a run of a limited workflow: the slot it asks for
+    #: (see :class:`SlotClaim`).
+    slot: SlotClaim | None = None
+    #: Set on the checkpoint that ends a run of a limited workflow: its slot (or its place in
+    #: the queue) is released, and given to the next queued run of its key.
+    release_slot: bool = False
     #: The changes to the large values stored beside the run (see :mod:`._values`); with
     #: ``values_reset`` every such row is dropped first.
     values: list[ValueWrite] | None = None
     values_reset: bool = False
+
+
+@dataclass(frozen=True)
+class SlotClaim:
+    """A run's request for a slot of concurrency key ``key`` (at most ``limit`` holders).
+
+    The checkpoint it comes with is the WAITING one that parks the run should it have to
+    queue; admitted, the run is written RUNNING instead. ``wall`` (wall time) judges the
+    holders' leases for ``on_conflict="cancel_running"``."""
+
+    key: str
+    limit: int
+    on_conflict: str
+    wall: datetime
+
+
+@dataclass(frozen=True)
+class SlotOutcome:
+    """What became of a :class:`SlotClaim`: ``"held"`` (admitted), ``"queued"`` or
+    ``"skipped"``; ``key`` is the key the run holds or waits for (a key recorded earlier wins
+    over the one asked for), ``holders`` the runs that held its slots when it could not."""
+
+    state: str
+    key: str
+    holders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitUse:
+    """One concurrency key in use: its limit, the runs holding its slots (oldest first) and
+    the runs queued for one (in the order they will get it)."""
+
+    key: str
+    limit: int
+    holders: tuple[str, ...]
+    queued: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -200,6 +242,8 @@ class CheckpointAck:
 
     suspended: bool
     control: str | None
+    #: What became of the checkpoint's :class:`SlotClaim`, if it had one.
+    slot: SlotOutcome | None = None
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .._search import RunFilter
 from .._state import Event
 from . import _debounce_scripts as debounce_scripts
 from . import _dispatch_scripts as dispatch_scripts
+from . import _limit_scripts as limit_scripts
 from . import _prune as prune
 from . import _rates as rates
 from . import _schedule_scripts as schedule_scripts
@@ -34,6 +35,7 @@ from ._records import (
     CheckpointAck,
     DefinitionRecord,
     InboxMessage,
+    LimitUse,
     NewEvent,
     RunRecord,
     ScheduleRecord,
@@ -237,7 +239,15 @@ class SQLPersistence(Persistence):
         return await self._query(dispatch_scripts.owners)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
-        return await self._write(partial(scripts.save_checkpoint, cp=checkpoint))
+        script = scripts.save_checkpoint
+        if checkpoint.slot is not None:
+            script = limit_scripts.claim_slot
+        elif checkpoint.release_slot:
+            script = limit_scripts.finish_with_slot
+        return await self._write(partial(script, cp=checkpoint))
+
+    async def limits(self) -> list[LimitUse]:
+        return await self._query(limit_scripts.list_limits)
 
     async def deliver(
         self,

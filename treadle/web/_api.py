@@ -238,6 +238,11 @@ class Api:
             raise ApiError(404, "WorkflowNotFound", f"workflow {name!r} is not registered")
         return json_response(wire.Workflow.of(wf))
 
+    async def limits(self, request: Request) -> Response:
+        """GET /api/limits."""
+        self.reader(request)
+        return json_response(wire.LimitList.of(await self.engine.limits()))
+
     # Schedules -------------------------------------------------------------------------------
 
     async def list_schedules(self, request: Request) -> Response:
@@ -329,6 +334,7 @@ class Api:
             Route(f"{run}/fork", self.fork, methods=["POST"]),
             Route("/api/workflows", self.workflows, methods=["GET"]),
             Route("/api/workflows/{name}", self.workflow, methods=["GET"]),
+            Route("/api/limits", self.limits, methods=["GET"]),
             Route("/api/schedules", self.list_schedules, methods=["GET"]),
             Route("/api/schedules", self.add_schedule, methods=["POST"]),
             Route(sched, self.get_schedule, methods=["GET"]),

@@ -26,6 +26,7 @@ from ..persistence._records import InboxMessage
 from ._auth import Authenticator
 from ._diagram import LEGEND
 from ._json import query_limit
+from ._limits import LimitsPage
 from ._overview import Overview
 from ._schedules import Schedules
 from ._search import dashboard_params, paging, query_filter
@@ -56,6 +57,7 @@ class Pages:
         self.schedules = schedules
         self.templates = Jinja2Templates(env=_environment())
         self.overview = Overview(engine, auth, self._render)
+        self.limits = LimitsPage(engine, auth, self._render)
 
     def _render(self, request: Request, name: str, **context: Any) -> Response:
         return self.templates.TemplateResponse(request, name, context)
@@ -168,4 +170,5 @@ class Pages:
             Route("/rate-limits", self.rate_limits_page, methods=["GET"]),
             Route("/ui/rate-limits", self.rate_limits_fragment, methods=["GET"]),
             *self.overview.routes(self._page),
+            *self.limits.routes(self._page),
         ]

@@ -113,6 +113,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_debounce ON runs (workflow, debounce_key)
 -- Runnable runs in the order they are claimed: higher priority first, FIFO within one.
 CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (priority DESC, created_at)
     WHERE status IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS limit_holders (
+    run_id TEXT PRIMARY KEY,               -- a run of a limited workflow, from admission to its end
+    key    TEXT NOT NULL,                  -- its concurrency key: the workflow, or workflow[key]
+    cap    INTEGER NOT NULL,               -- the limit it was admitted or queued under
+    held   INTEGER NOT NULL,               -- 1: it holds a slot; 0: it is queued for one
+    since  REAL NOT NULL                   -- when it took its slot or joined the queue
+);
+CREATE INDEX IF NOT EXISTS limit_holders_key ON limit_holders (key, held);
 -- Large values of a run's data, stored beside it and written only when changed (part 0: a
 -- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
 CREATE TABLE IF NOT EXISTS run_values (
