@@ -8,7 +8,9 @@ costs with that list absent. Every way of reading a value goes through the decod
 ``|``, pickling and :func:`copy.deepcopy`, and ``dict(view)``, ``{**view}`` and
 ``json.dumps(view)`` (which read through ``keys``/``[]`` or ``items``). Only code that reads a
 dict's memory directly, bypassing its methods (some C extensions given the dict itself), would
-see the placeholder of a value not yet read: give such code ``dict(state.data)``.
+see the placeholder of a value not yet read: so only large values wait to be read (a text
+above :data:`EAGER_BELOW` characters, or a chunked list); the others are decoded at once, as
+cheap as before. Give such code ``dict(state.data)`` to be sure.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class _Unread:
 
 UNREAD: Final[Any] = _Unread()
 
+EAGER_BELOW: Final = 2048
+"""Values whose JSON text is shorter are decoded when the view is made, not on first read."""
+
 
 def decode(text: str | tuple[str, ...]) -> Any:
     """A value from its text: JSON, or the chunks of a long list (see :mod:`.texts`)."""
@@ -41,14 +46,17 @@ class LazyData(dict[str, Any]):
     """The run's data, each value decoded from ``texts`` when first read.
 
     The keys are all there from the start (``len``, ``in`` and iteration need no decoding);
-    a value is :data:`UNREAD` in the dict's own storage until it is read or set. After the step,
-    :func:`.texts.seal` re-encodes only the values that are not :data:`UNREAD`.
+    a large value is :data:`UNREAD` in the dict's own storage until it is read or set. After
+    the step, :func:`.texts.seal` re-encodes only the values that are not :data:`UNREAD`.
     """
 
     __slots__ = ("texts",)
 
     def __init__(self, texts: Mapping[str, str | tuple[str, ...]]) -> None:
-        super().__init__(dict.fromkeys(texts, UNREAD))
+        super().__init__(
+            (k, json.loads(t) if type(t) is str and len(t) < EAGER_BELOW else UNREAD)
+            for k, t in texts.items()
+        )
         #: The text of every value as the data was when this view was made.
         self.texts = texts
 
