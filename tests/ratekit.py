@@ -8,8 +8,11 @@ from collections.abc import Sequence
 import treadle
 from treadle._interpreter.rates import late_by
 
-SLACK = 0.05
-"""Seconds of scheduling noise allowed on top of the documented lateness (a loaded machine)."""
+SLACK = 0.15
+"""Seconds of scheduling noise allowed on top of the documented lateness: between the engine
+letting a call go and the step function starting (a thread hand-off) a loaded 2-core machine
+has been seen to take 100 ms. A limiter that let calls through even 30% faster than its rate
+still fails the check."""
 
 
 def most_in_window(times: Sequence[float], width: float) -> int:
