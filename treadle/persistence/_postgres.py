@@ -114,6 +114,7 @@ class PostgresPersistence(SQLPersistence):
         self._writers: list[threading.Thread] = []
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
+        self._pipelining = False
 
     def __repr__(self) -> str:
         return f"PostgresPersistence({_redacted(self.dsn)!r})"
@@ -129,6 +130,7 @@ class PostgresPersistence(SQLPersistence):
             return
         self._loop = asyncio.get_running_loop()
         self._closing.clear()
+        self._pipelining = False  # the schema is several statements in one: not in a pipeline
         pool = ConnectionPool[_Connection](
             self.dsn,
             connection_class=_Connection,
@@ -164,6 +166,7 @@ class PostgresPersistence(SQLPersistence):
                     "(or PostgresPersistence.upgrade()), or open it with auto_migrate=True"
                 )
             await self._check_schema()
+            self._pipelining = self.pipeline
         except BaseException:
             await self.close()
             raise
@@ -291,11 +294,11 @@ class PostgresPersistence(SQLPersistence):
         self, batch: list[Job], pool: ConnectionPool[_Connection]
     ) -> tuple[list[Outcome], list[str]]:
         with pool.connection() as conn:
-            if self.pipeline:
+            if self._pipelining:
                 try:
                     return self._commit_pipelined(batch, conn, pool)
-                except _Careful:
-                    pass  # a statement failed: run the batch again, a round trip at a time
+                except _Careful as exc:  # run the batch again, a round trip at a time
+                    log.debug("pipelined batch failed (%s): run again", exc.__cause__)
             return self._commit_careful(batch, conn, pool)
 
     def _commit_pipelined(
