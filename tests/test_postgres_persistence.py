@@ -157,6 +157,36 @@ async def test_a_script_that_fails_alone_in_its_batch_leaves_nothing_written(
     assert await persistence.get_run("y") is None  # the connection is usable again
 
 
+async def test_a_queued_statement_that_fails_late_is_blamed_on_its_own_script(
+    persistence: PostgresPersistence,
+) -> None:
+    # In pipeline mode an executemany is only queued: its error comes back with a later round
+    # trip, maybe another script's. The batch then runs again a statement at a time.
+    def queued_bad(tx: object) -> object:
+        row = {"run_id": "q", "at": None, "kind": "k", "step": None, "detail": "{not json"}
+        tx.many("insert_event", [row])  # type: ignore[attr-defined]
+        return "returned before its error came back"
+
+    def good(tx: object) -> object:
+        tx.many(  # type: ignore[attr-defined]
+            "insert_event",
+            [{"run_id": "g", "at": datetime.now(UTC), "kind": "k", "step": None, "detail": "{}"}],
+        )
+        return "kept"
+
+    assert persistence.pipeline
+    results = await asyncio.gather(
+        persistence._run(good),
+        persistence._run(queued_bad),
+        persistence._run(good),
+        return_exceptions=True,
+    )
+    assert results[0] == results[2] == "kept"
+    assert isinstance(results[1], treadle.DataError)
+    assert len(await persistence.history("g")) == 2
+    assert await persistence.history("q") == []
+
+
 async def test_times_come_back_in_utc(persistence: PostgresPersistence) -> None:
     engine = treadle.Engine(persistence)
     engine.register(_waiting_workflow())

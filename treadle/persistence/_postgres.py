@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,8 +42,8 @@ from psycopg_pool import ConnectionPool, PoolClosed
 from .._errors import PersistenceError, SchemaVersionError
 from . import _schema as schema
 from ._batch import DriverErrors, Job, JobQueue, Outcome, failed, run_in_savepoints, settle
+from ._postgres_tx import PostgresTx
 from ._scripted import SQLPersistence
-from ._sql import Row, queries
 
 T = TypeVar("T")
 log = logging.getLogger("treadle.postgres")
@@ -62,33 +62,9 @@ class _Ambiguous(Exception):
     """The connection died during COMMIT and the outcome could not be looked up."""
 
 
-class _PostgresTx:
-    """A :class:`Tx` over one psycopg connection inside an open transaction."""
-
-    def __init__(self, conn: psycopg.Connection[DictRow]) -> None:
-        self._conn = conn
-        self._sql = queries("postgres")
-        self.notified: list[str] = []
-
-    def _cursor(self, statement: str, params: dict[str, Any]) -> psycopg.Cursor[DictRow]:
-        # Without parameters psycopg sends the text as it is (the schema is several statements).
-        return self._conn.execute(self._sql[statement], params or None)
-
-    def execute(self, statement: str, /, **params: Any) -> int:
-        return max(self._cursor(statement, params).rowcount, 0)
-
-    def one(self, statement: str, /, **params: Any) -> Row | None:
-        return self._cursor(statement, params).fetchone()
-
-    def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
-        return self._cursor(statement, params).fetchall()
-
-    def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
-        # psycopg pipelines executemany: one round trip for every row.
-        self._conn.cursor().executemany(self._sql[statement], rows)
-
-    def notify(self, run_id: str) -> None:
-        self.notified.append(run_id)
+class _Careful(Exception):
+    """A pipelined attempt failed on an error of the server's: run the batch a statement at a
+    time, which tells the failing script from the others."""
 
 
 _Connection = psycopg.Connection[DictRow]
@@ -106,7 +82,9 @@ class PostgresPersistence(SQLPersistence):
     ``pool_size`` connections (one writer thread each), ``batch_size`` scripts at most per
     transaction, ``auto_migrate`` (create the schema on an empty database at start-up),
     ``retry_for`` seconds to keep retrying an operation while PostgreSQL is unreachable,
-    ``connect_timeout`` seconds for the first connection at :meth:`open`.
+    ``connect_timeout`` seconds for the first connection at :meth:`open`, ``pipeline``
+    (psycopg's pipeline mode: statements whose results are not needed yet travel with the
+    next round trip; a checkpoint's transaction then takes two round trips instead of five).
     """
 
     def __init__(
@@ -118,6 +96,7 @@ class PostgresPersistence(SQLPersistence):
         auto_migrate: bool = True,
         retry_for: float = 60.0,
         connect_timeout: float = 10.0,
+        pipeline: bool = True,
     ) -> None:
         super().__init__()
         if pool_size < 1:
@@ -127,6 +106,7 @@ class PostgresPersistence(SQLPersistence):
         self.auto_migrate = auto_migrate
         self.retry_for = retry_for
         self.connect_timeout = connect_timeout
+        self.pipeline = pipeline
         # At most 64 subtransactions fit PostgreSQL's per-backend cache: keep batches below.
         self._jobs = JobQueue(min(batch_size, 60))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,6 +114,7 @@ class PostgresPersistence(SQLPersistence):
         self._writers: list[threading.Thread] = []
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
+        self._pipelining = False
 
     def __repr__(self) -> str:
         return f"PostgresPersistence({_redacted(self.dsn)!r})"
@@ -149,6 +130,7 @@ class PostgresPersistence(SQLPersistence):
             return
         self._loop = asyncio.get_running_loop()
         self._closing.clear()
+        self._pipelining = False  # the schema is several statements in one: not in a pipeline
         pool = ConnectionPool[_Connection](
             self.dsn,
             connection_class=_Connection,
@@ -184,6 +166,7 @@ class PostgresPersistence(SQLPersistence):
                     "(or PostgresPersistence.upgrade()), or open it with auto_migrate=True"
                 )
             await self._check_schema()
+            self._pipelining = self.pipeline
         except BaseException:
             await self.close()
             raise
@@ -221,7 +204,7 @@ class PostgresPersistence(SQLPersistence):
             _ERRORS.wrap(f"cannot upgrade the schema of {self!r}"),
             psycopg.connect(self.dsn, row_factory=dict_row) as conn,
         ):
-            result = schema.migrate(_PostgresTx(conn))
+            result = schema.migrate(PostgresTx(conn))
             conn.commit()
             return result
 
@@ -311,31 +294,86 @@ class PostgresPersistence(SQLPersistence):
         self, batch: list[Job], pool: ConnectionPool[_Connection]
     ) -> tuple[list[Outcome], list[str]]:
         with pool.connection() as conn:
-            tx = _PostgresTx(conn)
-            try:
+            if self._pipelining:
+                try:
+                    return self._commit_pipelined(batch, conn, pool)
+                except _Careful as exc:  # run the batch again, a round trip at a time
+                    log.debug("pipelined batch failed (%s): run again", exc.__cause__)
+            return self._commit_careful(batch, conn, pool)
+
+    def _commit_pipelined(
+        self, batch: list[Job], conn: _Connection, pool: ConnectionPool[_Connection]
+    ) -> tuple[list[Outcome], list[str]]:
+        """Commit ``batch`` in pipeline mode (:mod:`._postgres_tx`): a checkpoint's transaction
+        is two round trips (BEGIN + its UPDATE + the transaction id; its events + COMMIT).
+
+        Any error of the server's makes the whole attempt :class:`_Careful` (rolled back):
+        queued statements report their errors late, possibly in another script's round trip,
+        so the batch runs again with :meth:`_commit_careful`, which says which script failed.
+        """
+        committing = False
+        tx: PostgresTx | None = None
+        try:
+            with conn.pipeline() as pipeline:
+                tx = PostgresTx(conn, pipeline)
                 conn.execute("BEGIN")
                 outcomes = run_in_savepoints(
-                    tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,),
-                    restart=lambda: (conn.execute("ROLLBACK"), conn.execute("BEGIN")),
+                    tx, conn.execute, batch, _ERRORS, passthrough=(psycopg.Error,),
+                    restart=tx.restart,
                 )  # fmt: skip
                 notified = list(dict.fromkeys(tx.notified))
-                row = tx.one("pre_commit", run_ids=notified)
-                xid = None if row is None else row["xid"]
-            except _Retryable:
-                _rollback(conn)
+                if tx.xid is None and tx.unprobed:  # written, maybe: learn the id first
+                    row = tx.one("pre_commit", run_ids=notified)
+                    tx.xid = None if row is None else row["xid"]
+                elif notified:
+                    tx.queue("pre_commit", run_ids=notified)
+                committing = True
+                conn.execute("COMMIT")  # sent as the pipeline ends
+        except psycopg.errors.PipelineAborted as exc:  # the error it follows was not raised
+            _rollback(conn)
+            raise _Careful from exc
+        except _Retryable as exc:
+            _rollback(conn)
+            xid = None if tx is None else tx.xid
+            if not committing or xid is None:  # COMMIT not sent, or nothing written: run again
                 raise
-            except psycopg.Error as exc:
-                _rollback(conn)
-                return failed(batch, _ERRORS.translate(exc, "PostgreSQL transaction failed")), []
-            try:
-                conn.execute("COMMIT")
-            except _Retryable as exc:
-                if xid is None:  # nothing was written: simply run it again
-                    raise
-                if not self._committed(xid, exc, pool):
-                    raise
-                log.warning("PostgreSQL connection lost during COMMIT; it had committed")
-            return outcomes, notified
+            if not self._committed(xid, exc, pool):
+                raise
+            log.warning("PostgreSQL connection lost during COMMIT; it had committed")
+        except psycopg.Error as exc:
+            _rollback(conn)
+            raise _Careful from exc
+        return outcomes, notified
+
+    def _commit_careful(
+        self, batch: list[Job], conn: _Connection, pool: ConnectionPool[_Connection]
+    ) -> tuple[list[Outcome], list[str]]:
+        """Commit ``batch`` a statement per round trip: BEGIN, the scripts, the transaction id
+        (and the notifications), COMMIT."""
+        tx = PostgresTx(conn)
+        try:
+            conn.execute("BEGIN")
+            outcomes = run_in_savepoints(
+                tx, conn.execute, batch, _ERRORS, passthrough=(_Retryable,), restart=tx.restart,
+            )  # fmt: skip
+            notified = list(dict.fromkeys(tx.notified))
+            row = tx.one("pre_commit", run_ids=notified)
+            xid = None if row is None else row["xid"]
+        except _Retryable:
+            _rollback(conn)
+            raise
+        except psycopg.Error as exc:
+            _rollback(conn)
+            return failed(batch, _ERRORS.translate(exc, "PostgreSQL transaction failed")), []
+        try:
+            conn.execute("COMMIT")
+        except _Retryable as exc:
+            if xid is None:  # nothing was written: simply run it again
+                raise
+            if not self._committed(xid, exc, pool):
+                raise
+            log.warning("PostgreSQL connection lost during COMMIT; it had committed")
+        return outcomes, notified
 
     def _committed(self, xid: str, cause: BaseException, pool: ConnectionPool[_Connection]) -> bool:
         """Whether transaction ``xid``, whose COMMIT lost its connection, did commit."""
@@ -344,7 +382,7 @@ class PostgresPersistence(SQLPersistence):
         while True:
             try:
                 with pool.connection() as conn:
-                    row = _PostgresTx(conn).one("xact_status", xid=xid)
+                    row = PostgresTx(conn).one("xact_status", xid=xid)
                 status = None if row is None else row["status"]
                 if status == "committed":
                     return True

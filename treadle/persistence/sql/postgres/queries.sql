@@ -203,6 +203,10 @@ SELECT pg_current_xact_id_if_assigned()::text AS xid,
        (SELECT count(pg_notify('treadle', run_id))
         FROM unnest(%(run_ids)s::text[]) AS run_id) AS notified;
 
+-- name: xact_id
+-- In pipeline mode, sent with a round trip while the transaction id is not known yet.
+SELECT pg_current_xact_id_if_assigned()::text AS xid;
+
 -- name: xact_status
 SELECT pg_xact_status(%(xid)s::xid8) AS status;
 
