@@ -199,3 +199,29 @@ def test_the_processes_of_an_app_that_names_an_engine_use_its_database(tmp_path:
         assert supervisor.proc.wait(DEADLINE) == 0, supervisor.output()
     finally:
         supervisor.close()
+
+
+def test_each_worker_process_serves_runs_whatever_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import treadle.cli._worker as worker_cli
+    from treadle.cli import cli
+
+    commands: list[list[str]] = []
+    served: list[object] = []
+    monkeypatch.setattr(worker_cli, "supervise", lambda cmds, drain: commands.extend(cmds) or 0)
+    monkeypatch.setattr(worker_cli, "run", lambda *args, **kwargs: served.append(args))
+    (tmp_path / "jobapp.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("EFFECTS", str(tmp_path / "effects.log"))
+    env = {"TREADLE_WORKER_PROCESSES": "2"}  # inherited by every process the supervisor starts
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = CliRunner().invoke(cli, ["worker", "jobapp:job", "--db", db], env=env)
+    assert result.exit_code == 0, result.output
+    assert len(commands) == 2 and not served
+    for command in list(commands):  # each as the process started with it would run it
+        result = CliRunner().invoke(cli, command[command.index("treadle") + 1 :], env=env)
+        assert result.exit_code == 0, result.output
+    assert len(commands) == 2 and len(served) == 2  # they serve; none supervises more of them

@@ -63,8 +63,10 @@ class _Child:
 
 
 def child_command(arguments: Sequence[str]) -> list[str]:
-    """The command line of one worker process: ``treadle worker`` with ``arguments``."""
-    return [sys.executable, "-m", "treadle", "worker", *arguments]
+    """The command line of one worker process: ``treadle worker`` with ``arguments``, and
+    ``--processes 1`` (it inherits the environment: a ``TREADLE_WORKER_PROCESSES`` there must
+    not make it a supervisor too)."""
+    return [sys.executable, "-m", "treadle", "worker", *arguments, "--processes", "1"]
 
 
 def supervise(commands: Sequence[list[str]], drain: float) -> int:
