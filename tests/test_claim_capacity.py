@@ -135,3 +135,48 @@ async def test_a_run_whose_plain_step_finds_no_thread_for_long_is_handed_back_at
     # Handed back before the step: nothing ran twice.
     assert sorted(Counter(prepared).values()) == [1, 1, 1]
     assert sorted(Counter(plain).values()) == [1, 1, 1]
+
+
+@pytest.mark.timeout(30)
+async def test_a_rate_limited_step_handed_back_for_want_of_a_thread_reserves_no_call(
+    make_engine: EngineFactory,
+) -> None:
+    hold_go, call_go = asyncio.Event(), asyncio.Event()
+    blocking, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    async def hold_wait(ctx: treadle.Context, state: treadle.State) -> None:
+        await hold_go.wait()
+
+    async def call_wait(ctx: treadle.Context, state: treadle.State) -> None:
+        await call_go.wait()
+
+    def block(ctx: treadle.Context, state: treadle.State) -> None:
+        blocking.set()
+        assert release.wait(10)
+
+    def call(ctx: treadle.Context, state: treadle.State) -> None:
+        calls.append(ctx.run_id)
+
+    hourly = treadle.RateLimit("hourly", 1, per="1h")  # one call, then the next in an hour
+    hog = treadle.new("hog").step("wait", hold_wait).step("block", block).build()
+    limited = treadle.new("limited").step("wait", call_wait).step("call", call, rate_limit=hourly)
+    workflows = (hog, limited.build())
+    control = await make_engine(*workflows, max_concurrent_runs=0)
+    hog_id = await control.start("hog", {})
+    run_id = await control.start("limited", {})
+    first = await make_engine(*workflows, max_concurrent_runs=4, step_threads=1, lease=0.6)
+
+    async def both_claimed() -> bool:
+        return len(await _claimed(first, [hog_id, run_id])) == 2
+
+    await _until("both runs at their coroutine step", both_claimed)
+    hold_go.set()  # the hog takes the one thread
+    assert await asyncio.to_thread(blocking.wait, 10)
+    call_go.set()  # no thread for the call: the run is handed back before it, to the second
+    second = await make_engine(*workflows, step_threads=2)
+    # Its one call is the limiter's first: it goes at once, not an hour later.
+    assert (await second.wait(run_id, timeout=10)).status is Status.COMPLETED
+    assert calls == [run_id]
+    release.set()
+    assert (await first.wait(hog_id, timeout=10)).status is Status.COMPLETED

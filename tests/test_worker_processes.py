@@ -39,6 +39,15 @@ def work(ctx, state):
 job = treadle.new("job").step("a", work).step("b", work).step("c", work).build()
 """
 
+ENGINE_APP = """
+import os
+import treadle
+from jobapp import job
+
+engine = treadle.Engine(treadle.SQLitePersistence(os.environ["ENGINE_DB"]))
+engine.register(job)
+"""
+
 
 def eventually(check: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
     """Poll ``check`` until it returns something true; fail naming ``what`` after ``deadline``."""
@@ -55,25 +64,30 @@ def eventually(check: Callable[[], Any], what: str, deadline: float = DEADLINE) 
 class Supervisor:
     """One ``treadle worker --processes 2`` process and what its workers did."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, app: str = "jobapp:job") -> None:
+        """``app``: what the worker runs; ``engineapp:engine`` names an Engine on the
+        database, so no --db is given."""
         (tmp_path / "jobapp.py").write_text(APP)
+        (tmp_path / "engineapp.py").write_text(ENGINE_APP)
         self.effects = tmp_path / "effects.log"
         self.log = tmp_path / "supervisor.log"
         self.db = f"sqlite:///{tmp_path / 'runs.db'}"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
+        env = {key: value for key, value in os.environ.items() if not key.startswith("TREADLE_")}
+        env.update(
+            PYTHONPATH=os.pathsep.join(
                 [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]
             ),
-            "EFFECTS": str(self.effects),
-        }
+            EFFECTS=str(self.effects),
+            ENGINE_DB=str(tmp_path / "runs.db"),
+        )
+        db = ["--db", self.db] if app == "jobapp:job" else []
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "treadle", "worker", "jobapp:job", "--db", self.db,
+                    sys.executable, "-m", "treadle", "worker", app, *db,
                     "--processes", "2", "--concurrency", "4", "--lease", "2", "--drain", "1",
                 ],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
             )  # fmt: skip
 
     def output(self) -> str:
@@ -172,3 +186,42 @@ def test_a_worker_killed_mid_step_is_started_again_and_its_runs_finish(
     again = {key for key, n in ends.items() if n > 1}
     killed_inside = {(run, step) for pid, run, step, phase in lines if pid == victim}
     assert again <= killed_inside
+
+
+def test_the_processes_of_an_app_that_names_an_engine_use_its_database(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path, app="engineapp:engine")
+    try:
+        supervisor.ready(2)
+        with treadle.SyncClient(supervisor.db, poll_interval=0.05) as client:
+            ids = [client.start("job", {}) for _ in range(4)]
+            eventually(lambda: _completed(client, ids), "every run completed")
+        supervisor.proc.send_signal(signal.SIGTERM)
+        assert supervisor.proc.wait(DEADLINE) == 0, supervisor.output()
+    finally:
+        supervisor.close()
+
+
+def test_each_worker_process_serves_runs_whatever_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import treadle.cli._worker as worker_cli
+    from treadle.cli import cli
+
+    commands: list[list[str]] = []
+    served: list[object] = []
+    monkeypatch.setattr(worker_cli, "supervise", lambda cmds, drain: commands.extend(cmds) or 0)
+    monkeypatch.setattr(worker_cli, "run", lambda *args, **kwargs: served.append(args))
+    (tmp_path / "jobapp.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("EFFECTS", str(tmp_path / "effects.log"))
+    env = {"TREADLE_WORKER_PROCESSES": "2"}  # inherited by every process the supervisor starts
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = CliRunner().invoke(cli, ["worker", "jobapp:job", "--db", db], env=env)
+    assert result.exit_code == 0, result.output
+    assert len(commands) == 2 and not served
+    for command in list(commands):  # each as the process started with it would run it
+        result = CliRunner().invoke(cli, command[command.index("treadle") + 1 :], env=env)
+        assert result.exit_code == 0, result.output
+    assert len(commands) == 2 and len(served) == 2  # they serve; none supervises more of them

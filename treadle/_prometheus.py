@@ -21,8 +21,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ._engine import Engine
-from ._limit_gauges import METRICS as LIMIT_METRICS
-from ._limit_gauges import limit_gauges
 from ._metrics import CommitStats, Histogram
 from ._state import Status, WaitKind
 from .persistence._base import utcnow
@@ -56,7 +54,9 @@ METRICS = (
     "treadle_rate_limit_available",
     "treadle_rate_limit_next_free_seconds",
     "treadle_rate_limit_waiting",
-    *LIMIT_METRICS,
+    "treadle_concurrency_limit",
+    "treadle_concurrency_in_use",
+    "treadle_concurrency_queued",
 )
 """Every metric exported (histograms add ``_bucket``, ``_sum`` and ``_count`` samples)."""
 
@@ -189,8 +189,22 @@ class Exporter(Collector):
             "How long the oldest runnable run has waited for an engine (queue lag)",
             value=queue.oldest_age,
         )
-        yield from limit_gauges(queue.limits)
+        yield from _limit_gauges(queue.limits)
         yield from _rate_gauges(queue.rates)
+
+
+def _limit_gauges(uses: list[LimitUse]) -> Iterator[Metric]:
+    """Per concurrency key that a run holds or waits for (a key with neither has no sample)."""
+    families: tuple[tuple[str, str, Callable[[LimitUse], float]], ...] = (
+        ("limit", "Runs that may hold a slot of the key at once", lambda u: u.limit),
+        ("in_use", "Runs holding a slot of the key", lambda u: len(u.holders)),
+        ("queued", "Runs waiting for a slot of the key", lambda u: len(u.queued)),
+    )
+    for suffix, documentation, value in families:
+        family = GaugeMetricFamily(f"treadle_concurrency_{suffix}", documentation, labels=["key"])
+        for use in uses:
+            family.add_metric([use.key], value(use))
+        yield family
 
 
 def _rate_gauges(states: list[RateLimitState]) -> Iterator[Metric]:

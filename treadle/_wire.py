@@ -532,6 +532,11 @@ class RateLimitList(BaseModel):
 
     rate_limits: list[RateLimit]
 
+    @classmethod
+    def of(cls, states: Sequence[_RateLimitState]) -> RateLimitList:
+        """The shape of every limiter's state."""
+        return cls(rate_limits=[RateLimit.of(s) for s in states])
+
 
 REQUESTS: tuple[type[BaseModel], ...] = (
     StartRun,

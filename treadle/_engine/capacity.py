@@ -42,7 +42,6 @@ class Capacity:
         active: Mapping[str, object],
         registry: Registry,
     ) -> None:
-        self.size = step_threads
         self.threads = StepThreads(step_threads)
         #: How long a run's next plain step may wait for a thread before the run is handed back.
         self.wait_bound = lease.total_seconds() * WAIT_SHARE
@@ -52,8 +51,11 @@ class Capacity:
         #: Called when a run stops wanting a thread while it goes on executing.
         self.on_freed: Callable[[], None] = _nothing
         self._on_loop: set[str] = set()  # runs executing here at a coroutine step
-        #: Runs handed back for want of a thread.
-        self.handed_back = 0
+
+    @property
+    def size(self) -> int:
+        """How many step threads the engine has."""
+        return self.threads.size
 
     def renew(self) -> StepThreads:
         """The threads, fresh ones after a close."""
@@ -87,7 +89,6 @@ class Capacity:
             return True  # (steps in parallel branches queue for a thread)
         if await self.threads.wait_free(self.wait_bound):
             return True
-        self.handed_back += 1
         log.info(
             "run %s: no step thread free for %.1fs; handed back for another worker",
             run_id,

@@ -44,9 +44,7 @@ class RunData:
         #: keeps the one it was taken from as its base).
         self.texts: Texts = texts
         #: The data as conditions and loops read it, each value decoded once.
-        self.data: LazyData = LazyData(texts)
-        for key, value in values.items():
-            dict.__setitem__(self.data, key, value)
+        self.data: LazyData = LazyData(texts, values)
         #: Bumped by every change of :attr:`texts`.
         self.data_version = 0
         #: The texts as the last checkpoint stored them, and whether the rows stored beside the
@@ -95,14 +93,13 @@ class RunData:
     def _apply(self, texts: Texts, values: dict[str, Any]) -> None:
         """Make ``texts`` the data; ``values``: the values of keys already decoded."""
         old = self.data
-        view = LazyData(texts)
-        for key, value in dict.items(old):
-            if value is not UNREAD and key not in values and old.texts.get(key) is texts.get(key):
-                dict.__setitem__(view, key, value)
-        for key, value in values.items():
-            if key in view:
-                dict.__setitem__(view, key, value)
-        self.texts, self.data = texts, view
+        known = {
+            key: value
+            for key, value in dict.items(old)
+            if value is not UNREAD and old.texts.get(key) is texts.get(key)
+        }
+        known.update(values)  # (a key of ``values`` that ``texts`` lacks is not taken)
+        self.texts, self.data = texts, LazyData(texts, known)
         self.data_version += 1
 
     def _wrote(self, step: str, changes: Changes) -> None:

@@ -312,12 +312,12 @@ class RunDriver(RunData):
             retry_at = due_time(self, entry["r"])
             if retry_at is not None and host.clock.now() < retry_at:
                 raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at)
-        if isinstance(node, ActionStep) and node.rate_limit is not None:
-            await rates.take(self, node, path)
         await self.flush()
         plain = isinstance(node, ActionStep) and not is_async_callable(node.action)
         if not await host.capacity.admit(self.run_id, plain, asyncio.current_task() is self.task):
             raise ShutdownRequested  # no step thread free for long: hand the run back here
+        if isinstance(node, ActionStep) and node.rate_limit is not None:
+            await rates.take(self, node, path)  # after the thread: a run handed back reserves none
         state = self.view()
         ctx = Context(
             run_id=self.run_id,

@@ -42,6 +42,11 @@ def decode(text: str | tuple[str, ...]) -> Any:
     return json.loads("[" + ",".join(text) + "]")
 
 
+def _eager(text: str | tuple[str, ...]) -> Any:
+    """The value of a small text, decoded now; :data:`UNREAD` for a large one."""
+    return json.loads(text) if type(text) is str and len(text) < EAGER_BELOW else UNREAD
+
+
 class LazyData(dict[str, Any]):
     """The run's data, each value decoded from ``texts`` when first read.
 
@@ -52,11 +57,15 @@ class LazyData(dict[str, Any]):
 
     __slots__ = ("texts",)
 
-    def __init__(self, texts: Mapping[str, str | tuple[str, ...]]) -> None:
-        super().__init__(
-            (k, json.loads(t) if type(t) is str and len(t) < EAGER_BELOW else UNREAD)
-            for k, t in texts.items()
-        )
+    def __init__(
+        self, texts: Mapping[str, str | tuple[str, ...]], known: Mapping[str, Any] | None = None
+    ) -> None:
+        """A view of ``texts``; ``known`` holds values already decoded (from these texts), by
+        key, so that they are not decoded again."""
+        if known:
+            super().__init__((k, known[k] if k in known else _eager(t)) for k, t in texts.items())
+        else:
+            super().__init__((k, _eager(t)) for k, t in texts.items())
         #: The text of every value as the data was when this view was made.
         self.texts = texts
 

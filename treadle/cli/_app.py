@@ -318,7 +318,7 @@ def _database_key(persistence: Persistence) -> object:
         return ("postgresql", dsn)
 
 
-def _db_given() -> bool:
+def db_given() -> bool:
     """Whether ``--db`` (or ``TREADLE_DB``) was given to the running command."""
     ctx = click.get_current_context(silent=True)
     source = None if ctx is None else ctx.get_parameter_source("db_url")
@@ -335,7 +335,7 @@ def app_database(app: App, db_url: str) -> Persistence:
     """
     if app.engine is None:
         persistence = make_persistence(db_url)
-        if _db_given():
+        if db_given():
             log.info("database %s", database_name(persistence))
         else:
             log.info(
@@ -346,7 +346,7 @@ def app_database(app: App, db_url: str) -> Persistence:
             )
         return persistence
     persistence = with_codec(app.engine.persistence, current_codec())
-    if _db_given() and _database_key(make_persistence(db_url)) != _database_key(persistence):
+    if db_given() and _database_key(make_persistence(db_url)) != _database_key(persistence):
         raise UserError(
             f"--db {redact(db_url)} is not the database of the Engine in {app.spec} "
             f"({database_name(persistence)}): leave --db and TREADLE_DB out to use the "

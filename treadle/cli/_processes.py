@@ -4,8 +4,9 @@ One Python process executes steps on one core (the GIL), so a machine with more 
 more processes against the same database; they share the work as workers on several machines
 do (each run is executed by one of them at a time). The supervisor only starts, watches and
 stops them: a worker that dies (killed, out of memory) is started again after a short delay,
-its runs taken over by the others once its lease expires, or by its successor at once (the
-reaper releases the leases of dead processes of this host). SIGTERM or SIGINT goes to every
+its runs taken over by the others without waiting for its leases to expire (the reaper of a
+sibling's heartbeat, every third of the lease, or of its successor's start releases the leases of
+dead processes of this host). SIGTERM or SIGINT goes to every
 worker, which drains as a single worker does.
 """
 
@@ -62,8 +63,10 @@ class _Child:
 
 
 def child_command(arguments: Sequence[str]) -> list[str]:
-    """The command line of one worker process: ``treadle worker`` with ``arguments``."""
-    return [sys.executable, "-m", "treadle", "worker", *arguments]
+    """The command line of one worker process: ``treadle worker`` with ``arguments``, and
+    ``--processes 1`` (it inherits the environment: a ``TREADLE_WORKER_PROCESSES`` there must
+    not make it a supervisor too)."""
+    return [sys.executable, "-m", "treadle", "worker", *arguments, "--processes", "1"]
 
 
 def supervise(commands: Sequence[list[str]], drain: float) -> int:

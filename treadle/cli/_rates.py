@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .._rate_view import rate_rows
-from .._wire import RateLimit, RateLimitList
+from .._wire import RateLimitList
 from ..persistence._rates import RateLimitState
 from . import _output
 from ._app import cli, db_option, json_option, open_client, run
@@ -24,7 +24,7 @@ def rates(db_url: str, as_json: bool) -> None:
 
     found = run(work)
     if as_json:
-        _output.emit_json(RateLimitList(rate_limits=[RateLimit.of(s) for s in found]))
+        _output.emit_json(RateLimitList.of(found))
         return
     rows = [
         [r.name, r.limit, str(r.burst), str(r.available), r.next_free, str(r.waiting)]

@@ -15,7 +15,7 @@ import click
 from .._engine import Engine
 from .._nodes import Workflow
 from ..persistence import Persistence
-from ._app import CODEC_SPEC, age_value, app_database, cli, db_option, load_app, run
+from ._app import CODEC_SPEC, age_value, app_database, cli, db_given, db_option, load_app, run
 from ._metrics_server import check_available, metrics_options, metrics_server
 from ._processes import child_command, stop_when_orphaned, supervise
 
@@ -218,8 +218,10 @@ def worker(
             "--concurrency": concurrency, "--step-threads": step_threads, "--lease": lease,
             "--drain": drain,
             "--log-level": log_level, "--metrics-host": metrics_host,
-            "--metrics-refresh": metrics_refresh, "--db": db_url,
+            "--metrics-refresh": metrics_refresh,
         }  # fmt: skip
+        if db_given():  # else each process finds the app's Engine's database, or the default
+            options["--db"] = db_url
         if retention is not None:
             options["--retention"] = f"{retention.total_seconds():g}s"
         codec = click.get_current_context().meta.get(CODEC_SPEC)

@@ -298,8 +298,7 @@ class Api:
     async def rate_limits(self, request: Request) -> Response:
         """GET /api/rate-limits."""
         self.reader(request)
-        found = await self.engine.rate_limits()
-        return json_response(wire.RateLimitList(rate_limits=[wire.RateLimit.of(r) for r in found]))
+        return json_response(wire.RateLimitList.of(await self.engine.rate_limits()))
 
     # The document ----------------------------------------------------------------------------
 
