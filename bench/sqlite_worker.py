@@ -92,11 +92,18 @@ async def work(db: str, total: int) -> Result:
         elapsed = time.perf_counter() - t0
     executed = engine.metrics.runs_finished[(WORKFLOW, "completed")]
     cpu = time.process_time() - cpu0
+    stats = engine.persistence.commit_stats  # type: ignore[attr-defined]
+    batches = sum(stats.sizes.counts)
     return {
         "elapsed_s": elapsed,
         "executed_here": executed,
         "cpu_s": cpu,
         "cpu_ms_per_run": cpu / executed * 1e3 if executed else None,
+        # The group commit: batches, transactions per batch, and the seconds from BEGIN
+        # (waiting for the write lock included) to COMMIT returning, summed.
+        "commit_batches": batches,
+        "transactions_per_batch": stats.sizes.sum / batches if batches else None,
+        "commit_s": stats.seconds.sum,
     }
 
 
