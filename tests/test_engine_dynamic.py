@@ -131,9 +131,11 @@ async def test_sub_workflow_name_and_input_from_the_data(engine: treadle.Engine)
 
 async def test_retry_attempts_from_the_data(engine: treadle.Engine) -> None:
     tries: list[int] = []
+    seen: list[dict[str, Any]] = []
 
     def flaky(ctx: Context, s: State) -> None:
         tries.append(ctx.attempt)
+        seen.append(ctx.params)
         raise RuntimeError("down")
 
     policy = treadle.RetryPolicy().attempts(lambda s: s.data["tries"]).backoff("1ms", "1ms")
@@ -141,7 +143,19 @@ async def test_retry_attempts_from_the_data(engine: treadle.Engine) -> None:
     final = await engine.wait(await start(engine, wf, {"tries": 4}), 5)
     assert final.status is Status.FAILED
     assert tries == [1, 2, 3, 4]
+    assert seen == [{"attempts": 4}] * 4, "ctx.params: the recorded value, in every attempt"
     assert len(await events(engine, run_id=final.id, kind="params_computed")) == 1
+
+
+async def test_a_step_without_computed_parameters_has_empty_ctx_params(
+    engine: treadle.Engine,
+) -> None:
+    seen: list[dict[str, Any]] = []
+    policy = treadle.RetryPolicy().attempts(3)
+    wf = treadle.new("static").step("call", lambda c, s: seen.append(c.params), retry=policy)
+    final = await engine.wait(await start(engine, wf.build(), {}), 5)
+    assert final.status is Status.COMPLETED
+    assert seen == [{}]
 
 
 # Deadlines --------------------------------------------------------------------------------

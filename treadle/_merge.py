@@ -234,3 +234,12 @@ def _merge_lists(
     merged += now[size:]
     merged += theirs[size:]
     return merged
+
+
+def merge_at(base: Any, theirs: Any, now: Any, path: KeyPath) -> MergeResult:
+    """:func:`merge` of the values at ``path`` (conflicts are reported with the whole path):
+    a run's data is merged key by key, only where a step changed it. :data:`ABSENT` stands
+    for a key that a side does not have."""
+    conflicts: list[Conflict] = []
+    value = _pick(base, theirs, now, path, conflicts)
+    return MergeResult(value, tuple(conflicts))

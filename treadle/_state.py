@@ -214,6 +214,9 @@ class Context:
     index: int | None = None
     iteration: int | None = None
     idempotency_key: str = ""
+    #: The step's parameters computed from the run's data, as recorded (``{"attempts": 5}``
+    #: for ``RetryPolicy().attempts(fn)``; empty when it has none).
+    params: dict[str, Any] = field(default_factory=dict)
     #: The workflow's input model (``treadle.new(name, input=Model)``), if it has one.
     input_model: type[Any] | None = field(default=None, repr=False, compare=False)
     #: The state the step is given (``ctx.input`` reads its data when it is read).

@@ -141,6 +141,8 @@ def validate(model: type[Any], data: Any, where: str) -> Any:
     valid number; items.0.sku: Field required"), one line naming every bad field."""
     from pydantic import ValidationError
 
+    if isinstance(data, dict) and type(data) is not dict:
+        data = dict(data)  # a step's lazy data: pydantic reads a dict's storage directly
     try:
         return _adapter(model).validate_python(data)
     except ValidationError as exc:

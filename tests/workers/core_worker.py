@@ -26,6 +26,7 @@ import treadle
 from treadle import Context, State
 
 EFFECTS = ""
+BIG = 1500  # the elements of the large loop and map
 BLOCK: set[str] = set()
 
 
@@ -65,6 +66,23 @@ def echo(ctx: Context, state: State) -> Any:
     """A map's body step: record the side effect, block if asked to, return the element."""
     do(ctx, state)
     return {"item": ctx.item, "key": ctx.idempotency_key}
+
+
+def tick(ctx: Context, state: State) -> Any:
+    """A large loop's body step: record the side effect (no fsync: a SIGKILL loses nothing the
+    kernel has), block if asked to, append the element to ``data["seen"]``."""
+    line = f"{ctx.run_id}\t{ctx.step}\tdo\t{ctx.attempt}\t{ctx.idempotency_key}\n"
+    fd = os.open(EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    if f"{ctx.step}:{ctx.item}" in BLOCK:
+        threading.Event().wait()  # until SIGKILL
+    if "seen" in state.data:
+        state.data["seen"].append(ctx.item)
+        return None
+    return {"item": ctx.item}
 
 
 def boom(ctx: Context, state: State) -> None:
@@ -131,6 +149,21 @@ def workflows() -> list[treadle.Workflow]:
         .end()
         .step("shipped", do)
         .build(),
+        treadle.new("biglooper")
+        .loop("each")
+        .for_each("items")
+        .do(treadle.step("tick", tick))
+        .end()
+        .step("after", do)
+        .build(),
+        treadle.new("bigmapper")
+        .loop("cells")
+        .for_each("items")
+        .parallel(max=10)
+        .do(treadle.step("put", tick))
+        .end()
+        .step("after", do)
+        .build(),
     ]
 
 
@@ -138,6 +171,9 @@ START_DATA: dict[str, dict[str, Any]] = {
     "looper": {"items": ["a", "b", "c"]},
     "mapper": {"items": list(range(10))},
     "vault": {"card": "4111-1111-SECRET"},
+    # More elements than a chunk of a list stored beside the run (treadle/_interpreter/texts.py)
+    "biglooper": {"items": list(range(BIG)), "seen": []},
+    "bigmapper": {"items": list(range(BIG))},
 }
 
 

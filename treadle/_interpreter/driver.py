@@ -36,8 +36,6 @@ from .._state import (
     State,
     Status,
     WaitKind,
-    as_stored,
-    encode_data,
     wait_key,
 )
 from .._text import storable
@@ -79,8 +77,6 @@ class RunDriver(RunData):
         self.token = record.token
         #: What the run was asked to do from outside (see :meth:`request`).
         self.control: Control | None = None if record.control is None else Control(record.control)
-        #: The data as the last checkpoint stored it.
-        self.stored_json = record.data
         #: How many checkpoints the persistence refused (see :func:`.refusals.refuse`).
         self.refusals = 0
         #: Why the stored cursor cannot be read (then drive() raises it).
@@ -148,11 +144,12 @@ class RunDriver(RunData):
         events, self.events = self.events, []
         consumed, self.consumed = self.consumed, []
         self.dirty = self.replayable = False
+        data, values, reset = self.stored_data()
         checkpoint = Checkpoint(
             run_id=self.run_id,
             token=self.token,
             status=status,
-            data=self.data_json,
+            data=data,
             cursor=cursor.dump(self.nodes, self.comp, self.failure, self.hold, self.slot_key),
             now=self.host.clock.now(),
             error=error,
@@ -163,6 +160,8 @@ class RunDriver(RunData):
             parent_id=self.record.parent_id,
             result=result,
             labels=dict(self.labels) if self.relabelled else None,
+            values=values,
+            values_reset=reset,
             slot=slot,
             release_slot=self.slot_key is not None and status.finished,
         )
@@ -176,7 +175,7 @@ class RunDriver(RunData):
         if self.moved:
             self.definition_id, self.version = self.workflow.id, self.workflow.version
         self.moved = False
-        self.stored_json = self.data_json
+        self.stored()
         self.error = error
         if ack.control:
             self.request(Control(ack.control))
@@ -300,8 +299,8 @@ class RunDriver(RunData):
     async def _action(self, node: ActionStep | CustomStep, path: str, scope: Scope) -> None:
         host = self.host
         if self.skip is not None and self.skip[0] == path:
-            self.data.update(self.skip[1])
-            self.data_json = encode_data(self.data, f"skip of step {node.name!r}")
+            for key, value in self.skip[1].items():
+                self.set_data(key, value, f"skip of step {node.name!r}")
             self.skip = None
             self.note(EventKind.STEP_COMPLETED, node.name, skipped=True)
             return
@@ -329,11 +328,12 @@ class RunDriver(RunData):
             index=scope.index,
             iteration=scope.iteration,
             idempotency_key=f"{self.run_id}/{path}",
+            params=params.recorded(self, path) if entry else {},
             input_model=self.workflow.input,
             _state=state,
             _labels={},
         )
-        state.data, base_json, since = self.copy()
+        state.data, base, since = self.copy()
         started = time.perf_counter()
         step_token = current_step.set(node.name)
         result: Any = None
@@ -349,7 +349,7 @@ class RunDriver(RunData):
                         state.data[node.name] = result
                     elif result is not None:  # a map's result, stored with the step
                         result = as_result(node.name, result)
-            state.data, new_json = as_stored(state.data, f"step {node.name!r}")
+            sealed = self.seal(state.data, base, f"step {node.name!r}")
         except TimeoutError as exc:
             timeout = node.timeout_seconds if isinstance(node, ActionStep) else None
             error: Exception = StepTimeout(node.name, timeout) if timeout else exc
@@ -360,7 +360,7 @@ class RunDriver(RunData):
             self.release(since)
             current_step.reset(step_token)
         took = round((time.perf_counter() - started) * 1000, 3)
-        self.merge(node.name, state.data, new_json, base_json, since)
+        self.merge(node.name, sealed, base, since)
         if ctx._labels:
             self.labels.update(ctx._labels)
             self.relabelled = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .._calls import call_step
 from .._nodes import ActionStep, ParallelStep
-from .._state import EventKind, as_stored
+from .._state import EventKind
 from .._text import storable
 from . import cursor
 from .deadlines import children, started
@@ -48,17 +48,17 @@ async def _undo(driver: Walk, entry: cursor.CompensationEntry) -> None:
     if isinstance(node, ActionStep) and node.compensate is not None:
         state = driver.view()
         ctx = compensation_context(driver, node, path, index, item, 1, state)
-        state.data, base_json, since = driver.copy()
+        state.data, base, since = driver.copy()
         error = None
         try:
             await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)
-            state.data, new_json = as_stored(state.data, f"compensation of {name!r}")
+            sealed = driver.seal(state.data, base, f"compensation of {name!r}")
         except Exception as exc:
             error = storable(f"{type(exc).__name__}: {exc}")
         finally:
             driver.release(since)
         if error is None:
-            driver.merge(name, state.data, new_json, base_json, since)
+            driver.merge(name, sealed, base, since)
             driver.note(EventKind.COMPENSATED, name, loser=True)
         else:
             driver.note(EventKind.COMPENSATION_FAILED, name, error=error, loser=True)

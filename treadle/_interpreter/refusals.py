@@ -3,9 +3,8 @@ again (see :func:`refuse`)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from .._text import storable
 from ..persistence._records import NewEvent
@@ -20,14 +19,14 @@ class Refusable(Protocol):
 
     run_id: str
     refusals: int
-    data: dict[str, Any]
-    data_json: str
-    stored_json: str
     nodes: cursor.Nodes
     events: list[NewEvent]
     consumed: list[int]
     failure: cursor.Failure | None
     comp: list[cursor.CompensationEntry]
+
+    def revert(self) -> None:
+        """Go back to the data as the last checkpoint stored it."""
 
 
 def refuse(driver: Refusable, refused: CheckpointRefused) -> None:
@@ -43,7 +42,7 @@ def refuse(driver: Refusable, refused: CheckpointRefused) -> None:
         raise refused.error
     reason = storable(f"a checkpoint of run {driver.run_id!r} cannot be stored: {refused}")
     log.error("run %s: %s", driver.run_id, reason, extra={"run_id": driver.run_id})
-    driver.data, driver.data_json = json.loads(driver.stored_json), driver.stored_json
+    driver.revert()
     driver.nodes.clear()
     driver.events.clear()
     driver.consumed.clear()

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._calls import call_step
 from .._nodes import ActionStep
-from .._state import Context, EventKind, State, Status, WaitKind, as_stored, wait_key
+from .._state import Context, EventKind, State, Status, WaitKind, wait_key
 from .._text import storable
 from .control import Suspend
 from .deadlines import abandoned
@@ -91,10 +91,10 @@ async def _compensate(
     assert node.compensate is not None and driver.failure is not None
     state = driver.view()
     ctx = compensation_context(driver, node, path, index, item, attempt, state)
-    state.data, base_json, since = driver.copy()
+    state.data, base, since = driver.copy()
     try:
         await call_step(node.compensate, ctx, state, node.timeout_seconds, driver.host.threads)
-        state.data, new_json = as_stored(state.data, f"compensation of {node.name!r}")
+        sealed = driver.seal(state.data, base, f"compensation of {node.name!r}")
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         policy = node.retry
@@ -113,5 +113,5 @@ async def _compensate(
         raise Suspend([wait_key(WaitKind.RETRY, node.name)], retry_at) from exc
     finally:
         driver.release(since)
-    driver.merge(node.name, state.data, new_json, base_json, since)
+    driver.merge(node.name, sealed, base, since)
     return None

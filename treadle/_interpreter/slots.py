@@ -15,6 +15,4 @@ def store(driver: Walk, scope: Scope, name: str, value: Any) -> None:
     if scope.collect is None or not isinstance(results, list) or scope.index is None:
         driver.set_data(name, value)
     elif scope.index < len(results):
-        results = list(results)
-        results[scope.index] = value
-        driver.set_data(scope.collect, results)
+        driver.set_slot(scope.collect, scope.index, value)

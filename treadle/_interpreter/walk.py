@@ -14,7 +14,10 @@ from .._state import EventKind, State, Status
 from ..persistence._records import CheckpointAck, RunRecord, SlotClaim
 from . import cursor
 from .control import Control, Scope
+from .data import Base
 from .host import RunHost
+from .lazy import LazyData
+from .texts import Sealed
 
 
 class Walk(Protocol):
@@ -24,8 +27,7 @@ class Walk(Protocol):
     record: RunRecord
     workflow: Workflow
     run_id: str
-    data: dict[str, Any]
-    data_json: str
+    data: LazyData
     nodes: cursor.Nodes
     comp: list[cursor.CompensationEntry]
     failure: cursor.Failure | None
@@ -60,18 +62,22 @@ class Walk(Protocol):
     def request(self, control: Control) -> None:
         """Ask the run to cancel, pause or stop (see ``RunDriver.request``)."""
 
-    def set_data(self, key: str, value: Any) -> None:
+    def set_data(self, key: str, value: Any, where: str | None = None) -> None:
         """Store a value in the run's data (a wait's result)."""
 
-    def copy(self) -> tuple[dict[str, Any], str, int]:
+    def set_slot(self, key: str, index: int, value: Any) -> None:
+        """Store a parallel map's result at ``data[key][index]`` (see ``RunData.set_slot``)."""
+
+    def copy(self) -> tuple[LazyData, Base, int]:
         """A private copy of the data for a step about to run (see ``RunDriver.copy``)."""
 
     def release(self, mark: int) -> None:
         """A step's private copy (taken at ``mark``) is done with."""
 
-    def merge(
-        self, step: str, private: dict[str, Any], private_json: str, base_json: str, since: int
-    ) -> None:
+    def seal(self, private: Any, base: Base, where: str) -> Sealed:
+        """What a step changed of its private copy (see ``RunData.seal``)."""
+
+    def merge(self, step: str, sealed: Sealed, base: Base, since: int) -> None:
         """Take a step's private copy back into the run's data (see ``RunDriver.merge``)."""
 
     def view(self) -> State:

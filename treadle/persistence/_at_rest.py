@@ -22,13 +22,20 @@ from .._codec import Codec
 from .._errors import CodecError, DataError
 from .._text import require_storable
 from ._sql import Row, Tx
+from ._values import ASIDE, filled
 
 T = TypeVar("T")
 
 MARKER = "~codec:"
 """What the stored form of an encoded value starts with."""
 
-_TEXT = {"data": "data", "cursor": "position", "payload": "inbox payload", "result": "result"}
+_TEXT = {
+    "data": "data",
+    "cursor": "position",
+    "payload": "inbox payload",
+    "result": "result",
+    "content": "large value",
+}
 _JSON = {"detail": "history"}
 _COLUMNS = (*_TEXT, *_JSON)
 _QUOTED = json.dumps(MARKER)[:-1]  # how a JSON string holding an encoded value starts
@@ -70,7 +77,7 @@ class AtRest:
             )
         try:
             text = self.codec.decode(stored[len(MARKER) :])
-            json.loads(text)
+            json.loads(text[len(ASIDE) :] if text.startswith(ASIDE) else text)
         except Exception as exc:
             raise CodecError(
                 f"{about} cannot be decoded by codec {self.codec!r} (is it the codec it was "
@@ -125,11 +132,20 @@ class AtRestTx:
     def one(self, statement: str, /, **params: Any) -> Row | None:
         """As :meth:`Tx.one`, parameters encoded and the row decoded."""
         row = self._tx.one(statement, **self._rest.params(params))
-        return None if row is None else self._rest.row(row)
+        return None if row is None else self._whole(row)
 
     def all(self, statement: str, /, **params: Any) -> Sequence[Row]:
         """As :meth:`Tx.all`, parameters encoded and the rows decoded."""
-        return [self._rest.row(r) for r in self._tx.all(statement, **self._rest.params(params))]
+        return [self._whole(r) for r in self._tx.all(statement, **self._rest.params(params))]
+
+    def _whole(self, row: Row) -> Row:
+        """A row decoded, with the run's data whole (see :mod:`._values`)."""
+        row = self._rest.row(row)
+        if "data" in row.keys():  # noqa: SIM118  (sqlite3.Row: `in` looks at the values)
+            data = row["data"]
+            if isinstance(data, str) and data.startswith(ASIDE):
+                return filled(self._tx, row, self._rest.row)
+        return row
 
     def many(self, statement: str, rows: Sequence[dict[str, Any]], /) -> None:
         """As :meth:`Tx.many`, parameters encoded."""

@@ -231,6 +231,8 @@ class Persistence(Protocol):
     async def save_checkpoint(self, checkpoint: Checkpoint) -> CheckpointAck:
         """Write one durable step of progress, atomically and fenced by ``checkpoint.token``:
         data, cursor, status, error, wait, the consumed inbox messages and the new events.
+        ``checkpoint.values`` changes the large values stored beside the run (see
+        :mod:`._values`) in the same transaction; every read returns the data whole.
 
         Raises :class:`LeaseLost` (and writes nothing) when the token no longer holds the run.
         In order, within the one transaction:

@@ -41,7 +41,12 @@ def _delete_whole(tx: Tx, run_ids: Sequence[str]) -> list[str]:
     found = {r["id"] for r in tx.all("delete_finished_runs", ids=list(run_ids))}
     deleted = [r for r in run_ids if r in found]  # in the order asked (RETURNING has none)
     if deleted:
-        for statement in ("delete_events_of", "delete_inbox_of", "delete_labels_of"):
+        for statement in (
+            "delete_events_of",
+            "delete_inbox_of",
+            "delete_labels_of",
+            "delete_values_of",
+        ):
             tx.execute(statement, ids=deleted)
         tx.execute("unlink_children", ids=deleted)
     return deleted

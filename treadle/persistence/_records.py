@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._state import Event, Status
+from ._values import ValueWrite
 
 
 def to_datetime(value: Any) -> datetime | None:
@@ -171,6 +172,10 @@ class Checkpoint:
     #: Set on the checkpoint that ends a run of a limited workflow: its slot (or its place in
     #: the queue) is released, and given to the next queued run of its key.
     release_slot: bool = False
+    #: The changes to the large values stored beside the run (see :mod:`._values`); with
+    #: ``values_reset`` every such row is dropped first.
+    values: list[ValueWrite] | None = None
+    values_reset: bool = False
 
 
 @dataclass(frozen=True)

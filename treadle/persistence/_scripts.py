@@ -21,6 +21,7 @@ from typing import Any
 from .._errors import InvalidTransition, LeaseLost, RunNotFound
 from .._state import FINISHED, Event, EventKind, Status
 from .._text import storable, storable_json
+from . import _values as values
 from ._labels import insert_labels, replace_labels
 from ._records import (
     Checkpoint,
@@ -200,6 +201,8 @@ def save_checkpoint(tx: Tx, cp: Checkpoint) -> CheckpointAck:
         row = _save_state(tx, cp, status, release, finished)
     if row is None:
         raise LeaseLost(cp.run_id)
+    if cp.values or cp.values_reset:
+        values.write(tx, cp.run_id, cp.values or [], cp.values_reset)
     if cp.definition_id is not None:
         tx.execute(
             "set_definition",

@@ -14,7 +14,7 @@ from ._base import Persistence
 from ._sqlite import MemoryPersistence, SQLitePersistence
 
 #: The tables retention deletes from, vacuumed on PostgreSQL.
-_TABLES = ("runs", "events", "inbox", "run_labels")
+_TABLES = ("runs", "events", "inbox", "run_labels", "run_values")
 
 
 async def vacuum(persistence: Persistence) -> str:

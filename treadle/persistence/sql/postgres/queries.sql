@@ -247,3 +247,16 @@ SELECT (SELECT MIN(updated_at) FROM runs
 
 -- name: set_run_trace
 UPDATE runs SET trace = %(trace)s WHERE id = %(id)s;
+
+-- name: run_values
+SELECT key, part, content FROM run_values WHERE run_id = %(run_id)s ORDER BY key, part;
+
+-- name: put_run_value
+INSERT INTO run_values (run_id, key, part, content)
+VALUES (%(run_id)s, %(key)s, %(part)s, %(content)s)
+ON CONFLICT (run_id, key, part) DO UPDATE SET content = excluded.content;
+
+-- name: delete_run_values
+-- The rows of one key from a part on, or (key NULL) every row of the run.
+DELETE FROM run_values
+WHERE run_id = %(run_id)s AND (%(key)s::text IS NULL OR (key = %(key)s AND part >= %(part)s));

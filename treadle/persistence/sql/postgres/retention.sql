@@ -47,6 +47,9 @@ DELETE FROM inbox WHERE run_id = ANY(%(ids)s::text[]);
 -- name: delete_labels_of
 DELETE FROM run_labels WHERE run_id = ANY(%(ids)s::text[]);
 
+-- name: delete_values_of
+DELETE FROM run_values WHERE run_id = ANY(%(ids)s::text[]);
+
 -- name: unlink_children
 -- The runs that outlive their deleted parent keep no link to it. A child row another
 -- transaction holds (another pruner deleting it) is skipped, not waited for: no deadlock.

@@ -234,3 +234,15 @@ SELECT (SELECT MIN(updated_at) FROM runs INDEXED BY runs_status
 
 -- name: set_run_trace
 UPDATE runs SET trace = :trace WHERE id = :id;
+
+-- name: run_values
+SELECT key, part, content FROM run_values WHERE run_id = :run_id ORDER BY key, part;
+
+-- name: put_run_value
+INSERT INTO run_values (run_id, key, part, content) VALUES (:run_id, :key, :part, :content)
+ON CONFLICT (run_id, key, part) DO UPDATE SET content = excluded.content;
+
+-- name: delete_run_values
+-- The rows of one key from a part on, or (key NULL) every row of the run.
+DELETE FROM run_values
+WHERE run_id = :run_id AND (:key IS NULL OR (key = :key AND part >= :part));

@@ -46,6 +46,9 @@ DELETE FROM inbox WHERE run_id IN (SELECT value FROM json_each(:ids));
 -- name: delete_labels_of
 DELETE FROM run_labels WHERE run_id IN (SELECT value FROM json_each(:ids));
 
+-- name: delete_values_of
+DELETE FROM run_values WHERE run_id IN (SELECT value FROM json_each(:ids));
+
 -- name: unlink_children
 -- The runs that outlive their deleted parent keep no link to it.
 UPDATE runs SET parent_id = NULL WHERE parent_id IN (SELECT value FROM json_each(:ids));

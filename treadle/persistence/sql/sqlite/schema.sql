@@ -121,6 +121,15 @@ CREATE TABLE IF NOT EXISTS limit_holders (
     since  REAL NOT NULL                   -- when it took its slot or joined the queue
 );
 CREATE INDEX IF NOT EXISTS limit_holders_key ON limit_holders (key, held);
+-- Large values of a run's data, stored beside it and written only when changed (part 0: a
+-- whole value; 1, 2, ...: the chunks of a long list); deleted with the run.
+CREATE TABLE IF NOT EXISTS run_values (
+    run_id  TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    part    INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    PRIMARY KEY (run_id, key, part)
+);
 
 -- name: schema_lock
 -- Taken by 'treadle db upgrade' before it reads the version. In SQLite the transaction's
