@@ -39,6 +39,11 @@ reported as "missing" and its figures left empty:
         # `stored` completed runs that ended 60 days ago; n sequential three-step runs
         # without a pruner and with Engine(retention="30d") deleting that backlog meanwhile
         # keys: no_pruner / pruner, each as sequential's, + deleted_per_s (treadle only)
+    async def pruning_concurrent(stored: int, n: int, db_path: str) -> dict  # the same, concurrent
+    async def limited(n: int, db_path: str) -> dict       # a .concurrency(10) workflow, n at once
+    async def rate_limited(n: int, db_path: str) -> dict  # a step with RateLimit(50 per 1s)
+    async def processes(k: int, db_path: str) -> dict     # k runs drained by 1 and 2 processes
+        # (in features_side.py and sqlite_worker.py; PART_MODULES says which module)
 
 db_path is a fresh SQLite file path (nothing exists there yet); the side must open
 it with journal_mode=WAL and synchronous=FULL and may add a "pragmas" key saying so.
