@@ -75,7 +75,7 @@ async def work(dsn: str, total: int, seconds: float, threads: int) -> Result:
 def drain(dsn: str, runs: int, seconds: float, threads: int, workers: int) -> Result:
     """Queue the backlog, start ``workers`` processes together, time until all completed."""
     from pg_worker import count_completed
-    from postgres import Worker
+    from workers import Worker
 
     asyncio.run(store(dsn, runs, seconds))
     me = str(Path(__file__).resolve())

@@ -42,6 +42,10 @@ FULL_COUNTS: dict[str, int] = {
     "fanout": 1_000,
     "foreach_sample": 300,
     "backlog": 96,
+    "limited": 1_000,
+    "rate_limited": 500,
+    "processes": 20_000,
+    "processes_dbos": 3_000,
 }
 QUICK_COUNTS: dict[str, int] = {
     "sequential": 200,
@@ -58,6 +62,10 @@ QUICK_COUNTS: dict[str, int] = {
     "fanout": 1_000,
     "foreach_sample": 100,
     "backlog": 96,
+    "limited": 200,
+    "rate_limited": 150,
+    "processes": 5_000,
+    "processes_dbos": 1_000,
 }
 
 
@@ -73,6 +81,17 @@ def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100.0 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most calls in any window of one second."""
+    ordered = sorted(times)
+    most, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= 1.0:
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
 
 
 def rss_kib() -> int:

@@ -31,16 +31,13 @@ import datetime as dt
 import json
 import os
 import platform
-import queue
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -51,9 +48,7 @@ from benchlib import (  # noqa: E402
     emit,
     ensure_dbos_venv,
     fmt,
-    forward_stderr,
     git_commit,
-    last_json,
     load_average,
     log,
     number,
@@ -68,6 +63,7 @@ from benchlib import (  # noqa: E402
 
 sys.path.append(str(BENCH_DIR.parent / "tests"))
 from pgserver import PgServer, _bindir  # noqa: E402
+from workers import drain  # noqa: E402
 
 DEFAULT_OUT = BENCH_DIR / "results" / "postgres.json"
 FULL = {"sequential": 1_000, "concurrent": 10_000, "workers": 5_000}
@@ -147,70 +143,6 @@ def raw_commit(dsn: str, n: int = 500) -> Result:
 # --------------------------------------------------------------------------- subprocesses
 
 
-class Worker:
-    """A worker process speaking the ready/go protocol: prints ``ready``, waits for a line on
-    stdin, works, prints one JSON object."""
-
-    def __init__(self, cmd: list[str], label: str) -> None:
-        self.label = label
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=BENCH_DIR,
-        )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self._out: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=forward_stderr, args=(self.proc.stderr, label), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._out.append(line)
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"{self.label} not ready after {timeout:.0f}s") from None
-            if line is None:
-                raise RuntimeError(f"{self.label} exited before it was ready")
-            if line.strip() == "ready":
-                return
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def result(self, timeout: float) -> Result:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return {"error": f"{self.label} did not exit within {timeout:.0f}s"}
-        for t in self._threads:
-            t.join(timeout=10)
-        return last_json("".join(self._out))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def _count(dsn: str, sql: str) -> int:
     import psycopg
 
@@ -234,45 +166,8 @@ def workers_figure(
     enqueued = _run_part(enqueue_cmd, timeout, f"{label} store {k}")
     if enqueued.get("error"):
         return {"error": f"storing the runs: {enqueued['error']}", "store": enqueued}
-    log(f"{label}: starting {n_workers} worker process(es)")
-    workers = [Worker(worker_cmd(i), f"{label} worker {i}") for i in range(n_workers)]
-    try:
-        for w in workers:
-            w.wait_ready(120.0)
-        t0 = time.perf_counter()
-        for w in workers:
-            w.go()
-        deadline = time.monotonic() + timeout
-        done = 0
-        last_log = time.monotonic()
-        while time.monotonic() < deadline:
-            done = _count(dsn, done_sql)
-            if done >= k:
-                break
-            if time.monotonic() - last_log > 10:
-                log(f"{label}: {done}/{k} completed")
-                last_log = time.monotonic()
-            if all(w.proc.poll() is not None for w in workers):
-                break
-            time.sleep(0.05)
-        wall = time.perf_counter() - t0
-        per_worker = [w.result(120.0) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    out: Result = {
-        "workers": n_workers,
-        "k": k,
-        "completed": done,
-        "wall_s": wall,
-        "runs_per_s": done / wall if wall > 0 else None,
-        "store": enqueued,
-        "per_worker": per_worker,
-    }
-    if done < k:
-        errors = [p["error"] for p in per_worker if p.get("error")]
-        out["error"] = f"only {done}/{k} completed" + (f": {errors[0]}" if errors else "")
-    log(f"{label}: {done}/{k} in {wall:.1f}s")
+    out = drain(label, k, n_workers, worker_cmd, partial(_count, dsn, done_sql), timeout)
+    out["store"] = enqueued
     return out
 
 

@@ -39,6 +39,11 @@ reported as "missing" and its figures left empty:
         # `stored` completed runs that ended 60 days ago; n sequential three-step runs
         # without a pruner and with Engine(retention="30d") deleting that backlog meanwhile
         # keys: no_pruner / pruner, each as sequential's, + deleted_per_s (treadle only)
+    async def pruning_concurrent(stored: int, n: int, db_path: str) -> dict  # the same, concurrent
+    async def limited(n: int, db_path: str) -> dict       # a .concurrency(10) workflow, n at once
+    async def rate_limited(n: int, db_path: str) -> dict  # a step with RateLimit(50 per 1s)
+    async def processes(k: int, db_path: str) -> dict     # k runs drained by 1 and 2 processes
+        # (in features_side.py and sqlite_worker.py; PART_MODULES says which module)
 
 db_path is a fresh SQLite file path (nothing exists there yet); the side must open
 it with journal_mode=WAL and synchronous=FULL and may add a "pragmas" key saying so.
@@ -69,20 +74,20 @@ from benchlib import (  # noqa: E402
     QUICK_COUNTS,
     emit,
     ensure_dbos_venv,
-    fmt,
     git_commit,
     load_average,
     log,
-    number,
     part_errors,
-    ratio,
-    ratio_table,
     run_json,
-    table_row,
     treadle_changes,
 )
+from table import build_table, format_table  # noqa: E402
 
 DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
+# DBOS's queue for the processes figure: a per-process limit, so that a second process gets a
+# share (without one the first to poll claims every queued run), and a poll of 50 ms.
+DBOS_WORKER_CONCURRENCY = 100
+DBOS_POLL = 0.05
 
 Result = dict[str, Any]
 
@@ -99,8 +104,17 @@ def _run_json(cmd: list[str], timeout: float, label: str) -> Result:
 
 PART_KEYS = (
     "sequential", "concurrent", "step_cost", "waiting", "growth_small", "growth_large", "search",
-    "pruning", "fanout", "foreach_scale", "backlog",
+    "pruning", "pruning_concurrent", "limited", "rate_limited", "fanout", "foreach_scale",
+    "processes", "backlog",
 )  # fmt: skip
+# The module of bench/ holding a treadle part (default treadle_side), and the parts whose
+# coroutine takes (stored, n, db_path).
+PART_MODULES = {
+    "search": "search_side", "fanout": "loops_side", "foreach_scale": "loops_side",
+    "pruning": "features_side", "pruning_concurrent": "features_side",
+    "limited": "features_side", "rate_limited": "features_side", "processes": "sqlite_worker",
+}  # fmt: skip
+STORED_FIRST = ("growth", "search", "pruning", "pruning_concurrent")
 Part = Callable[[], Result]
 
 
@@ -113,6 +127,15 @@ def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -
         cmd = [str(py), script, name, "--dir", d, *extra]
         return lambda: _run_json(cmd, timeout, f"dbos {name}")
 
+    def features(name: str, n: int) -> Part:
+        d = os.path.join(workdir, "dbos")
+        cmd = [str(py), str(BENCH_DIR / "dbos_features.py"), name, "--dir", d, "--n", str(n)]
+        return lambda: _run_json(cmd, timeout, f"dbos {name}")
+
+    processes = [sys.executable, str(BENCH_DIR / "sqlite_worker.py"), "--dbos", str(py),
+                 "--dir", os.path.join(workdir, "dbos"), "--total", str(counts["processes_dbos"]),
+                 "--worker-concurrency", str(DBOS_WORKER_CONCURRENCY),
+                 "--poll", str(DBOS_POLL)]  # fmt: skip
     n_growth = str(counts["growth_measure"])
     return {
         "pragmas": part("pragmas"),
@@ -125,6 +148,9 @@ def dbos_parts(py: Path, counts: dict[str, int], workdir: str, timeout: float) -
         "growth_small": part("growth", "--n", n_growth, "--stored", str(counts["growth_small"])),
         "growth_large": part("growth", "--n", n_growth, "--stored", str(counts["growth_large"])),
         "fanout": part("fanout", "--n", str(counts["fanout"])),
+        "limited": features("limited", counts["limited"]),
+        "rate_limited": features("rate_limited", counts["rate_limited"]),
+        "processes": lambda: _run_json(processes, timeout, "dbos processes"),
     }
 
 
@@ -168,6 +194,15 @@ def treadle_parts(counts: dict[str, int], workdir: str, timeout: float) -> dict[
         "pruning": part(
             "pruning", "pruning", stored=counts["prune_backlog"], n=counts["sequential"]
         ),
+        "pruning_concurrent": part(
+            "pruning_concurrent",
+            "pruning_concurrent",
+            stored=counts["prune_backlog"],
+            n=counts["concurrent"],
+        ),
+        "limited": part("limited", "limited", n=counts["limited"]),
+        "rate_limited": part("rate_limited", "rate_limited", n=counts["rate_limited"]),
+        "processes": part("processes", "processes", n=counts["processes"]),
         "fanout": part("fanout", "fanout", n=counts["fanout"]),
         "foreach_scale": part("foreach_scale", "foreach_scale", n=counts["foreach_sample"]),
         "backlog": backlog_part(counts, timeout),
@@ -201,7 +236,7 @@ def treadle_child(args: argparse.Namespace) -> None:
     """Child-process mode: run one treadle part and print its JSON."""
     try:
         try:
-            side = "search_side" if args.treadle_part == "search" else "treadle_side"
+            side = PART_MODULES.get(args.treadle_part, "treadle_side")
             mod = importlib.import_module(side)
         except ImportError as e:
             emit({"missing": f"cannot import bench/treadle_side.py: {e}"})
@@ -218,7 +253,7 @@ def treadle_child(args: argparse.Namespace) -> None:
         n, sample, stored = args.part_n, args.part_sample, args.part_stored
         if args.treadle_part == "waiting":
             result = asyncio.run(fn(n, sample, db))
-        elif args.treadle_part in ("growth", "search", "pruning"):
+        elif args.treadle_part in STORED_FIRST:
             result = asyncio.run(fn(stored, n, db))
         else:
             result = asyncio.run(fn(n, db))
@@ -234,175 +269,6 @@ def treadle_child(args: argparse.Namespace) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # parked runs / background threads must not keep the child alive
-
-
-# --------------------------------------------------------------------------- table
-
-
-def build_table(raw: Result, dbos: Result, treadle: Result) -> list[Result]:
-    """Rows of figure | unit | treadle | DBOS | treadle/DBOS (pair by pair)."""
-    full_us = number(raw, "one_row_full", "mean_us")
-    rows: list[Result] = []
-
-    def row(figure: str, unit: str, better: str, t: float | None, d: float | None) -> None:
-        rows.append(table_row(figure, unit, better, t, d))
-
-    row(
-        "sequential: workflows/s",
-        "wf/s",
-        "higher",
-        number(treadle, "sequential", "workflows_per_s"),
-        number(dbos, "sequential", "workflows_per_s"),
-    )
-    row(
-        "sequential: p50 latency",
-        "ms",
-        "lower",
-        number(treadle, "sequential", "p50_ms"),
-        number(dbos, "sequential", "p50_ms"),
-    )
-    row(
-        "sequential: p99 latency",
-        "ms",
-        "lower",
-        number(treadle, "sequential", "p99_ms"),
-        number(dbos, "sequential", "p99_ms"),
-    )
-    row(
-        "concurrent: wall time",
-        "s",
-        "lower",
-        number(treadle, "concurrent", "wall_s"),
-        number(dbos, "concurrent", "wall_s"),
-    )
-    row(
-        "concurrent: workflows/s",
-        "wf/s",
-        "higher",
-        number(treadle, "concurrent", "workflows_per_s"),
-        number(dbos, "concurrent", "workflows_per_s"),
-    )
-    t_step = number(treadle, "step_cost", "per_step_us")
-    d_step = number(dbos, "step_cost", "per_step_us")
-    row("cost per step (marginal)", "µs", "lower", t_step, d_step)
-    row(
-        "cost per step / raw FULL commit",
-        "x",
-        "lower",
-        ratio(t_step, full_us),
-        ratio(d_step, full_us),
-    )
-    row(
-        "waiting: RSS with N parked",
-        "MB",
-        "lower",
-        number(treadle, "waiting", "rss_mb"),
-        number(dbos, "waiting", "rss_mb"),
-    )
-    row(
-        "waiting: RSS per parked run",
-        "bytes",
-        "lower",
-        number(treadle, "waiting", "rss_per_parked_run_bytes"),
-        number(dbos, "waiting", "rss_per_parked_run_bytes"),
-    )
-    row(
-        "waiting: signal -> next step p50",
-        "ms",
-        "lower",
-        number(treadle, "waiting", "signal_to_step_p50_ms"),
-        number(dbos, "waiting", "signal_to_step_p50_ms"),
-    )
-    row(
-        "waiting: signal -> next step p99",
-        "ms",
-        "lower",
-        number(treadle, "waiting", "signal_to_step_p99_ms"),
-        number(dbos, "waiting", "signal_to_step_p99_ms"),
-    )
-    t_small = number(treadle, "growth_small", "per_step_us")
-    d_small = number(dbos, "growth_small", "per_step_us")
-    t_large = number(treadle, "growth_large", "per_step_us")
-    d_large = number(dbos, "growth_large", "per_step_us")
-    row("growth: per step, small store", "µs", "lower", t_small, d_small)
-    row("growth: per step, large store", "µs", "lower", t_large, d_large)
-    row("growth: large / small", "x", "lower", ratio(t_large, t_small), ratio(d_large, d_small))
-    # DBOS: n/a (its list_workflows has no label filter to compare with).
-    for key, what in (
-        ("by_label", "by label"),
-        ("by_workflow_status", "by workflow+status"),
-        ("by_workflow_status_page_21", "by workflow+status, page 21"),
-    ):
-        row(f"search: page of 100 {what} (p50)", "ms", "lower",
-            number(treadle, "search", key, "p50_ms"), None)  # fmt: skip
-    # Retention: the commit path while the pruner deletes a backlog (DBOS: not measured).
-    for label, key in (("no pruner", "no_pruner"), ("pruner deleting", "pruner")):
-        t_fig = treadle.get("pruning", {}).get(key, {})
-        row(f"backlog, {label}: sequential wf/s", "wf/s", "higher",
-            t_fig.get("workflows_per_s"), None)  # fmt: skip
-        row(f"backlog, {label}: sequential p99", "ms", "lower", t_fig.get("p99_ms"), None)
-    pruned = treadle.get("pruning", {}).get("pruner", {})
-    row("backlog: runs deleted/s meanwhile", "runs/s", "higher", pruned.get("deleted_per_s"), None)
-    row(
-        "fan-out: map of N no-ops, max 50",
-        "s",
-        "lower",
-        number(treadle, "fanout", "wall_s"),
-        number(dbos, "fanout", "wall_s"),
-    )
-    row(
-        "fan-out: iterations/s",
-        "it/s",
-        "higher",
-        number(treadle, "fanout", "iterations_per_s"),
-        number(dbos, "fanout", "iterations_per_s"),
-    )
-    for kind in ("sequential", "parallel"):
-        for size in (10, 10_000, 100_000):
-            row(
-                f"for_each {kind}: per iteration, {size:,} elements",
-                "µs",
-                "lower",
-                number(treadle, "foreach_scale", f"{kind}_{size}", "per_iteration_us"),
-                None,
-            )
-    one = number(treadle, "backlog", "workers_1", "wall_s")
-    three = number(treadle, "backlog", "workers_3", "wall_s")
-    row("backlog drain (PostgreSQL), 1 worker", "s", "lower", one, None)
-    row("backlog drain (PostgreSQL), 3 workers", "s", "lower", three, None)
-    row("backlog drain: 1 worker / 3 workers", "x", "higher", ratio(one, three), None)
-    return rows
-
-
-def format_table(rows: list[Result], raw: Result, counts: dict[str, int]) -> str:
-    out = [ratio_table(rows)]
-    out.append("")
-    out.append("raw SQLite commit, same run (WAL):")
-    out.append(
-        f"  one small row, synchronous=FULL  : {fmt(number(raw, 'one_row_full', 'mean_us'))}"
-        f" µs mean, {fmt(number(raw, 'one_row_full', 'p50_us'))} µs p50"
-    )
-    out.append(
-        f"  one small row, synchronous=NORMAL: "
-        f"{fmt(number(raw, 'one_row_normal', 'mean_us'))} µs mean, "
-        f"{fmt(number(raw, 'one_row_normal', 'p50_us'))} µs p50"
-    )
-    out.append(
-        f"  100-row batches, synchronous=FULL: "
-        f"{fmt(number(raw, 'batch100_full', 'rows_per_s'))} rows/s"
-    )
-    out.append("")
-    out.append(
-        "fan-out, DBOS side: a workflow enqueuing N no-op steps on a queue with "
-        "worker_concurrency=50 (DBOS's closest equivalent of a parallel map; no DBOS figure "
-        "for the for_each rows)"
-    )
-    out.append(
-        "backlog: `backlog` queued runs of three plain steps of time.sleep(0.5), drained by "
-        "worker processes of step_threads=32 each (ideal: runs x 1.5 s / 32 per worker)"
-    )
-    out.append("counts: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- main

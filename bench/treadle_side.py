@@ -269,16 +269,20 @@ async def waiting(n: int, sample: int, db_path: str) -> Result:
         pragmas = _pragmas(db_path, engine)
         rss_before = rss_kib()
         t0 = time.perf_counter()
-        ids: list[str] = []
+        # Only the ids of the sample are kept (spread evenly over the n): a million run ids
+        # held by the benchmark would be ~90 MB of the process's RSS that is not the engine's.
+        k = min(sample, n)
+        stride = max(1, n // k)
+        chosen: list[str] = []
         chunk = 500
         for base in range(0, n, chunk):
-            ids.extend(
-                await asyncio.gather(
-                    *(engine.start("parked", {"x": i}) for i in range(base, min(n, base + chunk)))
-                )
+            started = await asyncio.gather(
+                *(engine.start("parked", {"x": i}) for i in range(base, min(n, base + chunk)))
             )
+            chosen.extend(r for i, r in enumerate(started, base) if i % stride == 0)
             if (base // chunk) % 20 == 0:
-                log(f"treadle waiting: started {len(ids)}/{n}")
+                log(f"treadle waiting: started {base + len(started)}/{n}")
+        del chosen[k:]
         deadline = time.monotonic() + max(600.0, n / 50)
         parked_now = 0
         while time.monotonic() < deadline:
@@ -291,9 +295,6 @@ async def waiting(n: int, sample: int, db_path: str) -> Result:
         await asyncio.sleep(1.0)
         rss_parked = rss_kib()
 
-        k = min(sample, n)
-        stride = max(1, n // k)
-        chosen = ids[::stride][:k]
         lat, delivered = await _signal_burst(engine, chosen)
 
         # Extra: the same with plain (threaded) step functions, on `sample` fresh runs
@@ -404,186 +405,4 @@ async def growth(stored: int, n: int, db_path: str) -> Result:
     out.update(populated)
     out["db_size_mb"] = (await asyncio.to_thread(os.path.getsize, db_path)) / 1e6
     out["engine_options"] = "defaults"
-    return out
-
-
-async def _count_runs(db_path: str) -> int:
-    def count() -> int:
-        conn = sqlite3.connect(db_path)
-        try:
-            return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(count)
-
-
-async def pruning(stored: int, n: int, db_path: str) -> Result:
-    """The commit path while the pruner deletes a backlog: `stored` completed three-step runs
-    that ended 60 days ago, then n three-step runs one after another, on a copy of the database
-    with no retention (the pruner has nothing to do) and on one with ``retention="30d"`` (the
-    pruner deletes the whole backlog, starting as the engine opens)."""
-    template = "bench-template"
-    engine = _engine(db_path)
-    engine.register(three_sync())
-    async with engine:
-        await engine.start("three", {"x": 0}, run_id=template)
-        assert (await engine.wait(template)).status is treadle.Status.COMPLETED
-    populated = _prepopulate(db_path, template, stored)
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    sixty_days = 60 * 86400
-    conn.execute(
-        "UPDATE runs SET created_at = created_at - ?, updated_at = updated_at - ?",
-        (sixty_days, sixty_days),
-    )
-    base_path = db_path.replace(".sqlite", "_base.sqlite")
-    copy = sqlite3.connect(base_path)
-    conn.backup(copy)  # the same backlog, for the run without a pruner
-    copy.close()
-    conn.close()
-
-    out: Result = {}
-    for label, path, retention in (("no_pruner", base_path, None), ("pruner", db_path, "30d")):
-        engine = _engine(path, retention=retention)
-        engine.register(three_sync())
-        before = await _count_runs(path)
-        async with engine:
-            t0 = time.perf_counter()
-            figure = await _seq_figure(engine, "three", n)
-            window = time.perf_counter() - t0
-            after = await _count_runs(path)
-            started = n + min(WARMUP, n)
-            figure["deleted_while_measured"] = before + started - after
-            figure["deleted_per_s"] = figure["deleted_while_measured"] / window
-            if retention is not None:
-                t1 = time.perf_counter()
-                await engine.prune("30d")  # the rest of the backlog, beside the pruner
-                figure["backlog_deleted_s"] = window + time.perf_counter() - t1
-                figure["left_after"] = await _count_runs(path)
-        figure["db_size_mb_after"] = (await asyncio.to_thread(os.path.getsize, path)) / 1e6
-        log(f"treadle pruning {label}: {figure['workflows_per_s']:.0f} wf/s")
-        out[label] = figure
-    out.update(populated)
-    out["stored_workflows"] = stored
-    out["how"] = (
-        f"{stored} completed three-step runs that ended 60 days ago; then sequential three-step "
-        "runs on a copy without retention (no_pruner) and with Engine(retention='30d') (pruner: "
-        "it deletes the backlog in batches of 500 while the runs are measured)"
-    )
-    out["engine_options"] = "defaults (+ retention='30d' for pruner)"
-
-
-# --------------------------------------------------------------------------- fan-out, for_each
-
-ITERATIONS = 0  # iterations that started their body (the for_each figures count them)
-
-
-async def counted(ctx: treadle.Context, state: treadle.State) -> None:
-    """A map or loop body that does nothing but count itself."""
-    global ITERATIONS
-    ITERATIONS += 1
-
-
-def map_workflow(name: str, max_at_once: int) -> treadle.Workflow:
-    """A parallel map over ``data["items"]`` whose body does nothing."""
-    return (
-        treadle.new(name)
-        .loop("each")
-        .for_each("items")
-        .parallel(max=max_at_once)
-        .do(treadle.step("noop", counted))
-        .end()
-        .build()
-    )
-
-
-def loop_workflow(name: str) -> treadle.Workflow:
-    """A sequential for_each over ``data["items"]`` whose body does nothing."""
-    return (
-        treadle.new(name)
-        .loop("each")
-        .for_each("items")
-        .do(treadle.step("n", counted))
-        .end()
-        .build()
-    )
-
-
-async def fanout(n: int, db_path: str) -> Result:
-    """One run: a parallel map of n no-op iterations, at most 50 at a time, start to end."""
-    engine = _engine(db_path)
-    engine.register(map_workflow("fanout", 50))
-    async with engine:
-        warm = await engine.start("fanout", {"items": list(range(50))})
-        await engine.wait(warm, timeout=600)
-        t0 = time.perf_counter()
-        run_id = await engine.start("fanout", {"items": list(range(n))})
-        final = await engine.wait(run_id, timeout=3600)
-        wall = time.perf_counter() - t0
-        out = _pragmas(db_path, engine)
-    assert final.status is treadle.Status.COMPLETED, final.error
-    return {
-        "n": n,
-        "max": 50,
-        "wall_s": wall,
-        "iterations_per_s": n / wall,
-        "per_iteration_us": wall / n * 1e6,
-        "engine_options": "defaults",
-        "how": "one run: loop('each').for_each('items').parallel(max=50) over n elements, "
-        "body an async no-op step; start() to wait() returning",
-        **out,
-    }
-
-
-async def _per_iteration(engine: treadle.Engine, name: str, size: int, sample: int) -> Result:
-    """The cost of one iteration of a for_each over ``size`` elements: whole runs for small
-    lists, else a window of ``sample`` iterations in the middle of one run."""
-    global ITERATIONS
-    items = [f"element-{i:06d}" for i in range(size)]
-    if size < 2 * sample:
-        runs = max(1, sample // size)
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            await engine.wait(await engine.start(name, {"items": items}), timeout=600)
-        wall = time.perf_counter() - t0
-        return {
-            "elements": size,
-            "iterations": runs * size,
-            "per_iteration_us": wall / (runs * size) * 1e6,
-            "how": f"{runs} whole runs",
-        }
-    ITERATIONS = 0
-    run_id = await engine.start(name, {"items": items})
-    warm = min(50, size // 10)
-    while warm > ITERATIONS:  # noqa: ASYNC110  (polling a counter the steps bump)
-        await asyncio.sleep(0.001)
-    t0, c0 = time.perf_counter(), ITERATIONS
-    while c0 + sample > ITERATIONS:  # noqa: ASYNC110
-        await asyncio.sleep(0.001)
-    wall = time.perf_counter() - t0
-    await engine.cancel(run_id)
-    return {
-        "elements": size,
-        "iterations": sample,
-        "per_iteration_us": wall / sample * 1e6,
-        "how": f"iterations {c0} to {c0 + sample} of one run",
-    }
-
-
-async def foreach_scale(n: int, db_path: str) -> Result:
-    """Cost per iteration at 10, 10,000 and 100,000 elements, sequential for_each and
-    parallel map (max=50), each size on a fresh database; ``n`` iterations measured."""
-    out: Result = {"sample": n, "engine_options": "defaults"}
-    for size in (10, 10_000, 100_000):
-        for kind, workflow in (
-            ("sequential", loop_workflow("seq")),
-            ("parallel", map_workflow("par", 50)),
-        ):
-            path = f"{db_path}-{kind}-{size}"
-            engine = _engine(path)
-            engine.register(workflow)
-            async with engine:
-                figure = await _per_iteration(engine, workflow.name, size, n)
-            log(f"treadle for_each {kind} {size}: {figure['per_iteration_us']:.0f} µs/iteration")
-            out[f"{kind}_{size}"] = figure
     return out
