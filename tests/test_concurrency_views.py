@@ -57,6 +57,9 @@ async def test_the_api_and_the_dashboard_list_each_key_with_holders_and_queue() 
             assert "sync[t-7]" in fragment.text and 'href="/runs/b"' in fragment.text
             shell = await client.get("/limits")
             assert shell.status_code == 200 and 'href="/limits"' in shell.text
+            # The queued run's page says in words what it waits for.
+            page = (await client.get("/ui/runs/b", headers=as_("viewer"))).text
+            assert "a slot of the concurrency limit <b>sync[t-7]</b>" in page
 
 
 async def test_prometheus_gauges_show_limit_use_and_queue_per_key() -> None:
