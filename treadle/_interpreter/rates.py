@@ -1,7 +1,8 @@
 """Rate-limited steps: before each attempt, a call is reserved of the step's limiter.
 
 A reservation that may go now (or within :data:`IN_PROCESS` seconds) is waited for here; a
-later one parks the run (WAITING on ``rate:<name>``, woken at the reserved time) with the
+later one parks the run (WAITING on ``rate:<name>``, woken :data:`WAKE_EARLY` before the
+reserved time, which it then waits for here: a claim's latency does not make it late) with the
 reserved time in the step's cursor entry (``q``), so that the woken run calls on that
 reservation instead of reserving again. The entry is written without ``q`` before the call: a
 crash during the call reserves anew when the step runs again, as a new call should.
@@ -28,6 +29,10 @@ from .walk import Walk
 
 IN_PROCESS = 1.0
 """Seconds: a reservation due sooner than this is waited for in memory, not parked."""
+
+WAKE_EARLY = 0.5
+"""Seconds before its reserved time that a parked run is woken (less than :data:`IN_PROCESS`,
+so that it then waits the rest in memory and calls on time)."""
 
 
 def late_by(limit: RateLimit) -> float:
@@ -65,5 +70,6 @@ async def take(driver: Walk, node: ActionStep, path: str) -> None:
     parked["q"] = at.timestamp()
     driver.nodes[path] = parked
     driver.touch()
-    wake_at = driver.host.clock.now() + timedelta(seconds=delay)
+    early = 0.0 if isinstance(driver.host.clock, FakeClock) else WAKE_EARLY
+    wake_at = driver.host.clock.now() + timedelta(seconds=delay - early)
     raise Suspend([wait_key(WaitKind.RATE, limit.name)], wake_at)
