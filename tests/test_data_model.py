@@ -110,11 +110,25 @@ def test_only_what_changed_is_written_beside_the_run() -> None:
     assert json.loads(assemble(marked, rows)) == DATA
     assert stored_form(texts, texts)[1] == [], "unchanged: nothing to write"
     data = Data(DATA)
-    data.stored()
+    data.stored(data.texts)
     data.set_slot("big", CHUNK + 1, "x")
     assert [w[:2] for w in data.stored_data()[1]] == [("big", 2)], "one chunk of the list"
     data.set_data("big", [1, 2])
     assert data.stored_data()[1] == [("big", 0, None)], "small again: its rows go"
+
+
+def test_a_change_made_while_a_checkpoint_commits_is_written_by_the_next_one() -> None:
+    # A parallel map's iteration stores its result while the checkpoint of another one is
+    # being committed: that checkpoint took the data before the change, so the change must
+    # still count as unwritten once it is durable (or it would never be written at all).
+    data = Data(DATA)
+    data.stored(data.texts)
+    data.set_slot("big", 1, "first")
+    taken, (_, written, _) = data.texts, data.stored_data()
+    assert [w[:2] for w in written] == [("big", 1)]
+    data.set_slot("big", CHUNK + 2, "meanwhile")  # during the commit
+    data.stored(taken)  # the commit is done
+    assert [w[:2] for w in data.stored_data()[1]] == [("big", 2)], "the later change is due"
 
 
 def test_a_value_without_json_form_is_a_data_error_naming_it() -> None:

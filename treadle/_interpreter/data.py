@@ -82,9 +82,12 @@ class RunData:
         data, values = stored_form(self.texts, self.stored_texts if known else None)
         return data, values, not known
 
-    def stored(self) -> None:
-        """The data as it is now was checkpointed."""
-        self.stored_texts, self.aside_known = self.texts, True
+    def stored(self, texts: Texts) -> None:
+        """The data as it was when a checkpoint took it (``texts``, captured with
+        :meth:`stored_data`) is durable. Not the data as it is now: a parallel branch may have
+        changed it while the checkpoint was being committed, and that change is still to be
+        written."""
+        self.stored_texts, self.aside_known = texts, True
 
     def revert(self) -> None:
         """Go back to the data as the last checkpoint stored it."""

@@ -145,6 +145,7 @@ class RunDriver(RunData):
         consumed, self.consumed = self.consumed, []
         self.dirty = self.replayable = False
         data, values, reset = self.stored_data()
+        taken = self.texts  # (replaced, never changed in place: what this checkpoint writes)
         checkpoint = Checkpoint(
             run_id=self.run_id,
             token=self.token,
@@ -175,7 +176,7 @@ class RunDriver(RunData):
         if self.moved:
             self.definition_id, self.version = self.workflow.id, self.workflow.version
         self.moved = False
-        self.stored()
+        self.stored(taken)
         self.error = error
         if ack.control:
             self.request(Control(ack.control))
